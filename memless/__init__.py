@@ -1,0 +1,30 @@
+"""memless: how memory in optimization algorithms implicitly modifies the loss.
+
+An optimizer with memory, theta^(n+1) = theta^(n) - h F^(n)(theta^(n), ..., theta^(0)),
+is tracked to O(h^2) by the memoryless iteration
+theta <- theta - h [F^(n)(theta) + M^(n)(theta)] (Cattaneo & Shigida 2025, Eq. 4 and 12).
+memless computes the correction M for any optimizer and tells what it does to the loss.
+
+>>> import memless, numpy as np
+>>> opt = memless.get_optimizer("adamw")
+>>> M = memless.correction(opt, lambda t: (t ** 4).sum(), np.ones(2), lr=1e-3)
+"""
+__version__ = "0.1.0"
+
+from .core import (Channel, Hyperparameter, MemoryOptimizer, MomentumOptimizer, choice, decay,
+                   ema, ema_bias_correction, flag, nonnegative, positive)
+from .engine import CorrectionInfo, correction, correction_terms
+from .errors import (DivergenceError, HyperparameterError, LossError, MemlessError,
+                     MemoryTruncationWarning, PluginError, UnknownOptimizerError)
+from .registry import PluginWarning, available, get_optimizer
+from .trajectory import OrderStudy, order_study, trajectory
+
+__all__ = [
+    "MemoryOptimizer", "MomentumOptimizer", "Channel", "Hyperparameter",
+    "decay", "positive", "nonnegative", "flag", "choice", "ema", "ema_bias_correction",
+    "correction", "correction_terms", "CorrectionInfo",
+    "trajectory", "order_study", "OrderStudy",
+    "get_optimizer", "available",
+    "MemlessError", "HyperparameterError", "UnknownOptimizerError", "LossError",
+    "DivergenceError", "PluginError", "MemoryTruncationWarning", "PluginWarning",
+]

@@ -1,0 +1,63 @@
+"""Reference losses with real curvature, for reports, tests and tutorials.
+
+Each is a :class:`ReferenceLoss`: the loss, a starting point and a line on what it is.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import autograd.numpy as anp
+import numpy as np
+
+from .errors import MemlessError
+
+
+@dataclass(frozen=True)
+class ReferenceLoss:
+    name: str
+    loss: Callable
+    start: np.ndarray
+    description: str
+
+
+def bilinear(theta, x=2.0, y=1.5):
+    """E(theta) = (y - theta_1 theta_2 x)^2 / 2: the seed paper's Figure 1 model."""
+    return 0.5 * (y - theta[0] * theta[1] * x) ** 2
+
+
+def rosenbrock(theta, a=1.0, b=10.0):
+    """A scaled-down Rosenbrock valley, sum_i b (theta_{i+1} - theta_i^2)^2 + (a - theta_i)^2."""
+    return anp.sum(b * (theta[1:] - theta[:-1] ** 2) ** 2 + (a - theta[:-1]) ** 2)
+
+
+def _logistic_data(samples=64, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(samples, features))
+    w = rng.normal(size=features)
+    y = (X @ w + 0.5 * rng.normal(size=samples) > 0).astype(float)
+    return X, y
+
+
+_X, _Y = _logistic_data()
+
+
+def logistic(theta):
+    """Mean logistic loss of a 4-feature linear classifier on 64 seeded synthetic samples."""
+    z = anp.dot(_X, theta)
+    return anp.mean(anp.logaddexp(0.0, z) - _Y * z)
+
+
+REFERENCE_LOSSES = {
+    "bilinear": ReferenceLoss("bilinear", bilinear, np.array([2.8, 3.5]),
+                              "E = (3/2 - 2 theta1 theta2)^2 / 2, seed 004's Figure 1 model"),
+    "rosenbrock": ReferenceLoss("rosenbrock", rosenbrock, np.array([-0.5, 0.8, 0.3]),
+                                "Rosenbrock valley in 3 dimensions, b = 10"),
+    "logistic": ReferenceLoss("logistic", logistic, np.full(4, 0.3),
+                              "logistic regression, 4 features, 64 seeded synthetic samples"),
+}
+
+
+def get_loss(name):
+    try:
+        return REFERENCE_LOSSES[name]
+    except KeyError:
+        raise MemlessError(f"unknown reference loss {name!r}; available: {', '.join(REFERENCE_LOSSES)}") from None

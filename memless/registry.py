@@ -1,0 +1,163 @@
+"""The optimizer registry: every optimizer, built-in or plugin, comes from the
+``memless.optimizers`` entry-point group.
+
+A package registers an optimizer in its ``setup.cfg``::
+
+    [options.entry_points]
+    memless.optimizers =
+        my-method = my_package.module:MyMethod
+
+The value is a :class:`~memless.MemoryOptimizer` subclass or a factory returning
+an instance.  A plugin that fails to import, is not an optimizer, or takes a
+name already taken is skipped with a :class:`PluginWarning` naming it and its
+distribution; :func:`entries` still lists it, marked broken, with the reason.
+"""
+import inspect
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import entrypoints
+
+from .core import MemoryOptimizer
+from .errors import MemlessError, UnknownOptimizerError
+
+GROUP = "memless.optimizers"
+
+
+class PluginWarning(UserWarning):
+    """A third-party optimizer plugin was skipped."""
+
+
+@dataclass
+class Entry:
+    """One registered optimizer: where it comes from and whether it loaded."""
+
+    name: str
+    target: str                     #: "module:object"
+    distribution: str               #: the distribution that declared it
+    version: str
+    factory: Any = None             #: the loaded class or factory, None if broken
+    error: Optional[str] = None     #: why it is broken
+
+    @property
+    def broken(self):
+        return self.error is not None
+
+    @property
+    def builtin(self):
+        return self.distribution == "memless"
+
+
+_cache: Optional[Dict[str, Entry]] = None
+
+
+def _check_factory(obj):
+    if inspect.isclass(obj):
+        if not issubclass(obj, MemoryOptimizer):
+            return f"{obj.__name__} is not a memless.MemoryOptimizer subclass"
+        if inspect.isabstract(obj):
+            missing = ", ".join(sorted(obj.__abstractmethods__))
+            return f"{obj.__name__} is abstract (does not implement {missing})"
+        return None
+    if not callable(obj):
+        return f"{type(obj).__name__} object is neither a MemoryOptimizer subclass nor a factory"
+    return None
+
+
+def _builtin_entries():
+    from .optimizers import BUILTIN
+
+    return [Entry(name, f"{cls.__module__}:{cls.__name__}", "memless", _version(), cls)
+            for name, cls in BUILTIN.items()]
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+def discover(path=None):
+    """Load every entry point of the group (``path``: a list of folders instead of sys.path)."""
+    found: Dict[str, Entry] = {}
+    points = entrypoints.get_group_all(GROUP, path=path)
+    # memless's own first, so a plugin cannot shadow a built-in
+    points.sort(key=lambda ep: (getattr(ep.distro, "name", "") != "memless",))
+    seen = set()
+    for ep in points:
+        dist = getattr(ep.distro, "name", None) or "unknown distribution"
+        version = getattr(ep.distro, "version", None) or "?"
+        target = f"{ep.module_name}:{ep.object_name}" if ep.object_name else ep.module_name
+        key = (ep.name, dist, target)
+        if key in seen:           # the same distribution seen twice on the path
+            continue
+        seen.add(key)
+        entry = Entry(ep.name, target, dist, version)
+        if ep.name in found:
+            other = found[ep.name]
+            entry.error = f"name clashes with {other.distribution}'s {other.target}"
+            warnings.warn(f"memless: optimizer plugin {ep.name!r} from {dist} {version} skipped: "
+                          f"{entry.error}", PluginWarning, stacklevel=2)
+            found[f"{ep.name} ({dist})"] = entry
+            continue
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not take memless down
+            entry.error = f"import failed: {type(exc).__name__}: {exc}"
+        else:
+            entry.error = _check_factory(obj)
+            entry.factory = None if entry.error else obj
+        if entry.error:
+            warnings.warn(f"memless: optimizer plugin {ep.name!r} from {dist} {version} skipped: "
+                          f"{entry.error}", PluginWarning, stacklevel=2)
+        found[ep.name] = entry
+    if path is None and not any(e.builtin for e in found.values()):
+        # running from a source tree that was never installed: same table, no plugins lost
+        for entry in _builtin_entries():
+            found.setdefault(entry.name, entry)
+    return found
+
+
+def entries(refresh=False):
+    """{name: Entry} for every optimizer found, broken ones included (cached)."""
+    global _cache
+    if _cache is None or refresh:
+        _cache = discover()
+    return _cache
+
+
+def refresh():
+    """Forget the cached plugins (after installing or removing one)."""
+    global _cache
+    _cache = None
+
+
+def available():
+    """Sorted names of the optimizers that loaded."""
+    return sorted(name for name, e in entries().items() if not e.broken)
+
+
+def get_optimizer(name, **hyperparameters):
+    """An instance of the optimizer registered as ``name``, with the given hyperparameters.
+
+    >>> import memless
+    >>> memless.get_optimizer("heavy-ball", beta=0.8)
+    HeavyBall(beta=0.8)
+    """
+    if isinstance(name, MemoryOptimizer):
+        raise MemlessError("get_optimizer takes a registered name; you passed an optimizer instance")
+    table = entries()
+    entry = table.get(name)
+    if entry is None:
+        raise UnknownOptimizerError(f"unknown optimizer {name!r}; available: {', '.join(available())}")
+    if entry.broken:
+        raise UnknownOptimizerError(
+            f"optimizer {name!r} from {entry.distribution} is broken ({entry.error}); "
+            f"available: {', '.join(available())}")
+    optimizer = entry.factory(**hyperparameters)
+    if not isinstance(optimizer, MemoryOptimizer):
+        raise MemlessError(f"optimizer plugin {name!r} from {entry.distribution} returned "
+                           f"{type(optimizer).__name__}, not a memless.MemoryOptimizer")
+    if getattr(optimizer, "name", None) is None:
+        optimizer.name = name
+    return optimizer
