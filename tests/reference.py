@@ -1,0 +1,137 @@
+"""Independent reference computations for the tests: no memless, no autograd.
+
+A loss with non-trivial third derivatives, with its gradient and Hessian written
+out by hand, and, per optimizer, Eq. (12) written with explicit d x d Jacobians
+dF^(n)/dtheta^(n-k) and the finite-n directions F^(s)(theta).
+"""
+import numpy as np
+
+
+# -- the loss -----------------------------------------------------------------
+
+def loss_np(t):
+    r = 1.5 - 2.0 * t[0] * t[1]
+    return 0.5 * r ** 2 + 0.1 * np.sum(np.sin(t)) + 0.05 * np.sum(t ** 4) + 0.3 * t[1] * t[2] ** 2
+
+
+def loss(t):
+    import autograd.numpy as anp
+    r = 1.5 - 2.0 * t[0] * t[1]
+    return 0.5 * r ** 2 + 0.1 * anp.sum(anp.sin(t)) + 0.05 * anp.sum(t ** 4) + 0.3 * t[1] * t[2] ** 2
+
+
+def grad(t):
+    r = 1.5 - 2.0 * t[0] * t[1]
+    return np.array([
+        -2.0 * t[1] * r + 0.1 * np.cos(t[0]) + 0.2 * t[0] ** 3,
+        -2.0 * t[0] * r + 0.1 * np.cos(t[1]) + 0.2 * t[1] ** 3 + 0.3 * t[2] ** 2,
+        0.1 * np.cos(t[2]) + 0.2 * t[2] ** 3 + 0.6 * t[1] * t[2],
+    ])
+
+
+def hess(t):
+    r = 1.5 - 2.0 * t[0] * t[1]
+    H = np.zeros((3, 3))
+    H[0, 0] = 4.0 * t[1] ** 2 - 0.1 * np.sin(t[0]) + 0.6 * t[0] ** 2
+    H[0, 1] = H[1, 0] = -2.0 * r + 4.0 * t[0] * t[1]
+    H[1, 1] = 4.0 * t[0] ** 2 - 0.1 * np.sin(t[1]) + 0.6 * t[1] ** 2
+    H[1, 2] = H[2, 1] = 0.6 * t[2]
+    H[2, 2] = -0.1 * np.sin(t[2]) + 0.6 * t[2] ** 2 + 0.6 * t[1]
+    return H
+
+
+POINTS = [np.array([0.3, 0.5, -0.4]), np.array([1.1, -0.7, 0.9]), np.array([-0.6, 0.2, 0.45])]
+
+
+# -- Eq. (12) with explicit Jacobians ------------------------------------------
+
+def eq12(jacobian, direction, n, h):
+    """h sum_{k=1..n} J_k v_k, v_k = sum_{s=n-k..n-1} F^(s), by plain loops."""
+    total = 0.0
+    for k in range(1, n + 1):
+        v = sum(direction(s) for s in range(n - k, n))
+        total = total + jacobian(k) @ v
+    return h * total
+
+
+def _bias(beta, t):
+    return (1.0 - beta) / (1.0 - beta ** t)
+
+
+def explicit(name, hp, t, n):
+    """(J(k), F^(s)) for the built-in optimizer `name` at theta = t, step n."""
+    g, H = grad(t), hess(t)
+    if name == "heavy-ball":
+        b = hp["beta"]
+        return (lambda k: b ** k * H), (lambda s: (1 - b ** (s + 1)) / (1 - b) * g)
+    if name == "nesterov":
+        b = hp["beta"]
+        return (lambda k: b * b ** k * H), (lambda s: b * (1 - b ** (s + 1)) / (1 - b) * g + g)
+    if name in ("adam", "adamw", "nadam"):
+        b1, b2, eps, lam = hp["beta1"], hp["beta2"], hp["eps"], hp.get("weight_decay", 0.0)
+        D = g ** 2 + eps
+        lead = b1 if name == "nadam" else 1.0
+        c1, c2 = _bias(b1, n + 1), _bias(b2, n + 1)
+
+        def J(k):
+            return (lead * c1 * b1 ** k * np.diag(1 / np.sqrt(D)) @ H
+                    + c2 * b2 ** k * np.diag(-g / (2 * D ** 1.5)) @ (2 * np.diag(g) @ H))
+        return J, (lambda s: g / np.sqrt(D) + lam * t)
+    if name == "rmsprop":
+        rho, eps = hp["rho"], hp["eps"]
+        a = 1 - rho ** (n + 1)
+
+        def J(k):
+            return (1 - rho) * rho ** k * np.diag(-g / (2 * (a * g ** 2 + eps) ** 1.5)) @ (2 * np.diag(g) @ H)
+        return J, (lambda s: g / np.sqrt((1 - rho ** (s + 1)) * g ** 2 + eps))
+    if name == "lion":
+        r1, r2, lam, eps = hp["rho1"], hp["rho2"], hp["weight_decay"], hp["eps"]
+
+        def c(s):   # m1 + m2 at the constant history, s + 1 summed terms
+            return -((r1 / r2) * (1 - r2 ** (s + 1)) + (1 - r1 / r2)) * g
+
+        def J(k):
+            hess_k = eps / (c(n) ** 2 + eps) ** 1.5
+            return -np.diag(hess_k) @ (-(r1 / r2) * (1 - r2) * r2 ** k * H)
+        return J, (lambda s: -c(s) / np.sqrt(c(s) ** 2 + eps) + lam * t)
+    raise KeyError(name)
+
+
+# -- the n -> infinity closed forms of MATH.md Section 4 -----------------------
+
+def closed_form_limit(name, hp, t, h):
+    g, H = grad(t), hess(t)
+    if name == "gd":
+        return np.zeros_like(t)
+    if name == "heavy-ball":
+        b = hp["beta"]
+        return h * b / (1 - b) ** 3 * H @ g
+    if name == "nesterov":
+        b = hp["beta"]
+        return h * b ** 2 / (1 - b) ** 3 * H @ g
+    if name in ("adam", "adamw", "nadam"):
+        b1, b2, eps, lam = hp["beta1"], hp["beta2"], hp["eps"], hp.get("weight_decay", 0.0)
+        D = g ** 2 + eps
+        w1 = b1 ** 2 / (1 - b1) if name == "nadam" else b1 / (1 - b1)
+        field = H @ (g / np.sqrt(D)) + lam * H @ t          # grad ||g||_{1,eps} + lambda H theta
+        if hp.get("eps_inside", True):
+            return h * ((w1 - b2 / (1 - b2)) / np.sqrt(D) + b2 / (1 - b2) * eps / D ** 1.5) * field
+        # PyTorch's m / (sqrt(v) + eps), derived by hand: F = g/(|g|+eps) + lambda theta
+        a = np.abs(g)
+        HF = H @ (g / (a + eps) + lam * t)
+        return h * (w1 / (a + eps) - b2 / (1 - b2) * a / (a + eps) ** 2) * HF
+    if name == "rmsprop":
+        rho, eps = hp["rho"], hp["eps"]
+        D = g ** 2 + eps
+        return -h * rho / (1 - rho) * g ** 2 / D ** 1.5 * (H @ (g / np.sqrt(D)))
+    if name == "lion":
+        r1, r2, lam, eps = hp["rho1"], hp["rho2"], hp["weight_decay"], hp["eps"]
+        x = -g
+        if hp["k"] == "sign":
+            return np.zeros_like(t)
+        if hp["k"] == "l2":
+            gradK, hessK = x, np.ones_like(x)
+        else:
+            gradK, hessK = x / np.sqrt(x ** 2 + eps), eps / (x ** 2 + eps) ** 1.5
+        return -h * r1 / (1 - r2) * hessK * (H @ (gradK - lam * t))
+    raise KeyError(name)
