@@ -112,6 +112,11 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
         method = "momentum" if isinstance(optimizer, MomentumOptimizer) else "history"
     if method == "momentum" and not isinstance(optimizer, MomentumOptimizer):
         raise MemlessError(f"method='momentum' needs a MomentumOptimizer; {type(optimizer).__name__} is not one")
+    with np.errstate(all="ignore"):      # non-finite results are reported below, by name
+        return _compute(optimizer, loss, theta, lr, n, method, tol, max_history, split)
+
+
+def _compute(optimizer, loss, theta, lr, n, method, tol, max_history, split):
     obj = objective(loss, theta)
     if method == "momentum":
         terms, info = momentum_terms(optimizer, obj, theta, lr, n, tol), CorrectionInfo(n, "momentum")

@@ -83,7 +83,8 @@ class Objective:
         if not math.isfinite(value):
             raise LossError(f"loss returned {value} at theta={theta}; it must be finite")
         try:
-            g = self.gradient(theta)
+            with np.errstate(all="ignore"):
+                g = self.gradient(theta)
         except Exception as exc:
             raise LossError(
                 f"autograd could not differentiate the loss: {type(exc).__name__}: {exc}; "

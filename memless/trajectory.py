@@ -54,6 +54,11 @@ def trajectory(optimizer, loss, theta, lr, steps, *, memoryless=False, corrected
     if form not in FORMS:
         raise MemlessError(f"form must be one of {', '.join(FORMS)}; got {form!r}")
     obj = objective(loss, theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _run(optimizer, obj, theta, lr, steps, memoryless, corrected, correction, form, tol)
+
+
+def _run(optimizer, obj, theta, lr, steps, memoryless, corrected, correction, form, tol):
     if memoryless:
         path, _ = _memoryless(optimizer, obj, theta, lr, steps, corrected, correction, tol)
         return path

@@ -1,0 +1,111 @@
+"""``python -m memless``: report, list, list-losses.
+
+Every usage error prints one line, ``memless: error: ...``, and exits with 2.
+"""
+import argparse
+import sys
+import warnings
+
+from .errors import MemlessError
+
+USAGE_ERROR = 2
+
+
+def parse_value(text):
+    """A --set value: bool, int, float or string -- parsed, never evaluated."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_settings(items):
+    settings = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MemlessError(f"--set takes KEY=VALUE (e.g. --set beta2=0.99), got {item!r}")
+        settings[key.strip()] = parse_value(value)
+    return settings
+
+
+def _console(args):
+    from rich.console import Console
+    return Console(no_color=getattr(args, "no_color", False), highlight=False)
+
+
+def cmd_report(args):
+    from .registry import get_optimizer
+    from .report import analyze, render, to_json
+
+    optimizer = get_optimizer(args.name, **parse_settings(args.set))
+    analysis = analyze(optimizer, loss=args.loss, lr=args.lr)
+    if args.json:
+        print(to_json(analysis))
+    else:
+        _console(args).print(render(analysis))
+    return 0
+
+
+def cmd_list(args):
+    from rich.table import Table
+    from .registry import entries
+
+    table = Table(title="memless optimizers")
+    for column in ("name", "from", "hyperparameters", "status"):
+        table.add_column(column)
+    for name, entry in sorted(entries().items()):
+        if entry.broken:
+            table.add_row(name, f"{entry.distribution} {entry.version}", "", f"broken: {entry.error}")
+            continue
+        params = ", ".join(f"{hp.name}={hp.default}" for hp in getattr(entry.factory, "hyperparameters", ()))
+        source = "built-in" if entry.builtin else f"{entry.distribution} {entry.version}"
+        table.add_row(name, source, params, "ok")
+    _console(args).print(table)
+    return 0
+
+
+def cmd_list_losses(args):
+    from .losses import REFERENCE_LOSSES
+
+    for name, ref in REFERENCE_LOSSES.items():
+        print(f"{name:12s} {ref.description}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m memless",
+        description="How memory in an optimizer implicitly modifies the loss (Cattaneo & Shigida 2025).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    report = sub.add_parser("report", help="what an optimizer's memory does to the loss")
+    report.add_argument("name", help="a registered optimizer (see 'list')")
+    report.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    report.add_argument("--lr", type=float, default=1e-3, help="learning rate h (default 1e-3)")
+    report.add_argument("--loss", default="bilinear", help="reference loss (see 'list-losses')")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_argument("--no-color", action="store_true", help="plain text")
+    report.set_defaults(run=cmd_report)
+    listing = sub.add_parser("list", help="registered optimizers")
+    listing.add_argument("--no-color", action="store_true")
+    listing.set_defaults(run=cmd_list)
+    losses = sub.add_parser("list-losses", help="reference losses")
+    losses.set_defaults(run=cmd_list_losses)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            return args.run(args)
+    except MemlessError as exc:
+        print(f"memless: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
