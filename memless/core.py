@@ -24,7 +24,6 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional, Sequence, Tuple, Union
 
-import autograd.numpy as anp
 import numpy as np
 
 from .errors import HyperparameterError
@@ -252,6 +251,23 @@ class Channel:
         beta = self.decay
         total = n + 1.0 if beta == 1.0 else (1.0 - beta ** (n + 1.0)) / (1.0 - beta)
         return self.b(n + 1.0) * total
+
+
+# Signals g_l(theta, grad) shared by the built-ins.
+
+def gradient_signal(theta, grad):
+    """g_l = grad L(theta)."""
+    return grad
+
+
+def squared_gradient_signal(theta, grad):
+    """g_l = (grad L(theta))^2, componentwise (Adam's second moment)."""
+    return grad ** 2
+
+
+def parameter_signal(theta, grad):
+    """g_l = theta (decoupled weight decay)."""
+    return theta
 
 
 def ema_bias_correction(beta):

@@ -18,7 +18,7 @@ direction (0, v_1, ..., v_n).  Two ways to take it:
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Optional
 
 import autograd.numpy as anp
 import numpy as np

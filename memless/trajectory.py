@@ -10,7 +10,7 @@
 """
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List
 
 import numpy as np
 

@@ -5,19 +5,7 @@
 """
 import autograd.numpy as anp
 
-from ..core import Channel, MomentumOptimizer, decay, ema, ema_bias_correction, flag, nonnegative, positive
-
-
-def _gradient(theta, grad):
-    return grad
-
-
-def _squared_gradient(theta, grad):
-    return grad ** 2
-
-
-def _parameters(theta, grad):
-    return theta
+from ..core import gradient_signal, parameter_signal, squared_gradient_signal, Channel, MomentumOptimizer, decay, ema, ema_bias_correction, flag, nonnegative, positive
 
 
 class _Adaptive(MomentumOptimizer):
@@ -33,7 +21,7 @@ class _Adaptive(MomentumOptimizer):
 
     def _weight_decay_channels(self):
         weight_decay = getattr(self, "weight_decay", 0.0)
-        return [Channel("weight-decay", 0.0, _parameters)] if weight_decay else []
+        return [Channel("weight-decay", 0.0, parameter_signal)] if weight_decay else []
 
     def _decayed(self, direction, m):
         weight_decay = getattr(self, "weight_decay", 0.0)
@@ -79,8 +67,8 @@ class AdamW(_Adaptive):
 
     def channels(self):
         return [
-            Channel("first-moment", self.beta1, _gradient, ema_bias_correction(self.beta1), _FIRST),
-            Channel("second-moment", self.beta2, _squared_gradient, ema_bias_correction(self.beta2), _SECOND),
+            Channel("first-moment", self.beta1, gradient_signal, ema_bias_correction(self.beta1), _FIRST),
+            Channel("second-moment", self.beta2, squared_gradient_signal, ema_bias_correction(self.beta2), _SECOND),
         ] + self._weight_decay_channels()
 
     def combine(self, m):
@@ -110,10 +98,10 @@ class NAdam(_Adaptive):
 
     def channels(self):
         return [
-            Channel("first-moment", self.beta1, _gradient, ema_bias_correction(self.beta1),
+            Channel("first-moment", self.beta1, gradient_signal, ema_bias_correction(self.beta1),
                     _FIRST.replace("beta1/(1-beta1)", "beta1^2/(1-beta1)")),
-            Channel("second-moment", self.beta2, _squared_gradient, ema_bias_correction(self.beta2), _SECOND),
-            Channel("gradient", 0.0, _gradient),
+            Channel("second-moment", self.beta2, squared_gradient_signal, ema_bias_correction(self.beta2), _SECOND),
+            Channel("gradient", 0.0, gradient_signal),
         ] + self._weight_decay_channels()
 
     def combine(self, m):
@@ -139,8 +127,8 @@ class RMSProp(_Adaptive):
 
     def channels(self):
         return [
-            Channel("gradient", 0.0, _gradient),
-            Channel("second-moment", self.rho, _squared_gradient, ema(self.rho),
+            Channel("gradient", 0.0, gradient_signal),
+            Channel("second-moment", self.rho, squared_gradient_signal, ema(self.rho),
                     "-h rho/(1-rho) g^2 D^(-3/2) grad||g||_{1,eps}"),
         ]
 

@@ -2,15 +2,7 @@
 import autograd.numpy as anp
 
 from ..errors import HyperparameterError
-from ..core import Channel, MomentumOptimizer, choice, decay, nonnegative, positive
-
-
-def _gradient(theta, grad):
-    return grad
-
-
-def _parameters(theta, grad):
-    return theta
+from ..core import gradient_signal, parameter_signal, Channel, MomentumOptimizer, choice, decay, nonnegative, positive
 
 
 class Lion(MomentumOptimizer):
@@ -60,12 +52,12 @@ class Lion(MomentumOptimizer):
     def channels(self):
         ratio = self.rho1 / self.rho2 if self.rho2 > 0 else 0.0
         channels = [
-            Channel("momentum", self.rho2, _gradient, -ratio * (1.0 - self.rho2),
+            Channel("momentum", self.rho2, gradient_signal, -ratio * (1.0 - self.rho2),
                     "-h rho1/(1-rho2) hess K(-g) H [grad K(-g) - lambda theta]  [O(eps) for l1-smooth]"),
-            Channel("gradient", 0.0, _gradient, -(1.0 - ratio)),
+            Channel("gradient", 0.0, gradient_signal, -(1.0 - ratio)),
         ]
         if self.weight_decay:
-            channels.append(Channel("weight-decay", 0.0, _parameters))
+            channels.append(Channel("weight-decay", 0.0, parameter_signal))
         return channels
 
     def combine(self, m):

@@ -1,9 +1,5 @@
 """Gradient descent, heavy-ball and Nesterov momentum (paper Examples 1.1, 1.2)."""
-from ..core import Channel, MomentumOptimizer, decay
-
-
-def _gradient(theta, grad):
-    return grad
+from ..core import gradient_signal, Channel, MomentumOptimizer, decay
 
 
 class GD(MomentumOptimizer):
@@ -20,7 +16,7 @@ class GD(MomentumOptimizer):
     elementwise = True
 
     def channels(self):
-        return [Channel("gradient", 0.0, _gradient)]
+        return [Channel("gradient", 0.0, gradient_signal)]
 
     def combine(self, m):
         return m["gradient"]
@@ -48,7 +44,7 @@ class HeavyBall(MomentumOptimizer):
     elementwise = True
 
     def channels(self):
-        return [Channel("momentum", self.beta, _gradient,
+        return [Channel("momentum", self.beta, gradient_signal,
                         formula="h beta/(1-beta)^3 H grad L = grad[h beta/(2(1-beta)^3) ||grad L||^2]")]
 
     def combine(self, m):
@@ -70,9 +66,9 @@ class Nesterov(MomentumOptimizer):
 
     def channels(self):
         return [
-            Channel("momentum", self.beta, _gradient, scale=self.beta,
+            Channel("momentum", self.beta, gradient_signal, scale=self.beta,
                     formula="h beta^2/(1-beta)^3 H grad L"),
-            Channel("gradient", 0.0, _gradient),
+            Channel("gradient", 0.0, gradient_signal),
         ]
 
     def combine(self, m):

@@ -1,0 +1,87 @@
+"""The public API as the core issue wrote it, the registry, and the docstring examples."""
+import configparser
+import doctest
+import importlib
+import os
+import pkgutil
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import memless
+from memless.optimizers import BUILTIN
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def loss(theta):
+    return 0.5 * (1.5 - 2.0 * theta[0] * theta[1]) ** 2 + 0.1 * anp.sum(anp.sin(theta))
+
+
+def test_issue_snippet_runs_as_written():
+    opt = memless.get_optimizer("adamw", beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
+    theta = np.array([2.8, 3.5])
+    M = memless.correction(opt, loss, theta, lr=1e-3)
+    Mn = memless.correction(opt, loss, theta, lr=1e-3, n=50)
+    parts = memless.correction_terms(opt, loss, theta, lr=1e-3)
+    path = memless.trajectory(opt, loss, theta, lr=1e-3, steps=500)
+    ml = memless.trajectory(opt, loss, theta, lr=1e-3, steps=500, memoryless=True)
+    ml0 = memless.trajectory(opt, loss, theta, lr=1e-3, steps=500, memoryless=True, corrected=False)
+    study = memless.order_study(memless.get_optimizer("adamw", beta1=0.6, beta2=0.75, eps=0.1),
+                                loss, np.array([0.3, 0.5]), horizon=0.5, lrs=[0.01, 0.005, 0.0025])
+    assert M.shape == Mn.shape == (2,) and not np.allclose(M, Mn)
+    np.testing.assert_allclose(sum(parts.values()), M, rtol=1e-12)
+    assert path.shape == ml.shape == ml0.shape == (501, 2)
+    assert isinstance(study.order_corrected, float) and isinstance(study.order_uncorrected, float)
+    assert 1.7 < study.order_corrected < 2.3 and 0.8 < study.order_uncorrected < 1.2
+    assert len(study.errors_corrected) == len(study.errors_uncorrected) == 3
+
+
+def test_builtins_are_registered_through_entry_points():
+    """setup.cfg's entry points name exactly the built-in table, and discovery finds them."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    declared = {}
+    for line in config["options.entry_points"]["memless.optimizers"].strip().splitlines():
+        name, target = (part.strip() for part in line.split("="))
+        module, obj = target.split(":")
+        declared[name] = getattr(importlib.import_module(module), obj)
+    assert declared == BUILTIN
+    for name, cls in BUILTIN.items():
+        assert cls.name == name
+    found = memless.registry.entries(refresh=True)
+    for name in BUILTIN:
+        assert found[name].factory is BUILTIN[name] and found[name].builtin
+
+
+def test_every_optimizer_is_usable_for_any_loss():
+    theta = np.array([0.2, -0.3, 0.7, 1.1])
+    quartic = lambda t: anp.sum(t ** 4) / 4 + anp.prod(anp.cos(t))
+    for name in memless.available():
+        opt = memless.get_optimizer(name)
+        assert opt.name == name
+        M = memless.correction(opt, quartic, theta, lr=1e-3)
+        assert M.shape == theta.shape and np.all(np.isfinite(M))
+
+
+def test_hyperparameters_and_repr():
+    opt = memless.get_optimizer("adamw", beta2=0.99)
+    assert opt.hyper == dict(beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.01, eps_inside=True)
+    assert repr(opt) == "AdamW(beta1=0.9, beta2=0.99, eps=1e-08, weight_decay=0.01, eps_inside=True)"
+    assert opt == memless.get_optimizer("adamw", beta2=0.99) != memless.get_optimizer("adamw")
+    assert memless.get_optimizer("lion").hyper == dict(rho1=0.9, rho2=0.99, weight_decay=0.0,
+                                                       k="l1-smooth", eps=1e-8)
+
+
+def _modules():
+    yield memless
+    for info in pkgutil.walk_packages(memless.__path__, "memless."):
+        if info.name != "memless.__main__":
+            yield importlib.import_module(info.name)
+
+
+@pytest.mark.parametrize("module", list(_modules()), ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0

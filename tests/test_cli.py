@@ -1,0 +1,50 @@
+"""python -m memless: the main job, and one-line errors with exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from memless.cli import main, parse_settings, parse_value
+
+
+def run(*args):
+    env = dict(os.environ, COLUMNS="100")
+    return subprocess.run([sys.executable, "-m", "memless", *args], capture_output=True, text=True, env=env)
+
+
+def test_report_lion_runs():
+    result = run("report", "lion", "--no-color")
+    assert result.returncode == 0, result.stderr
+    assert "lion" in result.stdout and "verdict" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_report_json_parses():
+    result = run("report", "adamw", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["optimizer"] == "adamw" and data["net_effect"] == "anti-regularizing"
+    assert {c["name"] for c in data["channels"]} == {"first-moment", "second-moment", "weight-decay"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["report", "adamax"], "unknown optimizer 'adamax'; available: adam, adamw"),
+    (["report", "adamw", "--set", "beta2=1.5"], "beta2=1.5 is invalid; allowed: a number in [0, 1)"),
+    (["report", "adamw", "--set", "beta2"], "--set takes KEY=VALUE"),
+    (["report", "adamw", "--set", "gamma=0.1"], "unknown hyperparameter 'gamma'"),
+    (["report", "adamw", "--lr", "-1"], "lr must be a finite number > 0"),
+    (["report", "adamw", "--loss", "nope"], "unknown reference loss 'nope'; available: bilinear"),
+])
+def test_errors_are_one_line_exit_2(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("memless: error: ")
+
+
+def test_set_values_are_parsed_not_evaluated():
+    assert parse_value("0.99") == 0.99 and parse_value("3") == 3
+    assert parse_value("True") is True and parse_value("false") is False
+    assert parse_value("__import__('os')") == "__import__('os')"
+    assert parse_settings(["k=sign", "rho1=0.5"]) == {"k": "sign", "rho1": 0.5}
