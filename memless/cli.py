@@ -39,16 +39,49 @@ def _console(args):
     return Console(no_color=getattr(args, "no_color", False), highlight=False)
 
 
-def cmd_report(args):
+def _analyze_all(args, names, settings):
+    """Run the analyses with a progress bar on stderr (shown only on a terminal)."""
+    from rich.console import Console
+    from rich.progress import Progress
     from .registry import get_optimizer
-    from .report import analyze, render, to_json
+    from .report import analyze, stages
 
-    optimizer = get_optimizer(args.name, **parse_settings(args.set))
-    analysis = analyze(optimizer, loss=args.loss, lr=args.lr)
+    from .losses import get_loss
+    from .problem import check_lr
+
+    # fail fast, before any progress bar, on every bad input
+    optimizers = [get_optimizer(name, **settings) for name in names]
+    check_lr(args.lr)
+    get_loss(args.loss)
+    progress = Progress(console=Console(stderr=True), transient=True)
+    analyses = []
+    with progress:
+        for optimizer in optimizers:
+            task = progress.add_task(f"analyzing {optimizer._label()}", total=stages())
+            analyses.append(analyze(optimizer, loss=args.loss, lr=args.lr,
+                                    tick=lambda label, task=task: progress.advance(task)))
+    return analyses
+
+
+def cmd_report(args):
+    from .report import render, to_json
+
+    (analysis,) = _analyze_all(args, [args.name], parse_settings(args.set))
     if args.json:
         print(to_json(analysis))
     else:
         _console(args).print(render(analysis))
+    return 0
+
+
+def cmd_compare(args):
+    from .report import render_comparison, to_json
+
+    analyses = _analyze_all(args, args.names, {})
+    if args.json:
+        print(to_json(analyses))
+    else:
+        _console(args).print(render_comparison(analyses))
     return 0
 
 
@@ -78,6 +111,13 @@ def cmd_list_losses(args):
     return 0
 
 
+def _common(parser):
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate h (default 1e-3)")
+    parser.add_argument("--loss", default="bilinear", help="reference loss (default bilinear; see 'list-losses')")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--no-color", action="store_true", help="plain text")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m memless",
@@ -86,11 +126,12 @@ def build_parser():
     report = sub.add_parser("report", help="what an optimizer's memory does to the loss")
     report.add_argument("name", help="a registered optimizer (see 'list')")
     report.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
-    report.add_argument("--lr", type=float, default=1e-3, help="learning rate h (default 1e-3)")
-    report.add_argument("--loss", default="bilinear", help="reference loss (see 'list-losses')")
-    report.add_argument("--json", action="store_true", help="print one JSON object")
-    report.add_argument("--no-color", action="store_true", help="plain text")
+    _common(report)
     report.set_defaults(run=cmd_report)
+    compare = sub.add_parser("compare", help="several optimizers side by side")
+    compare.add_argument("names", nargs="+", metavar="NAME", help="registered optimizers, with their defaults")
+    _common(compare)
+    compare.set_defaults(run=cmd_compare)
     listing = sub.add_parser("list", help="registered optimizers")
     listing.add_argument("--no-color", action="store_true")
     listing.set_defaults(run=cmd_list)

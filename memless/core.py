@@ -156,6 +156,8 @@ class MemoryOptimizer(abc.ABC):
     #: sharpness proxy the memory term is judged against: "l2" (||grad L||^2)
     #: for GD-type methods, "l1" (||grad L||_{1,eps}) for adaptive ones
     sharpness: ClassVar[str] = "l2"
+    #: the implicitly modified loss, where the correction is a (preconditioned) gradient field
+    modified_loss: ClassVar[str] = ""
 
     def __init__(self, **values):
         cls = type(self)

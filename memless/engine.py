@@ -119,8 +119,9 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
 def _compute(optimizer, loss, theta, lr, n, method, tol, max_history, split):
     obj = objective(loss, theta)
     if method == "momentum":
-        terms, info = momentum_terms(optimizer, obj, theta, lr, n, tol), CorrectionInfo(n, "momentum")
-        terms["total"] = sum(terms.values()) if terms else np.zeros_like(theta)
+        terms, info = momentum_terms(optimizer, obj, theta, lr, n, tol, split=split), CorrectionInfo(n, "momentum")
+        if split:
+            terms["total"] = sum(terms.values())
     else:
         total, info = history_correction(optimizer, obj, theta, lr, n, tol, max_history)
         terms = {"total": total}
@@ -213,57 +214,74 @@ def _directions_at(optimizer, channels, signals, s_values):
     return np.asarray(rows, dtype=float).reshape(len(s_values), -1)
 
 
-def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13):
+def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, split=True):
     """{channel: M_l^(n)(theta)} for a MomentumOptimizer; ``n=None`` gives the limit M_l.
 
     M_l = h dPhi/dm_l(m^(n+1)) . [ b_l^(n+1) grad g_l(theta) . w_l ],
     w_l = sum_{k=1..n} beta_l^k v_k = c_l(n) F(theta) + sum_{s<n} omega_l(n, s) (F^(s)(theta) - F(theta)).
+
+    ``gradient``: the gradient at theta, if already known.  ``split=False`` returns
+    only ``{"total": M}``, with one JVP of Phi instead of one per channel.
     """
     channels = list(optimizer.channels())
-    grad = obj.frozen(theta)
-    g = grad.value
+    g = obj.gradient(theta) if gradient is None else gradient
     signals = [_as_float_array(ch.signal(theta, g), theta) for ch in channels]
-    terms = {ch.name: np.zeros_like(theta) for ch in channels}
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
     if not memory or n == 0:
-        return terms
+        zero = np.zeros_like(theta)
+        return {ch.name: zero.copy() for ch in channels} if split else {"total": zero}
 
     limit_weights = [float(ch.weight(math.inf)) for ch in channels]
     F = np.asarray(optimizer.combine({ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}),
                    dtype=float)
+    # w_l, the history direction each memory channel's signal is differentiated along
     if n is None:
         point = {ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}
-        b_now = {i: float(channels[i].b(math.inf)) for i in memory}
-        residual = {}
+        b_now = [float(channels[i].b(math.inf)) for i in memory]
+        residual = [None] * len(memory)
     else:
         point = {ch.name: float(ch.weight(n)) * sig for ch, sig in zip(channels, signals)}
-        b_now = {i: float(channels[i].b(n + 1)) for i in memory}
+        b_now = [float(channels[i].b(n + 1)) for i in memory]
         s_values = _finite_n_directions(optimizer, channels, signals, n, tol)
-        deviations = _directions_at(optimizer, channels, signals, s_values) - F[None, :]
-        residual = {i: _history_weights(channels[i].decay, n, s_values) @ deviations
-                    for i in memory if len(s_values)}
+        if len(s_values):
+            deviations = _directions_at(optimizer, channels, signals, s_values) - F[None, :]
+            residual = [_history_weights(channels[i].decay, n, s_values) @ deviations for i in memory]
+            residual = [r if np.any(r) else None for r in residual]
+        else:
+            residual = [None] * len(memory)
+    weights = [memory_sum(channels[i].decay, n) for i in memory]
 
-    # grad g_l . w_l: one JVP along F shared by all memory channels ...
-    def stacked_signals(x):
+    # grad g_l . w_l by forward mode: all channels share one JVP along F when no
+    # finite-n residual separates their directions; otherwise one JVP per channel.
+    def signals_at(x, which):
         gx = obj.gradient(x)
-        return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in memory])
+        return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
-    _, along_F = jvp(stacked_signals, theta, F)
-    along_F = np.split(np.asarray(along_F, dtype=float), len(memory))
-    for j, i in enumerate(memory):
-        ch = channels[i]
-        tangent = memory_sum(ch.decay, n) * along_F[j]
-        if i in residual and np.any(residual[i]):
-            # ... and one more where the finite-n directions F^(s) differ from F.
-            def signal(x, ch=ch):
-                return ch.signal(x, obj.gradient(x))
-            tangent = tangent + np.asarray(jvp(signal, theta, residual[i])[1], dtype=float)
-        tangent = b_now[i] * tangent
+    if all(r is None for r in residual):
+        _, along = jvp(lambda x: signals_at(x, memory), theta, F)
+        along = [w * part for w, part in zip(weights, np.split(np.asarray(along, dtype=float), len(memory)))]
+    else:
+        along = []
+        for i, w, r in zip(memory, weights, residual):
+            direction = w * F if r is None else w * F + r
+            along.append(np.asarray(jvp(lambda x, i=i: signals_at(x, [i]), theta, direction)[1], dtype=float))
+    tangents = {channels[i].name: b * t.reshape(np.shape(point[channels[i].name]))
+                for i, b, t in zip(memory, b_now, along)}
 
-        def phi(x, name=ch.name):
+    # dPhi/dm_l . tangent_l: per channel for the split, at once for the total
+    if not split:
+        names = list(tangents)
+
+        def phi_along(t):
+            return optimizer.combine({**point, **{k: point[k] + t * tangents[k] for k in names}})
+
+        return {"total": lr * _as_float_array(jvp(phi_along, 0.0, 1.0)[1], theta)}
+    terms = {ch.name: np.zeros_like(theta) for ch in channels}
+    for name, tangent in tangents.items():
+        def phi(x, name=name):
             return optimizer.combine({**point, name: x})
 
-        terms[ch.name] = lr * _as_float_array(jvp(phi, point[ch.name], tangent)[1], theta)
+        terms[name] = lr * _as_float_array(jvp(phi, point[name], tangent)[1], theta)
     return terms
 
 

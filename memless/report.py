@@ -19,6 +19,7 @@ import numpy as np
 from autograd import grad as _grad
 
 from .core import MomentumOptimizer
+from .errors import DivergenceError
 from .engine import history_correction, memory_sum, momentum_terms
 from .losses import get_loss
 from .problem import check_lr, objective
@@ -79,8 +80,32 @@ def _direction(optimizer, obj, theta):
     return np.asarray(optimizer.memoryless_direction(theta, obj.frozen(theta), 10_000), dtype=float)
 
 
-def analyze(optimizer, loss="bilinear", lr=1e-3, *, steps=200, points=12):
-    """Measure every memory channel's effect along the optimizer's trajectory on a reference loss."""
+def stages(points=12):
+    """How many times :func:`analyze` calls its ``tick`` (for a progress bar)."""
+    return 1 + points + 3
+
+
+def memory_length(optimizer):
+    """1/(1 - beta) for the slowest-decaying channel: how many steps the memory spans."""
+    if isinstance(optimizer, MomentumOptimizer):
+        decays = [ch.decay for ch in optimizer.channels() if ch.decay > 0]
+        return 1.0 / (1.0 - max(decays)) if decays else 1.0
+    return float(optimizer.window or 10)
+
+
+def analyze(optimizer, loss="bilinear", lr=1e-3, *, steps=200, points=12, evidence_steps=None, tick=None):
+    """Measure every memory channel's effect along the optimizer's trajectory on a reference loss.
+
+    The evidence (Theorem 3.3) runs ``evidence_steps`` steps at ``lr`` (default: 20 memory
+    lengths, clipped to [100, 200] to stay fast), and half / twice as many at 2 lr / lr/2.
+    ``tick(label)``, if given, is called after each of :func:`stages` stages.
+
+    >>> import memless
+    >>> from memless.report import analyze
+    >>> analyze(memless.get_optimizer("heavy-ball", beta=0.5), lr=1e-3).net_effect
+    'regularizing'
+    """
+    tick = tick or (lambda label: None)
     lr = check_lr(lr)
     reference = get_loss(loss)
     obj = objective(reference.loss, reference.start)
@@ -89,6 +114,7 @@ def analyze(optimizer, loss="bilinear", lr=1e-3, *, steps=200, points=12):
             path = _streaming(optimizer, obj, reference.start, lr, steps)
         else:
             path = _history(optimizer, obj, reference.start, lr, steps)
+    tick("trajectory")
     eps = float(getattr(optimizer, "eps", 1e-8))
     grad_N = _grad(_sharpness(obj, optimizer.sharpness, eps))
 
@@ -103,6 +129,7 @@ def analyze(optimizer, loss="bilinear", lr=1e-3, *, steps=200, points=12):
         sizes.append([float(np.linalg.norm(terms[k])) / normF for k in names])
         ratios.append(float(np.linalg.norm(sum(terms.values()))) / normF)
         along_F.append(abs(float(gN @ F)))
+        tick("channel terms")
     scale = float(np.mean(along_F)) or 1.0
     strengths = np.mean(along_M, axis=0) / scale
     mean_sizes = np.mean(sizes, axis=0)
@@ -124,16 +151,28 @@ def analyze(optimizer, loss="bilinear", lr=1e-3, *, steps=200, points=12):
 
     net = float(np.sum(strengths))
     net_effect = _effect(net, None)
-    study = order_study(optimizer, reference.loss, reference.start, horizon=100 * lr, lrs=[2 * lr, lr, lr / 2])
+    span = memory_length(optimizer)
+    if evidence_steps is None:
+        evidence_steps = int(min(max(20 * span, 100), 200))
+    try:
+        study = order_study(optimizer, reference.loss, reference.start, horizon=evidence_steps * lr,
+                            lrs=[2 * lr, lr, lr / 2], callback=lambda *result: tick("order study"))
+        order = {"corrected": study.order_corrected, "uncorrected": study.order_uncorrected,
+                 "lrs": study.lrs, "errors_corrected": study.errors_corrected,
+                 "errors_uncorrected": study.errors_uncorrected, "horizon": study.horizon,
+                 "memory_lengths": evidence_steps / span, "diverged": None}
+    except DivergenceError as exc:
+        nan = float("nan")
+        order = {"corrected": nan, "uncorrected": nan, "lrs": [2 * lr, lr, lr / 2], "errors_corrected": [nan] * 3,
+                 "errors_uncorrected": [nan] * 3, "horizon": evidence_steps * lr,
+                 "memory_lengths": evidence_steps / span, "diverged": str(exc)}
     analysis = Analysis(
         optimizer=optimizer._label(), hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
         reference=optimizer.reference, loss=reference.name, lr=lr, sharpness=optimizer.sharpness,
         channels=rows, net_effect=net_effect, net_strength=net,
         verdict=_verdict(rows, net_effect, optimizer.sharpness),
         modified_loss=getattr(optimizer, "modified_loss", ""),
-        order={"corrected": study.order_corrected, "uncorrected": study.order_uncorrected,
-               "lrs": study.lrs, "errors_corrected": study.errors_corrected,
-               "errors_uncorrected": study.errors_uncorrected, "horizon": study.horizon},
+        order=order,
         memory_ratio=float(max(ratios)),
     )
     analysis.caveats = _caveats(analysis)
@@ -152,20 +191,29 @@ def _proxy(sharpness):
     return "||grad L||_{1,eps}" if sharpness == "l1" else "||grad L||^2"
 
 
+def _describe(row):
+    weight = f", weight b*beta/(1-beta)^2 = {row.coefficient:.4g}" if row.coefficient else ""
+    return f"{row.name} (beta = {row.decay:g}{weight})"
+
+
 def _verdict(rows, net_effect, sharpness):
-    active = [r for r in rows if r.effect != "none"]
+    active = sorted((r for r in rows if r.effect != "none"), key=lambda r: -abs(r.strength))
     quiet = [r for r in rows if r.decay and r.decay > 0 and r.effect == "none"]
     proxy = _proxy(sharpness)
     if not active:
-        why = (" (the memory term is below 1e-6 of the step: e.g. O(eps) for a smooth sign, exactly 0 for sign)"
-               if quiet else " (no channel has memory)")
+        why = (f" ({', '.join(r.name for r in quiet)}: the memory term is below {NEGLIGIBLE:g} of the step, "
+               "e.g. O(eps) for a smooth sign, exactly 0 for sign)" if quiet else " (no channel has memory)")
         return f"Memory does not measurably change {proxy}{why}: no anti-regularization."
-    parts = ", ".join(f"{r.name} (decay {r.decay:g}) {r.strength:+.3g}" for r in active)
-    if net_effect == "regularizing":
-        return f"Memory regularizes: it penalizes {proxy}. Contributions: {parts}."
-    if net_effect == "anti-regularizing":
-        return f"Memory anti-regularizes: it rewards large {proxy}. Contributions: {parts}."
-    return f"The channels cancel: {parts}."
+    lead, others = active[0], active[1:]
+    if net_effect == "none":
+        return f"The channels cancel: {', '.join(_describe(r) for r in active)}."
+    does = "penalizes" if net_effect == "regularizing" else "rewards large"
+    head = f"Memory {'regularizes' if net_effect == 'regularizing' else 'anti-regularizes'}: it {does} {proxy}."
+    against = [r for r in others if r.effect != lead.effect]
+    if against:
+        return (f"{head} {_describe(lead)} outweighs {', '.join(_describe(r) for r in against)} "
+                f"(strengths {lead.strength:+.3g} vs {', '.join(f'{r.strength:+.3g}' for r in against)}).")
+    return f"{head} Driven by {', '.join(_describe(r) for r in active)}."
 
 
 def _caveats(analysis):
@@ -177,12 +225,24 @@ def _caveats(analysis):
     if analysis.memory_ratio > 0.3:
         caveats.append(f"|M|/|F| reaches {analysis.memory_ratio:.3g} along the trajectory: the correction is "
                        "not small, so the corrected iteration need not track the optimizer")
-    order = analysis.order["corrected"]
-    exact = max(analysis.order["errors_corrected"]) < 1e-12
-    if not exact and not (np.isfinite(order) and order > 1.5):
+    evidence = analysis.order
+    if evidence["diverged"]:
+        caveats.append(f"no evidence: {evidence['diverged']}")
+        return caveats
+    order = evidence["corrected"]
+    if not _exact(evidence, "corrected") and not (np.isfinite(order) and order > 1.5):
+        why = ""
+        if evidence["memory_lengths"] < 20:
+            why = (f"; the horizon spans only {evidence['memory_lengths']:.3g} memory lengths 1/(1-beta), "
+                   "so the order may also be pre-asymptotic")
         caveats.append(f"the corrected memoryless iteration shows order {order:.2f}, not 2, on this loss at "
-                       "this lr: treat the verdict as qualitative")
+                       f"this lr{why}: treat the verdict as qualitative")
     return caveats
+
+
+def _exact(order, which):
+    errors = order[f"errors_{which}"]
+    return all(np.isfinite(errors)) and max(errors) < 1e-12
 
 
 # ----------------------------------------------------------------------------
@@ -193,24 +253,34 @@ _STYLE = {"regularizing": "green", "anti-regularizing": "red", "none": "dim"}
 
 
 def render(analysis):
-    """A rich renderable of the analysis (print it with a rich Console)."""
+    """A rich renderable of one analysis (print it with a rich Console)."""
+    from rich import box
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
     hp = ", ".join(f"{k}={v}" for k, v in analysis.hyperparameters.items()) or "none"
-    head = Text.assemble((f"{analysis.optimizer}", "bold"), f"  ({analysis.reference})\n",
-                         f"update: {analysis.update_rule}\n", f"hyperparameters: {hp}\n",
-                         f"reference loss: {analysis.loss}, lr = {analysis.lr:g}, "
+    head = Text.assemble((analysis.optimizer, "bold"), f"  ({analysis.reference})\n" if analysis.reference else "\n",
+                         f"update: {analysis.update_rule}\n" if analysis.update_rule else "",
+                         f"hyperparameters: {hp}\n",
+                         f"reference loss: {analysis.loss}, lr h = {analysis.lr:g}, "
                          f"sharpness proxy N = {_proxy(analysis.sharpness)}")
 
-    table = Table(title="Memory channels: M = sum of channel terms (Eq. 12, Section 3.2)", expand=False)
-    for column in ("channel", "β", "bβ/(1-β)²", "hβ/(1-β)", "|M_l|/|F|", "strength", "effect"):
-        table.add_column(column, justify="left" if column in ("channel", "effect") else "right")
+    table = Table(title="Memory channels: M = sum of the channel terms M_l (Eq. 12, Section 3.2)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("channel", no_wrap=True)
+    for column in ("β", "weight", "memory #", "size", "strength"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("effect", no_wrap=True)
     for c in analysis.channels:
         table.add_row(c.name, _num(c.decay), _num(c.coefficient), _num(c.memory_number), _num(c.size),
-                      f"{c.strength:+.3g}", Text(c.effect, style=_STYLE[c.effect]))
+                      f"{c.strength:+.2g}", Text(c.effect, style=_STYLE[c.effect]))
+    legend = ("weight = b*beta/(1-beta)^2, the channel's coefficient in M; memory # = h*beta/(1-beta), small "
+              "where the theory holds; size = |M_l|/|F|, the term relative to the step; strength = "
+              "<grad N, M_l> / |<grad N, F>| along the trajectory, > 0 regularizing")
+    forms = [f"  {c.name}: M_l = {c.formula}" for c in analysis.channels if c.formula]
+    closed = Text(legend + ("\nclosed forms (MATH.md Sec. 4):\n" + "\n".join(forms) if forms else ""), style="dim")
 
     verdict = Text(analysis.verdict)
     if analysis.modified_loss:
@@ -218,30 +288,63 @@ def render(analysis):
     verdict_panel = Panel(verdict, title=f"verdict: {analysis.net_effect}", border_style=_STYLE[analysis.net_effect])
 
     order = analysis.order
-    evidence = Table(title=f"Evidence: memoryless iteration vs the optimizer, horizon {order['horizon']:g}")
+    evidence = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"Evidence (Theorem 3.3): max error of the memoryless iteration vs the optimizer "
+                           f"over the horizon t = {order['horizon']:g}")
     for column in ("lr", "error with M", "error without M"):
         evidence.add_column(column, justify="right")
     for lr, ec, eu in zip(order["lrs"], order["errors_corrected"], order["errors_uncorrected"]):
         evidence.add_row(f"{lr:g}", f"{ec:.3e}", f"{eu:.3e}")
-    if max(order["errors_corrected"]) < 1e-12:
-        evidence.add_row("order", "exact", f"{order['uncorrected']:.2f}", style="bold")
-    else:
-        evidence.add_row("order", f"{order['corrected']:.2f}", f"{order['uncorrected']:.2f}", style="bold")
+    evidence.add_row("order", _order(order, "corrected"), _order(order, "uncorrected"), style="bold")
+    ratio = Text(f"largest |M|/|F| along the trajectory: {analysis.memory_ratio:.3g}  "
+                 f"(the first-order theory needs it small)")
 
-    parts = [head, table, verdict_panel, evidence]
+    parts = [head, table, closed, verdict_panel, evidence, ratio]
     if analysis.caveats:
-        parts.append(Panel("\n".join(analysis.caveats), title="caution", border_style="yellow"))
+        parts.append(Panel("\n".join(f"- {c}" for c in analysis.caveats), title="caution: outside the theory's range",
+                           border_style="yellow"))
     return Group(*parts)
+
+
+def render_comparison(analyses):
+    """One table, one row per analysis: the paper's AdamW-vs-Lion comparison and more."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"What memory does to the loss ({analyses[0].loss} loss, lr = {analyses[0].lr:g})",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="memory # = max h*beta/(1-beta); order = empirical order with/without M; "
+                          "* = outside the theory's range: run 'report NAME'")
+    table.add_column("optimizer", no_wrap=True)
+    table.add_column("net effect", no_wrap=True)
+    table.add_column("strength", justify="right", no_wrap=True)
+    table.add_column("memory #", justify="right", no_wrap=True)
+    table.add_column("|M|/|F|", justify="right", no_wrap=True)
+    table.add_column("order", justify="right", no_wrap=True)
+
+    for a in analyses:
+        numbers = [c.memory_number for c in a.channels if c.memory_number is not None]
+        name = a.optimizer + ("*" if a.caveats else "")
+        table.add_row(name, Text(a.net_effect, style=_STYLE[a.net_effect]), f"{a.net_strength:+.2g}",
+                      _num(max(numbers) if numbers else None), _num(a.memory_ratio),
+                      f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}")
+    return table
+
+
+def _order(order, which):
+    if order["diverged"]:
+        return "diverged"
+    return "exact" if _exact(order, which) else f"{order[which]:.2f}"
 
 
 def _num(value):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.4g}"
+    return f"{value:.3g}"
 
 
 def to_json(analysis):
-    """The analysis as a JSON string."""
+    """The analysis (or a list of them) as a JSON string."""
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
             return None
@@ -250,4 +353,6 @@ def to_json(analysis):
         if isinstance(x, list):
             return [clean(v) for v in x]
         return x
+    if isinstance(analysis, list):
+        return json.dumps([clean(asdict(a)) for a in analysis], indent=2)
     return json.dumps(clean(asdict(analysis)), indent=2)

@@ -108,12 +108,13 @@ def _memoryless(optimizer, obj, theta, lr, steps, corrected, correction, tol):
     ratio = 0.0
     momentum = isinstance(optimizer, MomentumOptimizer)
     for n in range(steps):
-        F = np.asarray(optimizer.memoryless_direction(theta, obj.frozen(theta), n), dtype=float)
+        gradient = obj.frozen(theta)
+        F = np.asarray(optimizer.memoryless_direction(theta, gradient, n), dtype=float)
         step = F
         if corrected:
             at = None if correction == "limit" else n
             if momentum:
-                M = sum(momentum_terms(optimizer, obj, theta, lr, at, tol).values())
+                M = momentum_terms(optimizer, obj, theta, lr, at, tol, gradient=gradient.value, split=False)["total"]
             else:
                 M, _ = history_correction(optimizer, obj, theta, lr, at, tol)
             step = F + M
@@ -165,11 +166,12 @@ def fitted_order(lrs, errors):
     return float(np.polyfit(np.log(lrs), np.log(errors), 1)[0])
 
 
-def order_study(optimizer, loss, theta, horizon, lrs, *, correction="exact", tol=1e-13):
+def order_study(optimizer, loss, theta, horizon, lrs, *, correction="exact", tol=1e-13, callback=None):
     """Measure Theorem 3.3: error O(lr^2) with the correction, O(lr) without.
 
     Each lr runs ``round(horizon / lr)`` steps of the optimizer and of both
-    memoryless iterations from the same ``theta``.
+    memoryless iterations from the same ``theta``; ``callback(lr, error_corrected,
+    error_uncorrected)``, if given, is called after each.
 
     >>> import memless, numpy as np
     >>> study = memless.order_study(memless.get_optimizer("heavy-ball", beta=0.5),
@@ -188,6 +190,11 @@ def order_study(optimizer, loss, theta, horizon, lrs, *, correction="exact", tol
     if correction not in CORRECTIONS:
         raise MemlessError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
     obj = objective(loss, theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
+
+
+def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback):
     steps, corrected, uncorrected, ratios = [], [], [], []
     for lr in lrs:
         n = max(1, int(round(horizon / lr)))
@@ -201,5 +208,7 @@ def order_study(optimizer, loss, theta, horizon, lrs, *, correction="exact", tol
         corrected.append(float(np.max(np.abs(reference - with_m))))
         uncorrected.append(float(np.max(np.abs(reference - without_m))))
         ratios.append(float(ratio))
+        if callback is not None:
+            callback(lr, corrected[-1], uncorrected[-1])
     return OrderStudy(lrs, steps, float(horizon), corrected, uncorrected,
                       fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios)

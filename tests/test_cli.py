@@ -48,3 +48,25 @@ def test_set_values_are_parsed_not_evaluated():
     assert parse_value("True") is True and parse_value("false") is False
     assert parse_value("__import__('os')") == "__import__('os')"
     assert parse_settings(["k=sign", "rho1=0.5"]) == {"k": "sign", "rho1": 0.5}
+
+
+def test_compare_runs_and_json_is_a_list():
+    result = run("compare", "adamw", "lion", "--no-color")
+    assert result.returncode == 0, result.stderr
+    assert "adamw" in result.stdout and "lion" in result.stdout and "\x1b[" not in result.stdout
+    result = run("compare", "adamw", "lion", "--json")
+    data = json.loads(result.stdout)
+    assert [d["optimizer"] for d in data] == ["adamw", "lion"]
+    assert data[0]["net_effect"] == "anti-regularizing" and data[1]["net_effect"] != "anti-regularizing"
+
+
+def test_compare_unknown_name_fails_before_any_work(capsys):
+    assert main(["compare", "adamw", "nope"]) == 2
+    assert "unknown optimizer 'nope'" in capsys.readouterr().err
+
+
+def test_list_and_list_losses():
+    result = run("list", "--no-color")
+    assert result.returncode == 0 and "built-in" in result.stdout and "heavy-ball" in result.stdout
+    result = run("list-losses")
+    assert result.returncode == 0 and "bilinear" in result.stdout and "logistic" in result.stdout

@@ -64,6 +64,8 @@ class AdamW(_Adaptive):
     hyperparameters = _adam_hyperparameters(weight_decay=0.01)
     update_rule = "m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - h [mhat/sqrt(vhat+eps) + lambda theta]"
     reference = "Example 1.3"
+    modified_loss = ("as eps -> 0: L + h (beta1/(1-beta1) - beta2/(1-beta2)) ||grad L||_1 + weight-decay terms, "
+                     "in the sign-descent geometry of F = grad L/|grad L|")
 
     def channels(self):
         return [
@@ -95,6 +97,8 @@ class NAdam(_Adaptive):
     hyperparameters = _adam_hyperparameters(weight_decay=0.0)
     update_rule = "theta <- theta - h [(b1 mhat + (1-b1) g)/sqrt(vhat+eps) + lambda theta]"
     reference = "Example 1.4"
+    modified_loss = ("as eps -> 0: L + h (beta1^2/(1-beta1) - beta2/(1-beta2)) ||grad L||_1 + weight-decay terms, "
+                     "in the sign-descent geometry of F = grad L/|grad L|")
 
     def channels(self):
         return [
@@ -124,6 +128,7 @@ class RMSProp(_Adaptive):
     )
     update_rule = "v <- rho v + (1-rho) g^2;  theta <- theta - h g/sqrt(v+eps)"
     reference = "Cattaneo et al. 2023, Definition 3.1"
+    modified_loss = "as eps -> 0: L - h rho/(1-rho) ||grad L||_1, in the sign-descent geometry of F = grad L/|grad L|"
 
     def channels(self):
         return [

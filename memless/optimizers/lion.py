@@ -33,6 +33,16 @@ class Lion(MomentumOptimizer):
     )
     update_rule = "c = rho1 m + (1-rho1) g;  theta <- theta - h [-grad K(-c) + lambda theta];  m <- rho2 m + (1-rho2) g"
     reference = "Example 1.5"
+    sharpness = "l1"
+
+    @property
+    def modified_loss(self):
+        if self.k == "sign":
+            return "L exactly: autograd differentiates sign to 0, so M = 0 (no anti-regularization)"
+        if self.k == "l2":
+            return ("M = h rho1/(1-rho2) H (grad L + lambda theta): with lambda = 0, L + h rho1/(2(1-rho2)) "
+                    "||grad L||^2 (heavy-ball when rho1 = rho2)")
+        return "L + O(eps): the smooth sign's Hessian is O(eps), so memory adds no anti-regularization"
     elementwise = True
 
     def _check(self):

@@ -13,6 +13,7 @@ class GD(MomentumOptimizer):
     name = "gd"
     update_rule = "theta <- theta - h grad L(theta)"
     reference = "Eq. (1) with F = grad L"
+    modified_loss = "L itself: no memory, no correction"
     elementwise = True
 
     def channels(self):
@@ -41,6 +42,7 @@ class HeavyBall(MomentumOptimizer):
     hyperparameters = (decay("beta", 0.9, "momentum decay"),)
     update_rule = "m <- beta m + grad L;  theta <- theta - h m"
     reference = "Example 1.1"
+    modified_loss = "GD with step h/(1-beta) on L + h beta/(2(1-beta)^2) ||grad L||^2"
     elementwise = True
 
     def channels(self):
@@ -62,6 +64,7 @@ class Nesterov(MomentumOptimizer):
     hyperparameters = (decay("beta", 0.9, "momentum decay"),)
     update_rule = "m <- beta m + grad L;  theta <- theta - h (grad L + beta m)"
     reference = "Example 1.2"
+    modified_loss = "GD with step h/(1-beta) on L + h beta^2/(2(1-beta)^2) ||grad L||^2"
     elementwise = True
 
     def channels(self):
