@@ -3,6 +3,7 @@
 Every usage error prints one line, ``memless: error: ...``, and exits with 2.
 """
 import argparse
+import json
 import sys
 import warnings
 
@@ -87,18 +88,31 @@ def cmd_compare(args):
 
 def cmd_list(args):
     from rich.table import Table
+    from rich.text import Text
     from .registry import entries
 
-    table = Table(title="memless optimizers")
-    for column in ("name", "from", "hyperparameters", "status"):
-        table.add_column(column)
+    rows = []
     for name, entry in sorted(entries().items()):
-        if entry.broken:
-            table.add_row(name, f"{entry.distribution} {entry.version}", "", f"broken: {entry.error}")
+        rows.append({
+            "name": name,
+            "source": "built-in" if entry.builtin else f"{entry.distribution} {entry.version}",
+            "distribution": entry.distribution, "version": entry.version, "target": entry.target,
+            "status": "broken" if entry.broken else "ok", "error": entry.error,
+            "hyperparameters": {} if entry.broken else entry.hyperparameters,
+            "description": "" if entry.broken else entry.description,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    table = Table(title="memless optimizers (entry-point group memless.optimizers)")
+    for column in ("name", "from", "hyperparameters (defaults)", "what it is"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if row["status"] == "broken":
+            table.add_row(row["name"], row["source"], "", Text(f"BROKEN: {row['error']}", style="red"))
             continue
-        params = ", ".join(f"{hp.name}={hp.default}" for hp in getattr(entry.factory, "hyperparameters", ()))
-        source = "built-in" if entry.builtin else f"{entry.distribution} {entry.version}"
-        table.add_row(name, source, params, "ok")
+        params = ", ".join(f"{k}={v}" for k, v in row["hyperparameters"].items()) or "-"
+        table.add_row(row["name"], row["source"], params, row["description"])
     _console(args).print(table)
     return 0
 
@@ -133,6 +147,7 @@ def build_parser():
     _common(compare)
     compare.set_defaults(run=cmd_compare)
     listing = sub.add_parser("list", help="registered optimizers")
+    listing.add_argument("--json", action="store_true", help="print JSON")
     listing.add_argument("--no-color", action="store_true")
     listing.set_defaults(run=cmd_list)
     losses = sub.add_parser("list-losses", help="reference losses")
@@ -140,13 +155,26 @@ def build_parser():
     return parser
 
 
+def _discover_plugins():
+    """Load the registry now, turning each skipped plugin's warning into one stderr line."""
+    from .registry import PluginWarning, entries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        entries()
+    for warning in caught:
+        if issubclass(warning.category, PluginWarning):
+            print(f"memless: warning: {str(warning.message).removeprefix('memless: ')}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            return args.run(args)
+        _discover_plugins()
+        return args.run(args)
     except MemlessError as exc:
         print(f"memless: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

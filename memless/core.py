@@ -46,6 +46,9 @@ class Hyperparameter:
     allowed: str
     check: Callable[[Any], Any] = field(repr=False)
     doc: str = ""
+    #: the value the conformance kit (:mod:`memless.testing`) uses for its order
+    #: check, where the first-order theory holds (None: keep the instance's value)
+    tame: Any = None
 
     def validate(self, value, owner="optimizer"):
         try:
@@ -75,14 +78,14 @@ def _in_range(lo, hi, lo_open=False, hi_open=True):
     return check
 
 
-def decay(name, default, doc=""):
+def decay(name, default, doc="", tame=0.5):
     """A memory decay (momentum) parameter, in [0, 1)."""
-    return Hyperparameter(name, default, "a number in [0, 1)", _in_range(0.0, 1.0), doc)
+    return Hyperparameter(name, default, "a number in [0, 1)", _in_range(0.0, 1.0), doc, tame)
 
 
-def positive(name, default, doc=""):
+def positive(name, default, doc="", tame=None):
     """A strictly positive number (e.g. a numerical-stability epsilon)."""
-    return Hyperparameter(name, default, "a number > 0", _in_range(0.0, math.inf, lo_open=True), doc)
+    return Hyperparameter(name, default, "a number > 0", _in_range(0.0, math.inf, lo_open=True), doc, tame)
 
 
 def nonnegative(name, default, doc=""):

@@ -251,20 +251,17 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
             residual = [None] * len(memory)
     weights = [memory_sum(channels[i].decay, n) for i in memory]
 
-    # grad g_l . w_l by forward mode: all channels share one JVP along F when no
-    # finite-n residual separates their directions; otherwise one JVP per channel.
+    # grad g_l . w_l by forward mode: one JVP along F shared by all channels, plus one
+    # per channel whose finite-n residual is not negligible.
     def signals_at(x, which):
         gx = obj.gradient(x)
         return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
-    if all(r is None for r in residual):
-        _, along = jvp(lambda x: signals_at(x, memory), theta, F)
-        along = [w * part for w, part in zip(weights, np.split(np.asarray(along, dtype=float), len(memory)))]
-    else:
-        along = []
-        for i, w, r in zip(memory, weights, residual):
-            direction = w * F if r is None else w * F + r
-            along.append(np.asarray(jvp(lambda x, i=i: signals_at(x, [i]), theta, direction)[1], dtype=float))
+    _, shared = jvp(lambda x: signals_at(x, memory), theta, F)
+    along = [w * part for w, part in zip(weights, np.split(np.asarray(shared, dtype=float), len(memory)))]
+    for j, (i, r) in enumerate(zip(memory, residual)):
+        if r is not None:
+            along[j] = along[j] + np.asarray(jvp(lambda x, i=i: signals_at(x, [i]), theta, r)[1], dtype=float)
     tangents = {channels[i].name: b * t.reshape(np.shape(point[channels[i].name]))
                 for i, b, t in zip(memory, b_now, along)}
 

@@ -29,6 +29,13 @@ def rosenbrock(theta, a=1.0, b=10.0):
     return anp.sum(b * (theta[1:] - theta[:-1] ** 2) ** 2 + (a - theta[:-1]) ** 2)
 
 
+def curvy(theta):
+    """A 3-d loss with non-trivial third derivatives: a bilinear valley, sines, quartics, a cubic coupling."""
+    r = 1.5 - 2.0 * theta[0] * theta[1]
+    return (0.5 * r ** 2 + 0.1 * anp.sum(anp.sin(theta)) + 0.05 * anp.sum(theta ** 4)
+            + 0.3 * theta[1] * theta[2] ** 2)
+
+
 def _logistic_data(samples=64, features=4, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(samples, features))
@@ -51,6 +58,8 @@ REFERENCE_LOSSES = {
                               "E = (3/2 - 2 theta1 theta2)^2 / 2, seed 004's Figure 1 model"),
     "rosenbrock": ReferenceLoss("rosenbrock", rosenbrock, np.array([-0.5, 0.8, 0.3]),
                                 "Rosenbrock valley in 3 dimensions, b = 10"),
+    "curvy": ReferenceLoss("curvy", curvy, np.array([0.3, 0.5, -0.4]),
+                           "3-d loss with sines, quartics and a cubic coupling (real third derivatives)"),
     "logistic": ReferenceLoss("logistic", logistic, np.full(4, 0.3),
                               "logistic regression, 4 features, 64 seeded synthetic samples"),
 }

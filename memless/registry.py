@@ -13,6 +13,7 @@ name already taken is skipped with a :class:`PluginWarning` naming it and its
 distribution; :func:`entries` still lists it, marked broken, with the reason.
 """
 import inspect
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -41,6 +42,17 @@ class Entry:
     error: Optional[str] = None     #: why it is broken
 
     @property
+    def description(self):
+        """The first line of the optimizer's docstring."""
+        doc = (getattr(self.factory, "__doc__", None) or "").strip()
+        return doc.splitlines()[0].replace("``", "") if doc else ""
+
+    @property
+    def hyperparameters(self):
+        """{name: default} where the factory declares them."""
+        return {hp.name: hp.default for hp in getattr(self.factory, "hyperparameters", ())}
+
+    @property
     def broken(self):
         return self.error is not None
 
@@ -50,6 +62,11 @@ class Entry:
 
 
 _cache: Optional[Dict[str, Entry]] = None
+
+
+def canonical_name(distribution):
+    """A distribution's name as PEP 503 normalizes it: memless_ademamix -> memless-ademamix."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def _check_factory(obj):
@@ -81,11 +98,12 @@ def discover(path=None):
     """Load every entry point of the group (``path``: a list of folders instead of sys.path)."""
     found: Dict[str, Entry] = {}
     points = entrypoints.get_group_all(GROUP, path=path)
-    # memless's own first, so a plugin cannot shadow a built-in
-    points.sort(key=lambda ep: (getattr(ep.distro, "name", "") != "memless",))
+    # memless's own first, so a plugin cannot shadow a built-in; then by distribution name
+    points.sort(key=lambda ep: (canonical_name(getattr(ep.distro, "name", "")) != "memless",
+                                canonical_name(getattr(ep.distro, "name", ""))))
     seen = set()
     for ep in points:
-        dist = getattr(ep.distro, "name", None) or "unknown distribution"
+        dist = canonical_name(getattr(ep.distro, "name", None) or "unknown distribution")
         version = getattr(ep.distro, "version", None) or "?"
         target = f"{ep.module_name}:{ep.object_name}" if ep.object_name else ep.module_name
         key = (ep.name, dist, target)

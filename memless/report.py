@@ -192,6 +192,8 @@ def _proxy(sharpness):
 
 
 def _describe(row):
+    if not np.isfinite(row.decay):          # a generic optimizer: the whole correction in one row
+        return f"{row.name} (the whole correction of direction())"
     weight = f", weight b*beta/(1-beta)^2 = {row.coefficient:.4g}" if row.coefficient else ""
     return f"{row.name} (beta = {row.decay:g}{weight})"
 

@@ -37,7 +37,7 @@ def _adam_hyperparameters(weight_decay=None):
     params = (
         decay("beta1", 0.9, "first-moment decay"),
         decay("beta2", 0.999, "second-moment decay"),
-        positive("eps", 1e-8, "numerical stability constant"),
+        positive("eps", 1e-8, "numerical stability constant", tame=0.1),
     )
     if weight_decay is not None:
         params += (nonnegative("weight_decay", weight_decay, "decoupled weight decay lambda"),)
@@ -123,7 +123,7 @@ class RMSProp(_Adaptive):
     name = "rmsprop"
     hyperparameters = (
         decay("rho", 0.99, "second-moment decay"),
-        positive("eps", 1e-8, "numerical stability constant"),
+        positive("eps", 1e-8, "numerical stability constant", tame=0.1),
         flag("eps_inside", True, "eps inside the square root (paper) or outside (PyTorch)"),
     )
     update_rule = "v <- rho v + (1-rho) g^2;  theta <- theta - h g/sqrt(v+eps)"

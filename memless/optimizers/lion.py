@@ -29,7 +29,7 @@ class Lion(MomentumOptimizer):
         decay("rho2", 0.99, "momentum decay (optax b2)"),
         nonnegative("weight_decay", 0.0, "decoupled weight decay lambda"),
         choice("k", "l1-smooth", ("l1-smooth", "sign", "l2"), "the convex function K"),
-        positive("eps", 1e-8, "smoothing of |x| in K = l1-smooth"),
+        positive("eps", 1e-8, "smoothing of |x| in K = l1-smooth", tame=0.3),
     )
     update_rule = "c = rho1 m + (1-rho1) g;  theta <- theta - h [-grad K(-c) + lambda theta];  m <- rho2 m + (1-rho2) g"
     reference = "Example 1.5"
