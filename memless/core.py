@@ -305,9 +305,14 @@ class MomentumOptimizer(MemoryOptimizer):
 
     Set ``elementwise = True`` when Phi broadcasts over a leading batch axis
     (all built-ins do); the engine then evaluates the finite-n sums in one call.
+    Set ``linear = True`` when Phi is linear in the memories; the finite-n sums
+    then cost O(n) scalar operations instead of O(n d).
     """
 
     elementwise: ClassVar[bool] = False
+    #: True when Phi is linear in the memories (heavy-ball, Nesterov): the engine
+    #: then sums finite-n histories as scalars, at a cost independent of n
+    linear: ClassVar[bool] = False
 
     @abc.abstractmethod
     def channels(self) -> Sequence[Channel]:

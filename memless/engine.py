@@ -202,16 +202,48 @@ def _finite_n_directions(optimizer, channels, signals, n, tol):
     return np.concatenate(keep_s) if keep_s else np.zeros(0)
 
 
-def _directions_at(optimizer, channels, signals, s_values):
+def _rows(optimizer, channels, signals, s_values):
     """F^(s)(theta) for each s, as rows."""
-    if not len(s_values):
-        return np.zeros((0, signals[0].size))
     if optimizer.elementwise:
         m = {ch.name: ch.weight(s_values)[:, None] * sig[None, :] for ch, sig in zip(channels, signals)}
         return np.asarray(optimizer.combine(m), dtype=float).reshape(len(s_values), -1)
     rows = [optimizer.combine({ch.name: float(ch.weight(s)) * sig for ch, sig in zip(channels, signals)})
             for s in s_values]
     return np.asarray(rows, dtype=float).reshape(len(s_values), -1)
+
+
+def _residuals(optimizer, channels, signals, memory, n, F, tol):
+    """r_j = sum_{s<n} omega_j(n, s) (F^(s)(theta) - F(theta)) for each memory channel j (None where 0).
+
+    Linear Phi: F^(s) = sum_l a_l(s) Phi(g_l alone), so the sum over s is a sum of
+    scalars.  Otherwise the rows F^(s) are formed in chunks of bounded size.
+    """
+    s_values = _finite_n_directions(optimizer, channels, signals, n, tol)
+    residual = [np.zeros_like(F) for _ in memory]
+    if not len(s_values):
+        return [None] * len(memory)
+    omegas = [_history_weights(channels[i].decay, n, s_values) for i in memory]
+    if optimizer.linear:
+        for ch, sig in zip(channels, signals):
+            deviation = ch.weight(s_values) - float(ch.weight(math.inf))
+            if not np.any(deviation):
+                continue
+            alone = {other.name: (sig if other is ch else np.zeros_like(sig)) for other in channels}
+            basis = np.asarray(optimizer.combine(alone), dtype=float).reshape(F.shape)
+            for r, omega in zip(residual, omegas):
+                r += float(omega @ deviation) * basis
+    else:
+        chunk = max(1, _CHUNK_ELEMENTS // F.size)
+        for start in range(0, len(s_values), chunk):
+            part = slice(start, start + chunk)
+            deviations = _rows(optimizer, channels, signals, s_values[part]) - F[None, :]
+            for r, omega in zip(residual, omegas):
+                r += omega[part] @ deviations
+    return [r if np.any(r) else None for r in residual]
+
+
+#: most elements of F^(s) rows held at once by the finite-n sums
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, split=True):
@@ -224,7 +256,7 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
     only ``{"total": M}``, with one JVP of Phi instead of one per channel.
     """
     channels = list(optimizer.channels())
-    g = obj.gradient(theta) if gradient is None else gradient
+    g = obj.gradient_at(theta) if gradient is None else gradient
     signals = [_as_float_array(ch.signal(theta, g), theta) for ch in channels]
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
     if not memory or n == 0:
@@ -242,26 +274,26 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
     else:
         point = {ch.name: float(ch.weight(n)) * sig for ch, sig in zip(channels, signals)}
         b_now = [float(channels[i].b(n + 1)) for i in memory]
-        s_values = _finite_n_directions(optimizer, channels, signals, n, tol)
-        if len(s_values):
-            deviations = _directions_at(optimizer, channels, signals, s_values) - F[None, :]
-            residual = [_history_weights(channels[i].decay, n, s_values) @ deviations for i in memory]
-            residual = [r if np.any(r) else None for r in residual]
-        else:
-            residual = [None] * len(memory)
+        residual = _residuals(optimizer, channels, signals, memory, n, F, tol)
     weights = [memory_sum(channels[i].decay, n) for i in memory]
 
-    # grad g_l . w_l by forward mode: one JVP along F shared by all channels, plus one
-    # per channel whose finite-n residual is not negligible.
+    # grad g_l . w_l by forward mode, one loss Hessian-vector product per distinct w_l:
+    # channels whose finite-n residual vanishes (bias-corrected EMAs, the limit) share
+    # one JVP along F; a channel with a residual gets one JVP along its own w_l.
     def signals_at(x, which):
         gx = obj.gradient(x)
         return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
-    _, shared = jvp(lambda x: signals_at(x, memory), theta, F)
-    along = [w * part for w, part in zip(weights, np.split(np.asarray(shared, dtype=float), len(memory)))]
-    for j, (i, r) in enumerate(zip(memory, residual)):
+    along = [None] * len(memory)
+    shared = [j for j, r in enumerate(residual) if r is None]
+    if shared:
+        _, tangent = jvp(lambda x: signals_at(x, [memory[j] for j in shared]), theta, F)
+        for j, part in zip(shared, np.split(np.asarray(tangent, dtype=float), len(shared))):
+            along[j] = weights[j] * part
+    for j, r in enumerate(residual):
         if r is not None:
-            along[j] = along[j] + np.asarray(jvp(lambda x, i=i: signals_at(x, [i]), theta, r)[1], dtype=float)
+            _, tangent = jvp(lambda x, i=memory[j]: signals_at(x, [i]), theta, weights[j] * F + r)
+            along[j] = np.asarray(tangent, dtype=float)
     tangents = {channels[i].name: b * t.reshape(np.shape(point[channels[i].name]))
                 for i, b, t in zip(memory, b_now, along)}
 

@@ -70,3 +70,49 @@ def get_loss(name):
         return REFERENCE_LOSSES[name]
     except KeyError:
         raise MemlessError(f"unknown reference loss {name!r}; available: {', '.join(REFERENCE_LOSSES)}") from None
+
+
+# ----------------------------------------------------------------------------
+# A model with many parameters: a tanh MLP classifier on seeded synthetic data
+# ----------------------------------------------------------------------------
+
+
+def mlp(sizes=(64, 256, 256, 10), samples=512, seed=0):
+    """A ``ReferenceLoss`` for an MLP classifier with ``sum (a+1) b`` parameters.
+
+    tanh hidden layers, softmax cross-entropy, ``samples`` Gaussian inputs
+    labelled by a random teacher network; the start is a seeded Glorot-style
+    initialisation.  The default has 85,002 parameters (the benchmark's model).
+
+    >>> problem = mlp(sizes=(3, 5, 2), samples=8)
+    >>> problem.start.size, float(problem.loss(problem.start)) > 0
+    (32, True)
+    """
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise MemlessError(f"sizes must list at least two layer widths >= 1, got {sizes}")
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(samples, sizes[0]))
+    teacher = rng.normal(size=(sizes[0], sizes[-1]))
+    labels = np.argmax(X @ teacher, axis=1)
+    Y = np.eye(sizes[-1])[labels]
+    shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    cuts = np.cumsum([0] + [(a + 1) * b for a, b in shapes])
+
+    def loss(theta):
+        h = X
+        for i, (a, b) in enumerate(shapes):
+            layer = theta[cuts[i]:cuts[i + 1]]
+            W, c = anp.reshape(layer[: a * b], (a, b)), layer[a * b:]
+            h = anp.dot(h, W) + c
+            if i < len(shapes) - 1:
+                h = anp.tanh(h)
+        h = h - anp.max(h, axis=1, keepdims=True)
+        log_probs = h - anp.log(anp.sum(anp.exp(h), axis=1, keepdims=True))
+        return -anp.sum(Y * log_probs) / samples
+
+    start = np.concatenate([np.concatenate([rng.normal(scale=1.0 / np.sqrt(a), size=a * b), np.zeros(b)])
+                            for a, b in shapes])
+    return ReferenceLoss("mlp", loss, start,
+                         f"MLP {'-'.join(map(str, sizes))} (tanh, softmax), {samples} seeded samples, "
+                         f"{start.size} parameters")

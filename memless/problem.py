@@ -7,7 +7,7 @@ import math
 import numbers
 
 import numpy as np
-from autograd import grad as _autograd_grad
+from autograd import grad as _autograd_grad, value_and_grad as _value_and_grad
 
 from .errors import LossError, MemlessError
 from .core import MemoryOptimizer
@@ -57,6 +57,8 @@ class Objective:
     ``frozen(theta)`` returns a gradient function that reuses the gradient already
     computed at ``theta`` whenever it is called with that very array -- the
     constant history (theta, ..., theta) of Eq. (4) then costs one gradient.
+    ``check(theta)`` computes the loss and its gradient in one pass and keeps the
+    gradient for that array, so checking a point costs nothing extra.
     """
 
     def __init__(self, loss):
@@ -64,9 +66,39 @@ class Objective:
             raise LossError(f"loss must be a callable theta -> scalar, got {type(loss).__name__}")
         self.loss = loss
         self.gradient = _autograd_grad(loss)
+        self._value_and_gradient = _value_and_grad(loss)
+        self._checked = (None, None)
+
+    def gradient_at(self, theta):
+        """The gradient at theta, reused if theta is the array last checked."""
+        checked, g = self._checked
+        return g if theta is checked else self.gradient(theta)
 
     def check(self, theta):
         """Raise LossError unless loss(theta) is a finite scalar with a finite gradient."""
+        try:
+            with np.errstate(all="ignore"):
+                value, g = self._value_and_gradient(theta)
+        except MemlessError:
+            raise
+        except Exception:
+            value, g = self._diagnose(theta)
+        if np.ndim(value) != 0:
+            raise LossError(f"loss must return a scalar, got an array of shape {np.shape(value)}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise LossError(f"loss must return a real scalar, got {type(value).__name__}") from None
+        if not math.isfinite(value):
+            raise LossError(f"loss returned {value} at theta={theta}; it must be finite")
+        g = np.asarray(g, dtype=float)
+        if g.shape != np.shape(theta) or not np.all(np.isfinite(g)):
+            raise LossError(f"the loss gradient at theta={theta} is not finite: {g}")
+        self._checked = (theta, g)
+        return self
+
+    def _diagnose(self, theta):
+        """The loss failed under autograd: say whether the loss itself or its derivative is at fault."""
         try:
             value = self.loss(theta)
         except MemlessError:
@@ -77,27 +109,18 @@ class Objective:
         if np.ndim(value) != 0:
             raise LossError(f"loss must return a scalar, got an array of shape {np.shape(value)}")
         try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise LossError(f"loss must return a real scalar, got {type(value).__name__}") from None
-        if not math.isfinite(value):
-            raise LossError(f"loss returned {value} at theta={theta}; it must be finite")
-        try:
             with np.errstate(all="ignore"):
                 g = self.gradient(theta)
         except Exception as exc:
             raise LossError(
                 f"autograd could not differentiate the loss: {type(exc).__name__}: {exc}; "
                 "write it with autograd.numpy (import autograd.numpy as np)") from exc
-        g = np.asarray(g, dtype=float)
-        if g.shape != np.shape(theta) or not np.all(np.isfinite(g)):
-            raise LossError(f"the loss gradient at theta={theta} is not finite: {g}")
-        return self
+        return value, g
 
     def frozen(self, theta, g=None):
         gradient = self.gradient
         if g is None:
-            g = gradient(theta)
+            g = self.gradient_at(theta)
 
         def frozen_gradient(x):
             return g if x is theta else gradient(x)

@@ -45,6 +45,11 @@ class Lion(MomentumOptimizer):
         return "L + O(eps): the smooth sign's Hessian is O(eps), so memory adds no anti-regularization"
     elementwise = True
 
+    @property
+    def linear(self):
+        """Phi is linear in the memories only for K = ||x||^2/2."""
+        return self.k == "l2"
+
     def _check(self):
         if self.rho2 == 0.0 and self.rho1 > 0.0:
             raise HyperparameterError(

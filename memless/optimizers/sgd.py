@@ -15,6 +15,7 @@ class GD(MomentumOptimizer):
     reference = "Eq. (1) with F = grad L"
     modified_loss = "L itself: no memory, no correction"
     elementwise = True
+    linear = True
 
     def channels(self):
         return [Channel("gradient", 0.0, gradient_signal)]
@@ -44,6 +45,7 @@ class HeavyBall(MomentumOptimizer):
     reference = "Example 1.1"
     modified_loss = "GD with step h/(1-beta) on L + h beta/(2(1-beta)^2) ||grad L||^2"
     elementwise = True
+    linear = True
 
     def channels(self):
         return [Channel("momentum", self.beta, gradient_signal,
@@ -66,6 +68,7 @@ class Nesterov(MomentumOptimizer):
     reference = "Example 1.2"
     modified_loss = "GD with step h/(1-beta) on L + h beta^2/(2(1-beta)^2) ||grad L||^2"
     elementwise = True
+    linear = True
 
     def channels(self):
         return [

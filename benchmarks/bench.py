@@ -1,0 +1,280 @@
+"""memless performance benchmark: times and ratios measured in one run.
+
+    python benchmarks/bench.py                  # the full run (about a minute)
+    python benchmarks/bench.py --quick          # small sizes, a smoke test (seconds)
+    python benchmarks/bench.py --json out.json  # also write the results as JSON
+
+Every number is a ratio of two times measured in the same run (best of
+``--repeat`` timings), so it says how the cost scales, not how fast this machine
+is.  The targets are those of the performance issue; a missed target is printed
+as MISSED with its ratio, never hidden.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+from autograd import grad
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))   # run from a checkout without installing
+
+import memless  # noqa: E402
+from memless.engine import momentum_terms  # noqa: E402
+from memless.losses import mlp  # noqa: E402
+from memless.problem import objective  # noqa: E402
+
+
+# ----------------------------------------------------------------------------
+# Timing
+# ----------------------------------------------------------------------------
+
+
+def best_time(fun, repeat):
+    """The best of ``repeat`` wall-clock timings of ``fun()`` (after one warm-up call)."""
+    fun()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fun()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def peak_memory(fun):
+    """Peak bytes allocated through Python/numpy while ``fun()`` runs."""
+    tracemalloc.start()
+    try:
+        fun()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+class WindowAverage(memless.MemoryOptimizer):
+    """A non-momentum optimizer: F^(n) = sum_{k<W} w_k grad L(theta^(n-k)) / sum w_k, w_k = 1/(k+1).
+
+    Its correction can only come from the generic (history) engine.
+    """
+
+    name = "window-average"
+
+    def __init__(self, window):
+        super().__init__()
+        self.window = window
+        weights = 1.0 / np.arange(1, window + 1)
+        self.weights = weights / weights.sum()
+
+    def direction(self, history, gradient):
+        recent = history[: self.window]
+        weights = self.weights[: len(recent)] / self.weights[: len(recent)].sum()
+        return sum(w * gradient(theta) for w, theta in zip(weights, recent))
+
+
+# ----------------------------------------------------------------------------
+# The cases
+# ----------------------------------------------------------------------------
+
+
+def case_limit_correction(problem, repeat):
+    """AdamW's limit M(theta) on the MLP, against one gradient."""
+    opt = memless.get_optimizer("adamw")
+    theta, loss = problem.start, problem.loss
+    gradient = grad(loss)
+    obj = objective(loss, theta)
+    g = gradient(theta)
+    t_grad = best_time(lambda: gradient(theta), repeat)
+    t_call = best_time(lambda: memless.correction(opt, loss, theta, lr=1e-3), repeat)
+    t_given = best_time(lambda: momentum_terms(opt, obj, theta, 1e-3, None, gradient=g, split=False), repeat)
+    t_split = best_time(lambda: memless.correction_terms(opt, loss, theta, lr=1e-3), repeat)
+    return {
+        "d": int(theta.size), "gradient_s": t_grad,
+        "correction_s": t_call, "correction_given_gradient_s": t_given, "correction_terms_s": t_split,
+        "ratio": t_call / t_grad, "ratio_given_gradient": t_given / t_grad, "ratio_terms": t_split / t_grad,
+    }
+
+
+def case_finite_n(problem, repeat, names=("adamw", "heavy-ball", "lion"), ns=(10, 1000, 100_000)):
+    """Exact M^(n)(theta) for several n: the cost should not grow with n."""
+    theta, loss = problem.start, problem.loss
+    out = {}
+    for name in names:
+        opt = memless.get_optimizer(name)
+        times = {n: best_time(lambda n=n: memless.correction(opt, loss, theta, lr=1e-3, n=n), repeat) for n in ns}
+        out[name] = {"times_s": {str(n): t for n, t in times.items()},
+                     "spread": max(times.values()) / min(times.values())}
+    return out
+
+
+def case_history_engine(problem, repeat, windows):
+    """The generic engine on a window-W optimizer: time and peak memory against W gradients."""
+    theta, loss = problem.start, problem.loss
+    gradient = grad(loss)
+    t_grad = best_time(lambda: gradient(theta), repeat)
+    rows = []
+    for W in windows:
+        opt = WindowAverage(W)
+        n = 2 * W
+
+        def run(opt=opt, n=n):
+            return memless.correction(opt, loss, theta, lr=1e-3, n=n)
+
+        t = best_time(run, max(1, repeat // 2))
+        rows.append({"window": W, "time_s": t, "ratio_to_W_gradients": t / (W * t_grad),
+                     "peak_bytes": peak_memory(run), "W_d_bytes": W * theta.size * 8})
+    times = [r["time_s"] / r["window"] for r in rows]
+    peaks = [r["peak_bytes"] / r["W_d_bytes"] for r in rows]
+    return {"d": int(theta.size), "gradient_s": t_grad, "rows": rows,
+            "time_per_window_spread": max(times) / min(times), "peak_per_Wd_spread": max(peaks) / min(peaks),
+            "d2_bytes": theta.size ** 2 * 8}
+
+
+def case_trajectory_step(problem, repeat, steps, lr=1e-5):
+    """One corrected memoryless step against one optimizer step.
+
+    The cost does not depend on lr; lr is small because at the MLP's start the
+    first-order correction is far outside its range at lr = 1e-3 (|M|/|F| ~ 200
+    for AdamW), and the corrected iteration would diverge within a few steps.
+    """
+    theta, loss = problem.start, problem.loss
+    out = {"d": int(theta.size)}
+    for name, hyper in (("adamw", {}), ("lion", {})):
+        opt = memless.get_optimizer(name, **hyper)
+        t_opt = best_time(lambda: memless.trajectory(opt, loss, theta, lr, steps), repeat) / steps
+        t_mem = best_time(lambda: memless.trajectory(opt, loss, theta, lr, steps, memoryless=True,
+                                                     correction="limit"), repeat) / steps
+        t_exact = best_time(lambda: memless.trajectory(opt, loss, theta, lr, steps, memoryless=True), repeat) / steps
+        out[name] = {"optimizer_step_s": t_opt, "corrected_step_s": t_mem, "corrected_exact_step_s": t_exact,
+                     "ratio": t_mem / t_opt, "ratio_exact": t_exact / t_opt}
+    return out
+
+
+def case_streaming(problem, repeat, short, long):
+    opt = memless.get_optimizer("adamw")
+    theta, loss = problem.start, problem.loss
+    t_short = best_time(lambda: memless.trajectory(opt, loss, theta, 1e-3, short), repeat)
+    t_long = best_time(lambda: memless.trajectory(opt, loss, theta, 1e-3, long), max(1, repeat // 2))
+    return {"d": int(theta.size), "short": short, "long": long, "short_s": t_short, "long_s": t_long,
+            "ratio": t_long / t_short, "expected": long / short}
+
+
+def case_cli(repeat):
+    """Wall time of ``python -m memless report lion`` in a fresh interpreter, and of the import alone."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def run(args):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *args], check=True, env=env, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    t_report = min(run(["-m", "memless", "report", "lion", "--no-color"]) for _ in range(repeat))
+    t_import = min(run(["-c", "import memless.cli"]) for _ in range(repeat))
+    t_python = min(run(["-c", "pass"]) for _ in range(repeat))
+    return {"report_s": t_report, "import_s": t_import, "python_startup_s": t_python}
+
+
+# ----------------------------------------------------------------------------
+# The table
+# ----------------------------------------------------------------------------
+
+
+def verdict(value, target, low=None):
+    ok = value <= target and (low is None or value >= low)
+    return "met" if ok else "MISSED"
+
+
+def rows_of(results):
+    lim, fin, hist = results["limit_correction"], results["finite_n"], results["history_engine"]
+    step, stream, cli = results["trajectory_step"], results["streaming"], results["cli"]
+    rows = [
+        (f"limit M, AdamW, d={lim['d']}: correction() / gradient", lim["ratio"], "<= 3", verdict(lim["ratio"], 3)),
+        ("  same, gradient already known (as in a training step)", lim["ratio_given_gradient"], "<= 3",
+         verdict(lim["ratio_given_gradient"], 3)),
+        ("  per-channel correction_terms() / gradient", lim["ratio_terms"], "(info)", ""),
+    ]
+    for name, r in fin.items():
+        ns = ", ".join(r["times_s"])
+        target = name == "adamw"
+        rows.append((f"exact M^(n), {name}, n = {ns}: slowest / fastest", r["spread"],
+                     "<= 1.5" if target else "(info)", verdict(r["spread"], 1.5) if target else ""))
+    for r in hist["rows"]:
+        rows.append((f"history engine, window W={r['window']}: time / (W gradients)",
+                     r["ratio_to_W_gradients"], "<= 3", verdict(r["ratio_to_W_gradients"], 3)))
+    rows.append(("  time/W, largest / smallest W (linear in W)", hist["time_per_window_spread"], "<= 1.5",
+                 verdict(hist["time_per_window_spread"], 1.5)))
+    rows.append(("  peak memory / (W d 8 bytes), largest / smallest W", hist["peak_per_Wd_spread"], "<= 1.5",
+                 verdict(hist["peak_per_Wd_spread"], 1.5)))
+    worst_peak = max(r["peak_bytes"] for r in hist["rows"])
+    rows.append(("  largest peak memory / (d^2 8 bytes)", worst_peak / hist["d2_bytes"], "<< 1",
+                 verdict(worst_peak / hist["d2_bytes"], 0.1)))
+    for name in ("adamw", "lion"):
+        r = step[name]
+        rows.append((f"corrected memoryless step / optimizer step, {name}, d={step['d']}", r["ratio"], "<= 4",
+                     verdict(r["ratio"], 4)))
+        rows.append(("  with the exact M^(n) at every step", r["ratio_exact"], "(info)", ""))
+    rows.append((f"streaming AdamW, {stream['long']} / {stream['short']} steps", stream["ratio"],
+                 f"{stream['expected']:.0f} +-30%", verdict(stream["ratio"], 1.3 * stream["expected"],
+                                                           0.7 * stream["expected"])))
+    rows.append(("`python -m memless report lion`, seconds", cli["report_s"], "< 2", verdict(cli["report_s"], 2)))
+    rows.append(("  of which `import memless.cli`, seconds", cli["import_s"], "(info)", ""))
+    rows.append(("  of which python start-up, seconds", cli["python_startup_s"], "(info)", ""))
+    return rows
+
+
+def print_table(results):
+    rows = rows_of(results)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'case':<{width}}  {'measured':>9}  {'target':>10}  verdict")
+    for label, value, target, mark in rows:
+        print(f"{label:<{width}}  {value:>9.3g}  {target:>10}  {mark}")
+    missed = [r[0].strip() for r in rows if r[3] == "MISSED"]
+    print(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
+    return missed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the script runs, not the targets")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--repeat", type=int, default=None, help="timings per case (best is kept)")
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        big, small = mlp(sizes=(8, 16, 4), samples=32), mlp(sizes=(4, 8, 2), samples=16)
+        repeat, windows, steps, short, long = args.repeat or 1, (2, 4), 5, 20, 200
+    else:
+        big, small = mlp(), mlp(sizes=(8, 16, 4), samples=64)
+        repeat, windows, steps, short, long = args.repeat or 5, (8, 32), 20, 1000, 10_000
+    print(f"memless {memless.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs; model: {big.description}\n", flush=True)
+    cases = {
+        "limit_correction": lambda: case_limit_correction(big, repeat),
+        "finite_n": lambda: case_finite_n(big, repeat),
+        "history_engine": lambda: case_history_engine(big, repeat, windows),
+        "trajectory_step": lambda: case_trajectory_step(big, repeat, steps),
+        "streaming": lambda: case_streaming(small, repeat, short, long),
+        "cli": lambda: case_cli(1 if args.quick else 3),
+    }
+    results = {}
+    for name, run in cases.items():
+        start = time.perf_counter()
+        results[name] = run()
+        print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    results["machine"] = {"python": platform.python_version(), "numpy": np.__version__, "cpus": os.cpu_count(),
+                          "quick": args.quick}
+    missed = print_table(results)
+    results["missed"] = missed
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The engine's fast paths against the slow, obviously-correct ones (the performance issue).
+
+* linear Phi: finite-n sums as scalars == the same sums over explicit rows F^(s);
+* chunked rows == rows formed at once;
+* the momentum closed form at large n == Eq. (12) summed term by term (history method);
+* one loss Hessian-vector product per distinct history direction, counted;
+* the gradient computed while checking the loss is reused, counted;
+* the history engine's memory grows with the window W, not with d^2.
+"""
+import tracemalloc
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import memless
+from memless import engine
+from memless.losses import mlp
+
+import reference as ref
+
+H = 0.01
+LINEAR = [("heavy-ball", dict(beta=0.7)), ("nesterov", dict(beta=0.9)),
+          ("lion", dict(rho1=0.6, rho2=0.9, k="l2", weight_decay=0.1))]
+
+
+def as_nonlinear(opt):
+    """The same optimizer with the linear fast path switched off."""
+    slow = type("Slow" + type(opt).__name__, (type(opt),), {"linear": False})
+    return slow(**opt.hyper)
+
+
+@pytest.mark.parametrize("name,hp", LINEAR, ids=[c[0] for c in LINEAR])
+@pytest.mark.parametrize("n", [1, 7, 60, 500])
+def test_linear_fast_path_equals_rows(name, hp, n):
+    fast = memless.get_optimizer(name, **hp)
+    assert fast.linear
+    slow = as_nonlinear(fast)
+    t = ref.POINTS[1]
+    expected = memless.correction(slow, ref.loss, t, lr=H, n=n)
+    np.testing.assert_allclose(memless.correction(fast, ref.loss, t, lr=H, n=n), expected, rtol=1e-12, atol=1e-16)
+    for name_, part in memless.correction_terms(fast, ref.loss, t, lr=H, n=n).items():
+        np.testing.assert_allclose(part, memless.correction_terms(slow, ref.loss, t, lr=H, n=n)[name_],
+                                   rtol=1e-12, atol=1e-16)
+
+
+def test_only_linear_phis_claim_linearity():
+    """A false `linear` flag would silently give wrong corrections: the built-ins' claims are checked."""
+    rng = np.random.default_rng(0)
+    for name in memless.available():
+        opt = memless.get_optimizer(name)
+        if not getattr(opt, "linear", False):
+            continue
+        channels = opt.channels()
+        a = {ch.name: rng.normal(size=3) for ch in channels}
+        b = {ch.name: rng.normal(size=3) for ch in channels}
+        mixed = {k: 2.0 * a[k] - 3.0 * b[k] for k in a}
+        np.testing.assert_allclose(opt.combine(mixed), 2.0 * opt.combine(a) - 3.0 * opt.combine(b),
+                                   rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name,hp", [("lion", dict(rho1=0.8, rho2=0.95, eps=0.1)),
+                                     ("rmsprop", dict(rho=0.9, eps=0.05))])
+def test_chunked_rows_equal_rows_at_once(name, hp, monkeypatch):
+    opt = memless.get_optimizer(name, **hp)
+    t = ref.POINTS[2]
+    at_once = memless.correction(opt, ref.loss, t, lr=H, n=300)
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", 7)     # rows of 3 parameters: chunks of 2 rows
+    np.testing.assert_allclose(memless.correction(opt, ref.loss, t, lr=H, n=300), at_once, rtol=1e-13, atol=1e-17)
+
+
+@pytest.mark.parametrize("name,hp", [("heavy-ball", dict(beta=0.6)), ("rmsprop", dict(rho=0.7, eps=0.05)),
+                                     ("lion", dict(rho1=0.5, rho2=0.7, eps=0.1)),
+                                     ("adamw", dict(beta1=0.6, beta2=0.7, eps=0.1))])
+@pytest.mark.parametrize("n", [300, 3000])
+def test_momentum_closed_form_equals_term_by_term_sum_at_large_n(name, hp, n):
+    """Cost independent of n must not mean wrong at large n: compare with Eq. (12) term by term."""
+    opt = memless.get_optimizer(name, **hp)
+    t = ref.POINTS[0]
+    fast = memless.correction(opt, ref.loss, t, lr=H, n=n, method="momentum")
+    slow, info = memless.correction(opt, ref.loss, t, lr=H, n=n, method="history", full_output=True)
+    assert info.terms >= 32
+    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-16)
+
+
+class CountingLoss:
+    """ref.loss, counting how often it is evaluated (each gradient or HVP evaluates it once)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, theta):
+        self.calls += 1
+        return ref.loss(theta)
+
+
+@pytest.mark.parametrize("name", ["heavy-ball", "nesterov", "adamw", "adam", "nadam", "rmsprop", "lion"])
+@pytest.mark.parametrize("n", [None, 5, 5000])
+def test_one_hessian_vector_product_per_memory_direction(name, n):
+    """correction() evaluates the loss once to check it (with its gradient) and once per HVP.
+
+    Channels without a finite-n residual share one HVP; so the limit costs exactly
+    one HVP for every built-in, and n = 5 one per memory channel at most.
+    """
+    opt = memless.get_optimizer(name)
+    loss = CountingLoss()
+    memless.correction(opt, loss, ref.POINTS[1], lr=H, n=n)
+    memory = sum(1 for ch in opt.channels() if ch.decay > 0)
+    if n is None:
+        assert loss.calls == 2
+    else:
+        assert 2 <= loss.calls <= 1 + memory
+
+
+def test_split_costs_no_extra_hessian_vector_product():
+    loss = CountingLoss()
+    memless.correction_terms(memless.get_optimizer("adamw"), loss, ref.POINTS[1], lr=H)
+    assert loss.calls == 2
+
+
+class Window(memless.MemoryOptimizer):
+    """F^(n) = weighted average of the last W gradients (no momentum form)."""
+
+    def __init__(self, window):
+        super().__init__()
+        self.window = window
+
+    def direction(self, history, gradient):
+        recent = history[: self.window]
+        return sum((k + 1.0) * gradient(theta) for k, theta in enumerate(recent)) / len(recent) ** 2
+
+
+def test_history_engine_memory_grows_with_window_not_d_squared():
+    problem = mlp(sizes=(30, 40, 5), samples=16)      # d = 1445: d^2 floats would be 16.7 MB
+    theta, d = problem.start, problem.start.size
+    peaks = {}
+    for W in (4, 16):
+        opt = Window(W)
+        memless.correction(opt, problem.loss, theta, lr=H, n=2 * W)   # warm-up
+        tracemalloc.start()
+        memless.correction(opt, problem.loss, theta, lr=H, n=2 * W)
+        peaks[W] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert max(peaks.values()) < 0.1 * d * d * 8
+    # the extra memory of 12 more history directions is a few d-vectors each, not d x d
+    assert peaks[16] - peaks[4] < 12 * 20 * d * 8
+
+
+def test_window_engine_counts_one_hvp_per_history_term():
+    loss = CountingLoss()
+    memless.correction(Window(6), loss, ref.POINTS[1], lr=H, n=20)
+    assert loss.calls == 1 + 5        # the check, then W - 1 = 5 perturbed history entries
