@@ -117,7 +117,7 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
 
 
 def _compute(optimizer, loss, theta, lr, n, method, tol, max_history, split):
-    obj = objective(loss, theta)
+    obj = objective(loss, theta, linearize=True)
     if method == "momentum":
         terms, info = momentum_terms(optimizer, obj, theta, lr, n, tol, split=split), CorrectionInfo(n, "momentum")
         if split:
@@ -252,11 +252,13 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
     M_l = h dPhi/dm_l(m^(n+1)) . [ b_l^(n+1) grad g_l(theta) . w_l ],
     w_l = sum_{k=1..n} beta_l^k v_k = c_l(n) F(theta) + sum_{s<n} omega_l(n, s) (F^(s)(theta) - F(theta)).
 
-    ``gradient``: the gradient at theta, if already known.  ``split=False`` returns
+    ``gradient``: ``obj.frozen(theta, linearize=True)``, if already made (it holds the
+    gradient and the Hessian-vector products at theta).  ``split=False`` returns
     only ``{"total": M}``, with one JVP of Phi instead of one per channel.
     """
     channels = list(optimizer.channels())
-    g = obj.gradient_at(theta) if gradient is None else gradient
+    frozen = obj.frozen(theta, linearize=True) if gradient is None else gradient
+    g = frozen.value
     signals = [_as_float_array(ch.signal(theta, g), theta) for ch in channels]
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
     if not memory or n == 0:
@@ -281,7 +283,7 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
     # channels whose finite-n residual vanishes (bias-corrected EMAs, the limit) share
     # one JVP along F; a channel with a residual gets one JVP along its own w_l.
     def signals_at(x, which):
-        gx = obj.gradient(x)
+        gx = frozen(x)
         return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
     along = [None] * len(memory)
@@ -345,7 +347,7 @@ def history_correction(optimizer, obj, theta, lr, n, tol=1e-13, max_history=100_
 
 
 def _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history):
-    grad = obj.frozen(theta)
+    grad = obj.frozen(theta, linearize=True)
     info = CorrectionInfo(n, "history")
     total = np.zeros_like(theta)
     if n == 0:

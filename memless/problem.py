@@ -7,7 +7,11 @@ import math
 import numbers
 
 import numpy as np
-from autograd import grad as _autograd_grad, value_and_grad as _value_and_grad
+import warnings
+
+import autograd.numpy as anp
+from autograd import grad as _autograd_grad, make_jvp, make_vjp, value_and_grad as _value_and_grad
+from autograd.extend import defjvp, defvjp, primitive
 
 from .errors import LossError, MemlessError
 from .core import MemoryOptimizer
@@ -51,14 +55,25 @@ def check_n(n, allow_none=True):
     return int(n)
 
 
+#: below this many parameters, autograd's per-operation overhead makes a recorded
+#: gradient dearer than recomputing it inside a forward-over-reverse HVP
+RECORD_MIN_SIZE = 1000
+
+
 class Objective:
     """A loss with its autograd gradient, checked at a point.
 
-    ``frozen(theta)`` returns a gradient function that reuses the gradient already
-    computed at ``theta`` whenever it is called with that very array -- the
-    constant history (theta, ..., theta) of Eq. (4) then costs one gradient.
     ``check(theta)`` computes the loss and its gradient in one pass and keeps the
-    gradient for that array, so checking a point costs nothing extra.
+    gradient for that array.  ``check(theta, linearize=True)`` also keeps the
+    recorded computation of the gradient, from which each Hessian-vector product
+    H(theta) v is one backward pass (reverse-over-reverse) -- no second gradient
+    (for models with at least ``RECORD_MIN_SIZE`` parameters; smaller ones use
+    forward-over-reverse, cheaper there).
+
+    ``frozen(theta)`` returns a gradient function for the constant history
+    (theta, ..., theta) of Eq. (4): at theta it returns the stored gradient, and
+    autograd differentiates it (forward or reverse mode) by the stored Hessian-vector
+    product, so the engine's JVPs never recompute the gradient.
     """
 
     def __init__(self, loss):
@@ -67,22 +82,49 @@ class Objective:
         self.loss = loss
         self.gradient = _autograd_grad(loss)
         self._value_and_gradient = _value_and_grad(loss)
-        self._checked = (None, None)
+        self._checked = _Point(None, None, None)
+
+    # -- evaluating at a point ----------------------------------------------
+
+    def _packed(self, theta):
+        value, g = self._value_and_gradient(theta)
+        return anp.concatenate([anp.ravel(g), anp.reshape(value, (1,))])
+
+    def _evaluate(self, theta, linearize):
+        """(value, gradient, hvp or None) at theta."""
+        if not linearize or np.size(theta) < RECORD_MIN_SIZE:
+            value, g = self._value_and_gradient(theta)
+            return value, g, None
+        with warnings.catch_warnings():
+            # a loss with a constant gradient has H = 0: the recorded pass then says so
+            warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
+            backward, packed = make_vjp(self._packed)(theta)
+        packed = np.asarray(packed)
+        pad = np.zeros(1)
+
+        def hvp(v):
+            # H is symmetric, so the vector-Jacobian product of the gradient is H v
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
+                return backward(anp.concatenate([v, pad]))
+
+        return packed[-1], packed[:-1], hvp
 
     def gradient_at(self, theta):
         """The gradient at theta, reused if theta is the array last checked."""
-        checked, g = self._checked
-        return g if theta is checked else self.gradient(theta)
+        point = self._checked
+        return point.gradient if theta is point.theta else self.gradient(theta)
 
-    def check(self, theta):
+    def check(self, theta, linearize=False):
         """Raise LossError unless loss(theta) is a finite scalar with a finite gradient."""
         try:
             with np.errstate(all="ignore"):
-                value, g = self._value_and_gradient(theta)
+                value, g, hvp = self._evaluate(theta, linearize)
         except MemlessError:
             raise
         except Exception:
             value, g = self._diagnose(theta)
+            hvp = None
         if np.ndim(value) != 0:
             raise LossError(f"loss must return a scalar, got an array of shape {np.shape(value)}")
         try:
@@ -94,7 +136,7 @@ class Objective:
         g = np.asarray(g, dtype=float)
         if g.shape != np.shape(theta) or not np.all(np.isfinite(g)):
             raise LossError(f"the loss gradient at theta={theta} is not finite: {g}")
-        self._checked = (theta, g)
+        self._checked = _Point(theta, g, hvp)
         return self
 
     def _diagnose(self, theta):
@@ -117,19 +159,69 @@ class Objective:
                 "write it with autograd.numpy (import autograd.numpy as np)") from exc
         return value, g
 
-    def frozen(self, theta, g=None):
-        gradient = self.gradient
-        if g is None:
-            g = self.gradient_at(theta)
+    # -- the gradient at a constant history -----------------------------------
 
-        def frozen_gradient(x):
-            return g if x is theta else gradient(x)
+    def frozen(self, theta, linearize=False):
+        """A gradient function that knows the gradient (and, if linearized, the HVP) at theta.
 
-        frozen_gradient.value = g
-        return frozen_gradient
+        ``.value`` is the gradient at theta.  Called at other points it computes
+        the gradient there, and autograd differentiates it as usual.
+        """
+        point = self._checked
+        wants_record = linearize and np.size(theta) >= RECORD_MIN_SIZE
+        if theta is not point.theta or (wants_record and point.hvp is None):
+            if wants_record:
+                value, g, hvp = self._evaluate(theta, True)
+                point = _Point(theta, np.asarray(g, dtype=float), hvp)
+            else:
+                point = _Point(theta, np.asarray(self.gradient(theta), dtype=float), None)
+            self._checked = point
+        return _frozen_gradient(self.gradient, point)
 
 
-def objective(loss, theta):
-    """A checked :class:`Objective` (loss is an Objective already: reused as is)."""
+class _Point:
+    """What is known at one point: theta, the gradient there and (if recorded) v -> H v."""
+
+    __slots__ = ("theta", "gradient", "hvp", "gradient_function")
+
+    def __init__(self, theta, gradient, hvp, gradient_function=None):
+        self.theta, self.gradient, self.hvp = theta, gradient, hvp
+        self.gradient_function = gradient_function
+
+    def at(self, x):
+        return x is self.theta or np.array_equal(x, self.theta)
+
+    def hessian_times(self, x, v):
+        if self.hvp is not None and self.at(x):
+            return self.hvp(v)
+        return make_jvp(self.gradient_function)(x)(v)[1]
+
+
+# One primitive for all points (autograd registers derivative rules globally, so a
+# primitive per point would keep every recorded gradient alive).
+@primitive
+def _gradient_near(x, point):
+    return point.gradient if point.at(x) else point.gradient_function(x)
+
+
+defjvp(_gradient_near, lambda x_dot, ans, x, point: point.hessian_times(x, x_dot), None)
+defvjp(_gradient_near, lambda ans, x, point: lambda u: point.hessian_times(x, u), None)
+
+
+def _frozen_gradient(gradient, point):
+    point = _Point(point.theta, point.gradient, point.hvp, gradient)
+
+    def frozen_gradient(x):
+        return _gradient_near(x, point)
+
+    frozen_gradient.value = point.gradient
+    return frozen_gradient
+
+
+def objective(loss, theta, linearize=False):
+    """A checked :class:`Objective` (loss is an Objective already: reused as is).
+
+    ``linearize=True`` records the gradient's computation for Hessian-vector products.
+    """
     obj = loss if isinstance(loss, Objective) else Objective(loss)
-    return obj.check(theta)
+    return obj.check(theta, linearize=linearize)

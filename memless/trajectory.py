@@ -108,13 +108,13 @@ def _memoryless(optimizer, obj, theta, lr, steps, corrected, correction, tol):
     ratio = 0.0
     momentum = isinstance(optimizer, MomentumOptimizer)
     for n in range(steps):
-        gradient = obj.frozen(theta)
+        gradient = obj.frozen(theta, linearize=corrected)
         F = np.asarray(optimizer.memoryless_direction(theta, gradient, n), dtype=float)
         step = F
         if corrected:
             at = None if correction == "limit" else n
             if momentum:
-                M = momentum_terms(optimizer, obj, theta, lr, at, tol, gradient=gradient.value, split=False)["total"]
+                M = momentum_terms(optimizer, obj, theta, lr, at, tol, gradient=gradient, split=False)["total"]
             else:
                 M, _ = history_correction(optimizer, obj, theta, lr, at, tol)
             step = F + M

@@ -3,8 +3,8 @@
 * linear Phi: finite-n sums as scalars == the same sums over explicit rows F^(s);
 * chunked rows == rows formed at once;
 * the momentum closed form at large n == Eq. (12) summed term by term (history method);
-* one loss Hessian-vector product per distinct history direction, counted;
-* the gradient computed while checking the loss is reused, counted;
+* the loss evaluated once, and one Hessian-vector product per distinct history
+  direction, both counted;
 * the history engine's memory grows with the window W, not with d^2.
 """
 import tracemalloc
@@ -16,6 +16,8 @@ import pytest
 import memless
 from memless import engine
 from memless.losses import mlp
+from memless import problem
+from memless.problem import Objective
 
 import reference as ref
 
@@ -84,7 +86,7 @@ def test_momentum_closed_form_equals_term_by_term_sum_at_large_n(name, hp, n):
 
 
 class CountingLoss:
-    """ref.loss, counting how often it is evaluated (each gradient or HVP evaluates it once)."""
+    """ref.loss, counting how often it is evaluated (a gradient evaluates it once)."""
 
     def __init__(self):
         self.calls = 0
@@ -94,28 +96,81 @@ class CountingLoss:
         return ref.loss(theta)
 
 
+@pytest.fixture
+def hvps(monkeypatch):
+    """Counts the Hessian-vector products taken from recorded gradients."""
+    count = {"hvp": 0}
+    evaluate = Objective._evaluate
+
+    def counting(self, theta, linearize):
+        value, g, hvp = evaluate(self, theta, linearize)
+        if hvp is None:
+            return value, g, hvp
+
+        def counted(v):
+            count["hvp"] += 1
+            return hvp(v)
+
+        return value, g, counted
+
+    monkeypatch.setattr(Objective, "_evaluate", counting)
+    monkeypatch.setattr(problem, "RECORD_MIN_SIZE", 0)     # record even for 3 parameters
+    return count
+
+
 @pytest.mark.parametrize("name", ["heavy-ball", "nesterov", "adamw", "adam", "nadam", "rmsprop", "lion"])
 @pytest.mark.parametrize("n", [None, 5, 5000])
-def test_one_hessian_vector_product_per_memory_direction(name, n):
-    """correction() evaluates the loss once to check it (with its gradient) and once per HVP.
-
-    Channels without a finite-n residual share one HVP; so the limit costs exactly
-    one HVP for every built-in, and n = 5 one per memory channel at most.
-    """
+def test_one_gradient_and_one_hvp_per_memory_direction(name, n, hvps):
+    """correction() evaluates the loss once (value, gradient and its record in one pass),
+    then one Hessian-vector product per distinct history direction: channels without a
+    finite-n residual share one, so the limit costs exactly one HVP for every built-in."""
     opt = memless.get_optimizer(name)
     loss = CountingLoss()
     memless.correction(opt, loss, ref.POINTS[1], lr=H, n=n)
+    assert loss.calls == 1
     memory = sum(1 for ch in opt.channels() if ch.decay > 0)
     if n is None:
-        assert loss.calls == 2
+        assert hvps["hvp"] == 1
     else:
-        assert 2 <= loss.calls <= 1 + memory
+        assert 1 <= hvps["hvp"] <= memory
 
 
-def test_split_costs_no_extra_hessian_vector_product():
+def test_split_costs_no_extra_hessian_vector_product(hvps):
     loss = CountingLoss()
     memless.correction_terms(memless.get_optimizer("adamw"), loss, ref.POINTS[1], lr=H)
-    assert loss.calls == 2
+    assert loss.calls == 1 and hvps["hvp"] == 1
+
+
+@pytest.mark.parametrize("name,hp", [("heavy-ball", dict(beta=0.7)), ("adamw", dict(beta1=0.8, beta2=0.9, eps=0.1)),
+                                     ("lion", dict(rho1=0.5, rho2=0.8, eps=0.1)), ("rmsprop", dict(rho=0.8, eps=0.1))])
+@pytest.mark.parametrize("n", [None, 4, 40])
+def test_recorded_and_recomputed_hvps_give_the_same_correction(name, hp, n, monkeypatch):
+    """Small models recompute the gradient inside forward-over-reverse HVPs; large ones
+    record it once and take reverse-over-reverse HVPs.  Both are exact."""
+    opt = memless.get_optimizer(name, **hp)
+    t = ref.POINTS[1]
+    recomputed = memless.correction(opt, ref.loss, t, lr=H, n=n)
+    history = memless.correction(opt, ref.loss, t, lr=H, n=n or 200, method="history")
+    monkeypatch.setattr(problem, "RECORD_MIN_SIZE", 0)
+    np.testing.assert_allclose(memless.correction(opt, ref.loss, t, lr=H, n=n), recomputed, rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(memless.correction(opt, ref.loss, t, lr=H, n=n or 200, method="history"), history,
+                               rtol=1e-12, atol=1e-16)
+
+
+def test_hessian_vector_products_are_the_hessian(monkeypatch):
+    monkeypatch.setattr(problem, "RECORD_MIN_SIZE", 0)
+    """The recorded reverse-over-reverse HVP equals the hand-written Hessian times v."""
+    rng = np.random.default_rng(3)
+    obj = Objective(ref.loss).check(ref.POINTS[2], linearize=True)
+    frozen = obj.frozen(ref.POINTS[2], linearize=True)
+    for _ in range(3):
+        v = rng.normal(size=3)
+        np.testing.assert_allclose(engine.jvp(frozen, ref.POINTS[2], v)[1], ref.hess(ref.POINTS[2]) @ v,
+                                   rtol=1e-12, atol=1e-14)
+    # away from the frozen point it is the ordinary gradient, differentiated as usual
+    x = ref.POINTS[0]
+    np.testing.assert_allclose(frozen(x), ref.grad(x), rtol=1e-13)
+    np.testing.assert_allclose(engine.jvp(frozen, x, v)[1], ref.hess(x) @ v, rtol=1e-12, atol=1e-14)
 
 
 class Window(memless.MemoryOptimizer):
@@ -146,7 +201,8 @@ def test_history_engine_memory_grows_with_window_not_d_squared():
     assert peaks[16] - peaks[4] < 12 * 20 * d * 8
 
 
-def test_window_engine_counts_one_hvp_per_history_term():
+def test_window_engine_counts_one_hvp_per_history_term(hvps):
     loss = CountingLoss()
     memless.correction(Window(6), loss, ref.POINTS[1], lr=H, n=20)
-    assert loss.calls == 1 + 5        # the check, then W - 1 = 5 perturbed history entries
+    assert loss.calls == 1
+    assert hvps["hvp"] == 5        # W - 1 = 5 perturbed history entries
