@@ -11,19 +11,21 @@ memless computes the correction M for any optimizer and tells what it does to th
 """
 __version__ = "0.1.0"
 
-from .core import (Channel, Hyperparameter, MemoryOptimizer, MomentumOptimizer, choice, decay,
+from .core import (Channel, Hyperparameter, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, choice, decay,
                    ema, ema_bias_correction, flag, nonnegative, positive)
 from .engine import CorrectionInfo, correction, correction_terms
 from .errors import (DivergenceError, HyperparameterError, LossError, MemlessError,
                      MemoryTruncationWarning, PluginError, UnknownOptimizerError)
+from .modified import ModifiedEquation, implicit_loss, modified_equation
 from .registry import PluginWarning, available, get_optimizer
 from .trajectory import OrderStudy, order_study, trajectory
 
 __all__ = [
-    "MemoryOptimizer", "MomentumOptimizer", "Channel", "Hyperparameter",
+    "MemoryOptimizer", "MomentumOptimizer", "Channel", "Hyperparameter", "ImplicitLoss",
     "decay", "positive", "nonnegative", "flag", "choice", "ema", "ema_bias_correction",
     "correction", "correction_terms", "CorrectionInfo",
     "trajectory", "order_study", "OrderStudy",
+    "modified_equation", "ModifiedEquation", "implicit_loss",
     "get_optimizer", "available",
     "MemlessError", "HyperparameterError", "UnknownOptimizerError", "LossError",
     "DivergenceError", "PluginError", "MemoryTruncationWarning", "PluginWarning",

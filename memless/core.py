@@ -117,6 +117,28 @@ def choice(name, default, options, doc=""):
 
 
 # ----------------------------------------------------------------------------
+# The implicit (modified) loss an optimizer declares (Section 5.1)
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImplicitLoss:
+    """F + M = P(theta) grad Ltilde(theta): the loss the memoryless iteration descends.
+
+    * ``loss``: Ltilde(theta), written with autograd.numpy;
+    * ``preconditioner``: P(theta, grad) -> a scalar or a vector (diagonal P);
+    * ``formula``: Ltilde in words, for reports;
+    * ``regime``: where the identity holds exactly ("exact", or e.g. "eps -> 0": the
+      difference is then O(h eps) and :func:`memless.implicit_loss` measures it).
+    """
+
+    loss: Callable = field(repr=False)
+    preconditioner: Callable = field(repr=False)
+    formula: str
+    regime: str = "exact"
+
+
+# ----------------------------------------------------------------------------
 # MemoryOptimizer: F^(n) over the history of iterates (Eq. 1)
 # ----------------------------------------------------------------------------
 
@@ -208,6 +230,16 @@ class MemoryOptimizer(abc.ABC):
         Write it with ``autograd.numpy`` (or plain arithmetic) so the engine can
         differentiate it with respect to the history.
         """
+
+    # -- optional -----------------------------------------------------------
+
+    def implicit_loss(self, loss, lr):
+        """The :class:`ImplicitLoss` with F + M = P grad Ltilde, or None if M is not such a field.
+
+        Override it where the correction is a (preconditioned) gradient field;
+        :func:`memless.implicit_loss` checks the claim numerically.
+        """
+        return None
 
     # -- derived ------------------------------------------------------------
 

@@ -4,8 +4,9 @@
 ``eps_inside=False`` is PyTorch's ``m/(sqrt(v) + eps)``.
 """
 import autograd.numpy as anp
+from autograd import grad
 
-from ..core import gradient_signal, parameter_signal, squared_gradient_signal, Channel, MomentumOptimizer, decay, ema, ema_bias_correction, flag, nonnegative, positive
+from ..core import ImplicitLoss, gradient_signal, parameter_signal, squared_gradient_signal, Channel, MomentumOptimizer, decay, ema, ema_bias_correction, flag, nonnegative, positive
 
 
 class _Adaptive(MomentumOptimizer):
@@ -22,6 +23,17 @@ class _Adaptive(MomentumOptimizer):
     def _weight_decay_channels(self):
         weight_decay = getattr(self, "weight_decay", 0.0)
         return [Channel("weight-decay", 0.0, parameter_signal)] if weight_decay else []
+
+    #: c in Ltilde = L + h c ||grad L||_{1,eps} (eps -> 0); None: no such loss
+    def _l1_weight(self):
+        return None
+
+    def implicit_loss(self, loss, lr):
+        """As eps -> 0 and without weight decay: Ltilde = L + h c ||grad L||_{1,eps}, P = D^(-1/2)."""
+        c = self._l1_weight()
+        if c is None or getattr(self, "weight_decay", 0.0) or not self.eps_inside:
+            return None
+        return l1_penalty(loss, lr * c, self.eps, f"L + h ({self._l1_formula}) ||grad L||_(1,eps), P = D^(-1/2)")
 
     def _decayed(self, direction, m):
         weight_decay = getattr(self, "weight_decay", 0.0)
@@ -67,6 +79,11 @@ class AdamW(_Adaptive):
     modified_loss = ("as eps -> 0: L + h (beta1/(1-beta1) - beta2/(1-beta2)) ||grad L||_1 + weight-decay terms, "
                      "in the sign-descent geometry of F = grad L/|grad L|")
 
+    _l1_formula = "beta1/(1-beta1) - beta2/(1-beta2)"
+
+    def _l1_weight(self):
+        return self.beta1 / (1.0 - self.beta1) - self.beta2 / (1.0 - self.beta2)
+
     def channels(self):
         return [
             Channel("first-moment", self.beta1, gradient_signal, ema_bias_correction(self.beta1), _FIRST),
@@ -100,6 +117,11 @@ class NAdam(_Adaptive):
     modified_loss = ("as eps -> 0: L + h (beta1^2/(1-beta1) - beta2/(1-beta2)) ||grad L||_1 + weight-decay terms, "
                      "in the sign-descent geometry of F = grad L/|grad L|")
 
+    _l1_formula = "beta1^2/(1-beta1) - beta2/(1-beta2)"
+
+    def _l1_weight(self):
+        return self.beta1 ** 2 / (1.0 - self.beta1) - self.beta2 / (1.0 - self.beta2)
+
     def channels(self):
         return [
             Channel("first-moment", self.beta1, gradient_signal, ema_bias_correction(self.beta1),
@@ -130,6 +152,11 @@ class RMSProp(_Adaptive):
     reference = "Cattaneo et al. 2023, Definition 3.1"
     modified_loss = "as eps -> 0: L - h rho/(1-rho) ||grad L||_1, in the sign-descent geometry of F = grad L/|grad L|"
 
+    _l1_formula = "-rho/(1-rho)"
+
+    def _l1_weight(self):
+        return -self.rho / (1.0 - self.rho)
+
     def channels(self):
         return [
             Channel("gradient", 0.0, gradient_signal),
@@ -139,3 +166,13 @@ class RMSProp(_Adaptive):
 
     def combine(self, m):
         return self._precondition(m["gradient"], m["second-moment"])
+
+
+def l1_penalty(loss, weight, eps, formula):
+    """Ltilde = L + weight ||grad L||_{1,eps} with P = (grad L^2 + eps)^(-1/2): the eps -> 0 modified loss."""
+    gradient = grad(loss)
+
+    def modified(theta):
+        return loss(theta) + weight * anp.sum(anp.sqrt(gradient(theta) ** 2 + eps))
+
+    return ImplicitLoss(modified, lambda theta, g: 1.0 / anp.sqrt(g ** 2 + eps), formula, "eps -> 0")

@@ -2,7 +2,7 @@
 import autograd.numpy as anp
 
 from ..errors import HyperparameterError
-from ..core import gradient_signal, parameter_signal, Channel, MomentumOptimizer, choice, decay, nonnegative, positive
+from ..core import ImplicitLoss, gradient_signal, parameter_signal, Channel, MomentumOptimizer, choice, decay, nonnegative, positive
 
 
 class Lion(MomentumOptimizer):
@@ -55,6 +55,19 @@ class Lion(MomentumOptimizer):
             raise HyperparameterError(
                 "lion: rho2=0 with rho1>0 reads the previous gradient without decay, which has "
                 "no momentum-variable form; allowed: rho2 in (0, 1), or rho1 = rho2 = 0")
+
+    def implicit_loss(self, loss, lr):
+        """lambda = 0: l2 -> L + h rho1/(2(1-rho2)) ||grad L||^2; l1-smooth -> L as eps -> 0; sign -> L."""
+        if self.weight_decay:
+            return None
+        if self.k == "l2":
+            from .sgd import _gradient_penalty
+            return _gradient_penalty(loss, lr * self.rho1 / (1.0 - self.rho2), 1.0,
+                                     "L + h rho1/(2(1-rho2)) ||grad L||^2")
+        if self.k == "sign":
+            return ImplicitLoss(loss, lambda theta, g: 1.0 / anp.abs(g), "L (M = 0), P = 1/|grad L|")
+        return ImplicitLoss(loss, lambda theta, g: 1.0 / anp.sqrt(g ** 2 + self.eps),
+                            "L: the memory term is O(eps), P = D^(-1/2)", "eps -> 0")
 
     def grad_k(self, x):
         """grad K(x) for the chosen K."""

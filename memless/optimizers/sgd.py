@@ -1,5 +1,8 @@
 """Gradient descent, heavy-ball and Nesterov momentum (paper Examples 1.1, 1.2)."""
-from ..core import gradient_signal, Channel, MomentumOptimizer, decay
+import autograd.numpy as anp
+from autograd import grad
+
+from ..core import gradient_signal, Channel, ImplicitLoss, MomentumOptimizer, decay
 
 
 class GD(MomentumOptimizer):
@@ -19,6 +22,9 @@ class GD(MomentumOptimizer):
 
     def channels(self):
         return [Channel("gradient", 0.0, gradient_signal)]
+
+    def implicit_loss(self, loss, lr):
+        return ImplicitLoss(loss, lambda theta, grad: 1.0, "L")
 
     def combine(self, m):
         return m["gradient"]
@@ -51,6 +57,10 @@ class HeavyBall(MomentumOptimizer):
         return [Channel("momentum", self.beta, gradient_signal,
                         formula="h beta/(1-beta)^3 H grad L = grad[h beta/(2(1-beta)^3) ||grad L||^2]")]
 
+    def implicit_loss(self, loss, lr):
+        return _gradient_penalty(loss, lr * self.beta / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
+                                 "L + h beta/(2(1-beta)^2) ||grad L||^2, step h/(1-beta)")
+
     def combine(self, m):
         return m["momentum"]
 
@@ -77,5 +87,19 @@ class Nesterov(MomentumOptimizer):
             Channel("gradient", 0.0, gradient_signal),
         ]
 
+    def implicit_loss(self, loss, lr):
+        return _gradient_penalty(loss, lr * self.beta ** 2 / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
+                                 "L + h beta^2/(2(1-beta)^2) ||grad L||^2, step h/(1-beta)")
+
     def combine(self, m):
         return m["momentum"] + m["gradient"]
+
+
+def _gradient_penalty(loss, weight, step, formula):
+    """L + weight/2 ||grad L||^2 with the scalar preconditioner ``step``."""
+    gradient = grad(loss)
+
+    def modified(theta):
+        return loss(theta) + 0.5 * weight * anp.sum(gradient(theta) ** 2)
+
+    return ImplicitLoss(modified, lambda theta, g: step, formula)

@@ -1,0 +1,224 @@
+"""Modified equations and implicit losses (Section 5.1).
+
+The memoryless iteration ``theta <- theta - h [F(theta) + M(theta)]`` is tracked to
+O(h^2) on a fixed horizon by the ODE (backward error analysis)::
+
+    theta' = G1(theta) + h G2(theta),   G1 = -F,   G2 = -(M/h + 1/2 dG1 . G1)
+
+and to O(h) by the plain flow ``theta' = G1``.  Where ``F + M = P grad Ltilde``
+the memory has implicitly replaced the loss L by Ltilde.
+
+>>> import memless, numpy as np
+>>> eq = memless.modified_equation(memless.get_optimizer("heavy-ball", beta=0.5),
+...                                lambda t: (t ** 4).sum() / 4, lr=0.01)
+>>> theta = np.array([1.0, 2.0])
+>>> g, Hg = theta ** 3, 3 * theta ** 2 * theta ** 3        # grad L and H grad L
+>>> np.allclose(eq.rhs(0.0, theta), -g / 0.5 - 0.01 * 1.5 / (2 * 0.5 ** 3) * Hg)
+True
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from .core import MemoryOptimizer, MomentumOptimizer
+from .engine import correction, jvp
+from .errors import MemlessError
+from .problem import check_lr, check_n, check_optimizer, check_theta, objective
+
+#: the history length at which a generic (non-momentum) optimizer's F^(n) stands for its limit
+GENERIC_LIMIT_N = 10_000
+
+
+# ----------------------------------------------------------------------------
+# The direction F and the modified equation
+# ----------------------------------------------------------------------------
+
+
+def direction(optimizer, gradient, theta, n=None):
+    """F^(n)(theta) at the constant history; ``n=None``: the limit F(theta)."""
+    if n is None and isinstance(optimizer, MomentumOptimizer):
+        return optimizer.limit_direction(theta, gradient)
+    return optimizer.memoryless_direction(theta, gradient, GENERIC_LIMIT_N if n is None else n)
+
+
+@dataclass
+class ModifiedEquation:
+    """theta' = G1 + h G2 for one optimizer, loss and learning rate (Section 5.1).
+
+    ``rhs(t, theta)`` and ``flow(t, theta)`` have the signature
+    :func:`scipy.integrate.solve_ivp` expects; :meth:`solve` integrates either.
+    """
+
+    optimizer: object
+    loss: Callable = field(repr=False)
+    lr: float
+    n: Optional[int] = None
+
+    def _parts(self, theta, second_order=True):
+        """(F, M, dF . F) at theta (the last two only with ``second_order``)."""
+        theta = check_theta(theta)
+        obj = objective(self.loss, theta)
+        F = np.asarray(direction(self.optimizer, obj.frozen(theta), theta, self.n), dtype=float)
+        if not second_order:
+            return F, None, None
+        _, dF_F = jvp(lambda x: direction(self.optimizer, obj.gradient, x, self.n), theta, F)
+        M = correction(self.optimizer, obj, theta, self.lr, self.n)
+        return F, M, np.asarray(dF_F, dtype=float)
+
+    def G1(self, theta):
+        """-F(theta)."""
+        return -self._parts(theta, second_order=False)[0]
+
+    def G2(self, theta):
+        """-(M/h + 1/2 dG1 . G1) = -(M/h + 1/2 dF . F)."""
+        _, M, dF_F = self._parts(theta)
+        return -(M / self.lr + 0.5 * dF_F)
+
+    def rhs(self, t, theta):
+        """G1 + h G2: tracks the memoryless iteration with error O(h^2)."""
+        F, M, dF_F = self._parts(theta)
+        return -F - M - 0.5 * self.lr * dF_F
+
+    def flow(self, t, theta):
+        """G1 alone: the plain flow theta' = -F, error O(h)."""
+        return self.G1(theta)
+
+    def iterate(self, theta, steps, *, corrected=True):
+        """The memoryless iteration this equation models, theta <- theta - h [F + M], (steps + 1, d).
+
+        With ``n=None`` both F and M are the limits (a momentum optimizer's F^(n)
+        without bias correction differs from F by beta^n: see
+        :func:`memless.trajectory` for the step-indexed iteration).
+        """
+        theta = check_theta(theta)
+        path = [theta]
+        for _ in range(check_n(steps, allow_none=False)):
+            F, M, _ = self._parts(theta, second_order=False) if not corrected else self._parts_first(theta)
+            theta = theta - self.lr * (F if M is None else F + M)
+            path.append(theta)
+        return np.array(path)
+
+    def _parts_first(self, theta):
+        obj = objective(self.loss, theta)
+        F = np.asarray(direction(self.optimizer, obj.frozen(theta), theta, self.n), dtype=float)
+        return F, correction(self.optimizer, obj, theta, self.lr, self.n), None
+
+    def solve(self, theta, steps, *, corrected=True, rtol=1e-11, atol=1e-13):
+        """theta(k h) for k = 0..steps, shape (steps + 1, d), by :func:`scipy.integrate.solve_ivp` (DOP853)."""
+        theta = check_theta(theta)
+        steps = check_n(steps, allow_none=False)
+        times = self.lr * np.arange(steps + 1)
+        fun = self.rhs if corrected else self.flow
+        with np.errstate(all="ignore"):
+            solution = solve_ivp(fun, (0.0, times[-1]), theta, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
+        if not solution.success or solution.y.shape[1] != steps + 1:
+            raise MemlessError(f"the modified equation could not be integrated to t={times[-1]:g}: "
+                               f"{solution.message}")
+        return solution.y.T
+
+
+def modified_equation(optimizer, loss, lr, n=None):
+    """The modified equation theta' = G1 + h G2 of ``optimizer`` on ``loss`` at learning rate ``lr``.
+
+    ``n=None`` (default) uses the limit F and M (the long-run iteration); an integer n
+    freezes the step index.  See :class:`ModifiedEquation`.
+    """
+    check_optimizer(optimizer)
+    return ModifiedEquation(optimizer, loss, check_lr(lr), check_n(n))
+
+
+# ----------------------------------------------------------------------------
+# Implicit losses: is F + M a preconditioned gradient field?
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImplicitLossCheck:
+    """What :func:`implicit_loss` found at a point."""
+
+    optimizer: str
+    loss: Optional[Callable] = field(repr=False)   #: Ltilde, or None where there is none
+    formula: str
+    regime: str                 #: "exact", "eps -> 0", ... or "none"
+    asymmetry: float            #: |u.Jv - v.Ju| / (|u.Jv| + |v.Ju|) of w = (F + M)/P: 0 for a gradient field
+    residual: float             #: |P grad Ltilde - (F + M)| / |F + M| (nan without Ltilde)
+    curl_free: bool             #: asymmetry below ``tol``
+    note: str = ""
+
+    def summary(self):
+        if self.loss is None:
+            return f"{self.optimizer}: no implicit loss ({self.note}); asymmetry of (F + M)/P {self.asymmetry:.1e}"
+        return (f"{self.optimizer}: Ltilde = {self.formula} [{self.regime}]; asymmetry {self.asymmetry:.1e}, "
+                f"residual {self.residual:.1e}")
+
+
+def _symmetric_part_test(field_, theta, rng, pairs=3, delta=1e-5):
+    """Largest relative |u.Jv - v.Ju| of field_'s Jacobian over random pairs (central differences)."""
+    worst = 0.0
+    scale = max(1.0, float(np.max(np.abs(theta))))
+    for _ in range(pairs):
+        u, v = rng.normal(size=theta.size), rng.normal(size=theta.size)
+        step = delta * scale
+        Jv = (field_(theta + step * v) - field_(theta - step * v)) / (2 * step)
+        Ju = (field_(theta + step * u) - field_(theta - step * u)) / (2 * step)
+        a, b = float(u @ Jv), float(v @ Ju)
+        denominator = abs(a) + abs(b)
+        if denominator > 0:
+            worst = max(worst, abs(a - b) / denominator)
+    return worst
+
+
+def implicit_loss(optimizer, loss, theta, lr, *, tol=1e-5, seed=0):
+    """The implicit loss Ltilde of ``optimizer`` (F + M = P grad Ltilde), checked numerically at ``theta``.
+
+    The check: w = (F + M)/P must have a symmetric Jacobian (curl-free), tested with
+    central-difference Jacobian-vector products along random pairs u, v (no d x d
+    matrix); and P grad Ltilde must equal F + M.  An optimizer that declares no
+    implicit loss gets the curl test with P = 1 and ``loss=None``.
+
+    >>> import memless, numpy as np
+    >>> check = memless.implicit_loss(memless.get_optimizer("heavy-ball", beta=0.5),
+    ...                               lambda t: (t ** 4).sum() / 4 + t[0] * t[1], np.array([0.5, 0.2]), lr=0.01)
+    >>> check.curl_free, check.residual < 1e-12
+    (True, True)
+    """
+    check_optimizer(optimizer)
+    theta = check_theta(theta)
+    lr = check_lr(lr)
+    obj = objective(loss, theta)
+    declared = optimizer.implicit_loss(obj.loss, lr)
+
+    def step(x):
+        frozen = obj.frozen(x)
+        F = np.asarray(direction(optimizer, frozen, x), dtype=float)
+        M = correction(optimizer, obj, x, lr)
+        return F + M, frozen.value
+
+    def preconditioner(x, g):
+        if declared is None:
+            return 1.0
+        return np.asarray(declared.preconditioner(x, g), dtype=float)
+
+    def w(x):
+        total, g = step(x)
+        return total / preconditioner(x, g)
+
+    with np.errstate(all="ignore"):
+        asymmetry = _symmetric_part_test(w, theta, np.random.default_rng(seed))
+        residual = float("nan")
+        if declared is not None:
+            total, g = step(theta)
+            predicted = preconditioner(theta, g) * np.asarray(objective(declared.loss, theta).gradient(theta))
+            residual = float(np.linalg.norm(predicted - total) / max(np.linalg.norm(total), 1e-300))
+    name = optimizer._label()
+    if declared is None:
+        note = ("the optimizer declares none" if type(optimizer).implicit_loss is MemoryOptimizer.implicit_loss
+                else "not a preconditioned gradient field with these hyperparameters (e.g. weight decay)")
+        return ImplicitLossCheck(name, None, "", "none", asymmetry, residual, bool(asymmetry <= tol), note)
+    curl_free = bool(asymmetry <= tol)
+    note = "" if curl_free else (f"(F + M)/P is not curl-free here (asymmetry {asymmetry:.1e}): the implicit loss holds "
+                                 f"only in its regime, {declared.regime}")
+    return ImplicitLossCheck(name, declared.loss, declared.formula, declared.regime, asymmetry, residual,
+                             curl_free, note)
