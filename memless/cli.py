@@ -1,4 +1,4 @@
-"""``python -m memless``: report, list, list-losses.
+"""``python -m memless``: report, compare, modified, list, list-losses.
 
 Every usage error prints one line, ``memless: error: ...``, and exits with 2.
 """
@@ -86,6 +86,24 @@ def cmd_compare(args):
     return 0
 
 
+def cmd_modified(args):
+    from .losses import get_loss
+    from .modified import summarize
+    from .problem import check_lr
+    from .registry import get_optimizer
+    from .report import modified_to_json, render_modified
+
+    optimizer = get_optimizer(args.name, **parse_settings(args.set))
+    check_lr(args.lr)
+    get_loss(args.loss)
+    summary = summarize(optimizer, loss=args.loss, lr=args.lr)
+    if args.json:
+        print(modified_to_json(summary))
+    else:
+        _console(args).print(render_modified(summary))
+    return 0
+
+
 def cmd_list(args):
     from rich.table import Table
     from rich.text import Text
@@ -142,6 +160,11 @@ def build_parser():
     report.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
     _common(report)
     report.set_defaults(run=cmd_report)
+    modified = sub.add_parser("modified", help="the modified equation and implicit loss of an optimizer")
+    modified.add_argument("name", help="a registered optimizer (see 'list')")
+    modified.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    _common(modified)
+    modified.set_defaults(run=cmd_modified)
     compare = sub.add_parser("compare", help="several optimizers side by side")
     compare.add_argument("names", nargs="+", metavar="NAME", help="registered optimizers, with their defaults")
     _common(compare)

@@ -24,7 +24,7 @@ from scipy.integrate import solve_ivp
 
 from .core import MemoryOptimizer, MomentumOptimizer
 from .engine import correction, jvp
-from .errors import MemlessError
+from .errors import DivergenceError, LossError, MemlessError
 from .problem import check_lr, check_n, check_optimizer, check_theta, objective
 
 #: the history length at which a generic (non-momentum) optimizer's F^(n) stands for its limit
@@ -94,9 +94,16 @@ class ModifiedEquation:
         """
         theta = check_theta(theta)
         path = [theta]
-        for _ in range(check_n(steps, allow_none=False)):
-            F, M, _ = self._parts(theta, second_order=False) if not corrected else self._parts_first(theta)
+        for k in range(check_n(steps, allow_none=False)):
+            try:
+                F, M, _ = self._parts(theta, second_order=False) if not corrected else self._parts_first(theta)
+            except LossError as exc:
+                raise DivergenceError(f"the memoryless iteration left the region where the loss is finite at "
+                                      f"step {k} (lr={self.lr:g}); use a smaller lr") from exc
             theta = theta - self.lr * (F if M is None else F + M)
+            if not np.all(np.isfinite(theta)):
+                raise DivergenceError(f"the memoryless iteration diverged at step {k + 1} (lr={self.lr:g}); "
+                                      "use a smaller lr")
             path.append(theta)
         return np.array(path)
 
@@ -111,8 +118,13 @@ class ModifiedEquation:
         steps = check_n(steps, allow_none=False)
         times = self.lr * np.arange(steps + 1)
         fun = self.rhs if corrected else self.flow
-        with np.errstate(all="ignore"):
-            solution = solve_ivp(fun, (0.0, times[-1]), theta, method="DOP853", t_eval=times, rtol=rtol, atol=atol)
+        try:
+            with np.errstate(all="ignore"):
+                solution = solve_ivp(fun, (0.0, times[-1]), theta, method="DOP853", t_eval=times,
+                                     rtol=rtol, atol=atol)
+        except LossError as exc:
+            raise DivergenceError(f"the modified equation's solution left the region where the loss is finite "
+                                  f"(lr={self.lr:g}): {exc}") from exc
         if not solution.success or solution.y.shape[1] != steps + 1:
             raise MemlessError(f"the modified equation could not be integrated to t={times[-1]:g}: "
                                f"{solution.message}")
@@ -222,3 +234,74 @@ def implicit_loss(optimizer, loss, theta, lr, *, tol=1e-5, seed=0):
                                  f"only in its regime, {declared.regime}")
     return ImplicitLossCheck(name, declared.loss, declared.formula, declared.regime, asymmetry, residual,
                              curl_free, note)
+
+
+# ----------------------------------------------------------------------------
+# A summary for reports and the CLI
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class ModifiedSummary:
+    """What ``python -m memless modified NAME`` shows: the ODE, the implicit loss, and their check."""
+
+    optimizer: str
+    hyperparameters: dict
+    loss: str
+    lr: float
+    theta: list
+    G1_norm: float               #: |G1| = |F| at the start
+    hG2_norm: float              #: |h G2| at the start: the size of the memory's modification
+    implicit: ImplicitLossCheck
+    lrs: list = field(default_factory=list)
+    errors_ode: list = field(default_factory=list)       #: max |ODE - memoryless iteration| per lr
+    errors_flow: list = field(default_factory=list)      #: max |plain flow - memoryless iteration| per lr
+    order_ode: float = float("nan")
+    order_flow: float = float("nan")
+    horizon: float = 0.0
+    caveats: list = field(default_factory=list)
+
+
+def summarize(optimizer, loss="bilinear", lr=1e-3, *, steps=40):
+    """Modified equation and implicit loss of ``optimizer`` on a reference loss, with a measured check.
+
+    The check integrates the ODE and the plain flow for ``steps`` steps at ``2 lr`` and
+    ``lr`` (same horizon) and fits their orders against the memoryless iteration.
+    """
+    from .losses import get_loss
+    from .trajectory import fitted_order
+
+    check_optimizer(optimizer)
+    lr = check_lr(lr)
+    reference = get_loss(loss)
+    theta = reference.start
+    eq = modified_equation(optimizer, reference.loss, lr)
+    F, M, dF_F = eq._parts(theta)
+    hG2 = -(M + 0.5 * lr * dF_F)
+    implicit = implicit_loss(optimizer, reference.loss, theta, lr)
+    summary = ModifiedSummary(optimizer._label(), dict(optimizer.hyper), loss, lr, theta.tolist(),
+                              float(np.linalg.norm(F)), float(np.linalg.norm(hG2)), implicit)
+    summary.horizon = steps * lr
+    for h, n in ((2 * lr, steps // 2), (lr, steps)):
+        e = modified_equation(optimizer, reference.loss, h)
+        summary.lrs.append(h)
+        try:
+            iterates = e.iterate(theta, n)
+            ode = e.solve(theta, n, rtol=1e-10, atol=1e-12)
+            flow = e.solve(theta, n, corrected=False, rtol=1e-10, atol=1e-12)
+        except DivergenceError as exc:
+            summary.errors_ode.append(float("nan"))
+            summary.errors_flow.append(float("nan"))
+            summary.caveats.append(str(exc))
+            continue
+        summary.errors_ode.append(float(np.max(np.abs(ode - iterates))))
+        summary.errors_flow.append(float(np.max(np.abs(flow - iterates))))
+    summary.order_ode = fitted_order(summary.lrs, summary.errors_ode)
+    summary.order_flow = fitted_order(summary.lrs, summary.errors_flow)
+    ratio = summary.hG2_norm / summary.G1_norm if summary.G1_norm else 0.0
+    if ratio > 0.3:
+        summary.caveats.append(f"|h G2| is {ratio:.2g} of |G1| at the start: h is outside the range where the "
+                               "first-order modified equation holds, so the orders are not meaningful at this lr")
+    if not implicit.curl_free and implicit.loss is not None:
+        summary.caveats.append(implicit.note)
+    return summary

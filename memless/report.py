@@ -358,3 +358,65 @@ def to_json(analysis):
     if isinstance(analysis, list):
         return json.dumps([clean(asdict(a)) for a in analysis], indent=2)
     return json.dumps(clean(asdict(analysis)), indent=2)
+
+
+# ----------------------------------------------------------------------------
+# The modified equation and the implicit loss (``python -m memless modified``)
+# ----------------------------------------------------------------------------
+
+
+def render_modified(summary):
+    """A rich renderable of a :class:`memless.modified.ModifiedSummary`."""
+    from rich import box
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    hp = ", ".join(f"{k}={v}" for k, v in summary.hyperparameters.items()) or "none"
+    head = Text.assemble((summary.optimizer, "bold"), f"  hyperparameters: {hp}\n",
+                         f"reference loss: {summary.loss} from {summary.theta}, lr h = {summary.lr:g}")
+    equation = Text.assemble(
+        ("modified equation (Section 5.1):  ", "bold"),
+        "theta' = G1 + h G2,  G1 = -F,  G2 = -(M/h + 1/2 dF.F)\n",
+        f"at the start: |G1| = {summary.G1_norm:.4g}, |h G2| = {summary.hG2_norm:.4g} "
+        f"({summary.hG2_norm / summary.G1_norm if summary.G1_norm else float('nan'):.3g} of |G1|)\n",
+        "python: memless.modified_equation(opt, loss, lr).rhs(t, theta)  -- for scipy.integrate.solve_ivp")
+    implicit = summary.implicit
+    if implicit.loss is None:
+        body = Text(f"none: {implicit.note}\n(F + M)/P Jacobian asymmetry {implicit.asymmetry:.2g}", style="yellow")
+        title = "implicit loss: none"
+    else:
+        status = ("curl-free here" if implicit.curl_free
+                  else f"NOT curl-free here: holds only as {implicit.regime}")
+        body = Text.assemble(f"Ltilde = {implicit.formula}\n",
+                             f"regime: {implicit.regime}; check at the start: Jacobian asymmetry "
+                             f"{implicit.asymmetry:.2g}, |P grad Ltilde - (F + M)|/|F + M| = {implicit.residual:.2g} "
+                             f"({status})")
+        title = "implicit loss"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"check: max distance to the memoryless iteration over t = {summary.horizon:g}")
+    for column in ("lr", "modified equation", "plain flow"):
+        table.add_column(column, justify="right")
+    for h, a, b in zip(summary.lrs, summary.errors_ode, summary.errors_flow):
+        table.add_row(f"{h:g}", "diverged" if math.isnan(a) else f"{a:.3e}", "diverged" if math.isnan(b) else f"{b:.3e}")
+
+    def order(errors, value):
+        if any(math.isnan(e) for e in errors):
+            return "-"
+        return "exact" if max(errors) < 1e-12 else f"{value:.2f}"
+
+    table.add_row("order", order(summary.errors_ode, summary.order_ode),
+                  order(summary.errors_flow, summary.order_flow), style="bold")
+    parts = [head, Text(""), equation, Panel(body, title=title), table,
+             Text("expected orders: 2 for the modified equation, 1 for the plain flow", style="dim")]
+    if summary.caveats:
+        parts.append(Text("caveats:\n" + "\n".join(f"- {c}" for c in summary.caveats), style="yellow"))
+    return Group(*parts)
+
+
+def modified_to_json(summary):
+    data = asdict(summary)
+    data["implicit"].pop("loss", None)
+    data["implicit"]["has_loss"] = summary.implicit.loss is not None
+    return json.dumps(data, indent=2, default=float)

@@ -70,3 +70,33 @@ def test_list_and_list_losses():
     assert result.returncode == 0 and "built-in" in result.stdout and "heavy-ball" in result.stdout
     result = run("list-losses")
     assert result.returncode == 0 and "bilinear" in result.stdout and "logistic" in result.stdout
+
+
+def test_modified_command_measures_the_orders():
+    result = run("modified", "heavy-ball", "--set", "beta=0.5", "--lr", "1e-4", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert 1.7 <= data["order_ode"] <= 2.3 and 0.8 <= data["order_flow"] <= 1.2
+    assert data["implicit"]["has_loss"] and data["implicit"]["curl_free"]
+    assert "||grad L||^2" in data["implicit"]["formula"]
+
+
+def test_modified_command_says_when_there_is_no_implicit_loss_or_no_evidence():
+    from io import StringIO
+    from rich.console import Console
+    from memless.modified import summarize
+    from memless.registry import get_optimizer
+    from memless.report import render_modified
+
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(render_modified(summarize(get_optimizer("adamw"), lr=1e-3)))
+    text = console.file.getvalue()
+    assert "implicit loss: none" in text and "weight decay" in text
+    assert "outside the range" in text          # |h G2| ~ |G1| at AdamW's defaults: said, not hidden
+    result = run("modified", "heavy-ball", "--no-color")
+    assert result.returncode == 0 and "diverged" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_modified_command_errors_are_one_line():
+    result = run("modified", "adamax")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown optimizer" in result.stderr
