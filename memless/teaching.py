@@ -1,0 +1,133 @@
+"""Helpers for the tutorials in ``tutorials/``: check a learner's answer, optional plots.
+
+``check(exercise, answer)`` compares the answer with an independent computation
+by memless (never with a stored number) and says whether it is right, with a hint
+when it is not.  Solutions live in ``tutorials/solutions/``.
+
+>>> from memless import teaching
+>>> teaching.check("heavy-ball-correction", lambda beta, h, g, Hg: h * beta / (1 - beta) ** 3 * Hg, quiet=True)
+True
+>>> teaching.check("heavy-ball-correction", lambda beta, h, g, Hg: h * beta / (1 - beta) ** 2 * Hg, quiet=True)
+False
+"""
+import os
+
+import autograd.numpy as anp
+import numpy as np
+
+from .errors import MemlessError
+
+# ----------------------------------------------------------------------------
+# Exercises: each compares the learner's answer with memless on random cases
+# ----------------------------------------------------------------------------
+
+
+def _test_loss(t):
+    return 0.5 * (1.5 - 2.0 * t[0] * t[1]) ** 2 + 0.1 * anp.sum(anp.sin(t)) + 0.05 * anp.sum(t ** 4)
+
+
+def _cases(count=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.uniform(0.1, 0.95), 10.0 ** rng.uniform(-4, -2), rng.uniform(-1, 1, size=2)) for _ in range(count)]
+
+
+def _heavy_ball_correction(answer):
+    """answer(beta, h, g, Hg) -> M for heavy-ball (Section 2)."""
+    from . import correction, get_optimizer
+    from .problem import Objective
+    from .engine import jvp
+    obj = Objective(_test_loss)
+    for beta, h, theta in _cases():
+        g = obj.gradient(theta)
+        Hg = jvp(obj.gradient, theta, g)[1]
+        expected = correction(get_optimizer("heavy-ball", beta=beta), _test_loss, theta, lr=h)
+        got = answer(beta, h, g, Hg)
+        if got is None or not np.allclose(np.asarray(got, dtype=float), expected, rtol=1e-8, atol=1e-14):
+            return False, (f"at beta={beta:.3g}, h={h:.2g}: expected {expected}, got {got}. Hint: "
+                           "sum_k beta^k k over k >= 1 is beta/(1-beta)^2, and F = g/(1-beta)")
+    return True, "right: M = h beta/(1-beta)^3 H g, the engine agrees on every case"
+
+
+def _adamw_net_effect(answer):
+    """answer(beta1, beta2) -> "regularizing" / "anti-regularizing" for AdamW (eps -> 0)."""
+    for beta1, beta2 in [(0.9, 0.999), (0.99, 0.9), (0.5, 0.6), (0.95, 0.8), (0.9, 0.95)]:
+        weight = beta1 / (1 - beta1) - beta2 / (1 - beta2)
+        expected = "regularizing" if weight > 0 else "anti-regularizing"
+        got = answer(beta1, beta2)
+        if got != expected:
+            return False, (f"at beta1={beta1}, beta2={beta2}: expected {expected!r}, got {got!r}. Hint: compare "
+                           "the first-moment weight beta1/(1-beta1) with the second-moment weight beta2/(1-beta2)")
+    return True, "right: the larger of beta1/(1-beta1) and beta2/(1-beta2) wins"
+
+
+def _qhm_optimizer(answer):
+    """answer: a MomentumOptimizer class for quasi-hyperbolic momentum with hyperparameters nu, beta."""
+    from . import MomentumOptimizer, correction
+    if not (isinstance(answer, type) and issubclass(answer, MomentumOptimizer)):
+        return False, "expected a memless.MomentumOptimizer subclass (class QHM(memless.MomentumOptimizer): ...)"
+    for (beta, h, theta), nu in zip(_cases(), (0.3, 0.7, 1.0, 0.5)):
+        try:
+            opt = answer(nu=nu, beta=beta)
+        except Exception as exc:       # the learner's code: any error is feedback
+            return False, f"QHM(nu={nu}, beta={beta}) raised {type(exc).__name__}: {exc}"
+        from .problem import Objective
+        from .engine import jvp
+        obj = Objective(_test_loss)
+        g = obj.gradient(theta)
+        expected = h * nu * beta / (1 - beta) * jvp(obj.gradient, theta, g)[1]
+        got = correction(opt, _test_loss, theta, lr=h)
+        if not np.allclose(got, expected, rtol=1e-8, atol=1e-14):
+            return False, (f"at nu={nu}, beta={beta:.3g}: its correction {got} differs from h nu beta/(1-beta) H g "
+                           f"= {expected}. Hint: the momentum channel is an EMA, scale b = 1 - beta")
+    return True, "right: QHM's memory regularizes with weight nu beta/(1-beta)"
+
+
+EXERCISES = {
+    "heavy-ball-correction": _heavy_ball_correction,
+    "adamw-net-effect": _adamw_net_effect,
+    "qhm-optimizer": _qhm_optimizer,
+}
+
+
+def check(exercise, answer, *, quiet=False):
+    """True if ``answer`` solves ``exercise`` (see :data:`EXERCISES`); prints why, unless ``quiet``."""
+    try:
+        checker = EXERCISES[exercise]
+    except KeyError:
+        raise MemlessError(f"unknown exercise {exercise!r}; available: {', '.join(EXERCISES)}") from None
+    try:
+        ok, message = checker(answer)
+    except MemlessError:
+        raise
+    except Exception as exc:           # the learner's code: any error is feedback, not a crash
+        ok, message = False, f"your answer raised {type(exc).__name__}: {exc}"
+    if not quiet:
+        print(f"{'✓' if ok else '✗'} {exercise}: {message}")
+    return ok
+
+
+# ----------------------------------------------------------------------------
+# Optional plots (pip install memless[plot])
+# ----------------------------------------------------------------------------
+
+
+def pyplot():
+    """matplotlib.pyplot with a non-interactive backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("(matplotlib is not installed: figures are skipped; pip install memless[plot])")
+        return None
+    if "MPLBACKEND" not in os.environ:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def savefig(fig, name, folder="figures"):
+    """Save ``fig`` as ``folder/name.png`` and say where."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.png")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"figure saved: {path}")
+    return path
