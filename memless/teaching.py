@@ -65,7 +65,7 @@ def _qhm_optimizer(answer):
     from . import MomentumOptimizer, correction
     if not (isinstance(answer, type) and issubclass(answer, MomentumOptimizer)):
         return False, "expected a memless.MomentumOptimizer subclass (class QHM(memless.MomentumOptimizer): ...)"
-    for (beta, h, theta), nu in zip(_cases(), (0.3, 0.7, 1.0, 0.5)):
+    for (beta, h, theta), nu in zip(_cases(), (0.3, 0.7, 0.9, 0.5)):
         try:
             opt = answer(nu=nu, beta=beta)
         except Exception as exc:       # the learner's code: any error is feedback
