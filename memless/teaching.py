@@ -82,7 +82,21 @@ def _qhm_optimizer(answer):
     return True, "right: QHM's memory regularizes with weight nu beta/(1-beta)"
 
 
+def _memory_numbers(answer):
+    """answer(h, beta, rho) -> (first-moment, second-moment) memory numbers of Adam."""
+    from . import get_optimizer
+    for h, beta, rho in [(1e-3, 0.9, 0.999), (4e-3, 0.5, 0.9), (1e-2, 0.99, 0.95)]:
+        adam = get_optimizer("adam", beta1=beta, beta2=rho)
+        expected = [h * ch.decay / (1 - ch.decay) for ch in adam.channels() if ch.decay > 0]
+        got = answer(h, beta, rho)
+        if got is None or not np.allclose(np.asarray(got, dtype=float), expected, rtol=1e-12):
+            return False, (f"at h={h}, beta={beta}, rho={rho}: expected {expected}, got {got}. Hint: a channel "
+                           "with decay b remembers about b/(1-b) past steps; multiply by the step h")
+    return True, "right: h beta/(1-beta) and h rho/(1-rho); the second is ~1 at Figure 1's settings"
+
+
 EXERCISES = {
+    "memory-numbers": _memory_numbers,
     "heavy-ball-correction": _heavy_ball_correction,
     "adamw-net-effect": _adamw_net_effect,
     "qhm-optimizer": _qhm_optimizer,

@@ -60,8 +60,27 @@ assert distances[0] < distances[1] < distances[2], "larger rho ends farther from
 #
 # The correction is first order in h. It is only trustworthy while every channel's
 # *memory number* `h beta_l/(1 - beta_l)` is small, in the loss's own curvature
-# units — measured here by `|M|/|F|` along the path. At Figure 1's own settings
-# `h rho/(1-rho) = 1e-3 * 999 ≈ 1`. Compare with beta = 0.5, rho = 0.9:
+# units — measured here by `|M|/|F|` along the path.
+#
+# **Exercise 4.** Write `memory_numbers(h, beta, rho)` returning Adam's two memory
+# numbers (first moment, second moment).
+
+# %%
+def memory_numbers(h, beta, rho):
+    # your answer here: return (first, second)
+    return None
+
+
+# %%
+if not teaching.check("memory-numbers", memory_numbers):
+    print("Revealing the solution: tutorials/solutions/s03_figure1_and_where_theory_holds.py")
+    from solutions.s03_figure1_and_where_theory_holds import memory_numbers
+    assert teaching.check("memory-numbers", memory_numbers)
+print("Figure 1:", memory_numbers(1e-3, 0.9, 0.999), " tame:", memory_numbers(1e-3, 0.5, 0.9))
+
+# %% [markdown]
+# At Figure 1's own settings the second-moment number is ≈ 1. Compare with
+# beta = 0.5, rho = 0.9:
 
 # %%
 def study(beta, rho, horizon, lrs):
