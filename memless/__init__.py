@@ -8,21 +8,28 @@ memless computes the correction M for any optimizer and tells what it does to th
 >>> import memless, numpy as np
 >>> opt = memless.get_optimizer("adamw")
 >>> M = memless.correction(opt, lambda t: (t ** 4).sum(), np.ones(2), lr=1e-3)
-"""
-__version__ = "0.1.0"
 
-from .core import (Channel, Hyperparameter, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, choice, decay,
-                   ema, ema_bias_correction, flag, nonnegative, positive)
+Where things live: :mod:`memless.core` (the optimizer contract), :mod:`memless.engine`
+(Eq. 12), :mod:`memless.optimizers` (the built-ins), :mod:`memless.registry`
+(plugins), :mod:`memless.analysis` (what memory does, measured) and
+:mod:`memless.report` (its rendering), :mod:`memless.extend` (for plugin authors).
+"""
+__version__ = "0.2.0"
+
+from .core import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, Term,
+                   ema, ema_bias_correction)
 from .engine import CorrectionInfo, correction, correction_terms
 from .errors import (DivergenceError, HyperparameterError, LossError, MemlessError,
                      MemoryTruncationWarning, PluginError, UnknownOptimizerError)
+from .hyperparameters import Hyperparameter, choice, decay, flag, nonnegative, positive, weight_decay
 from .modified import ModifiedEquation, implicit_loss, modified_equation
 from .registry import PluginWarning, available, get_optimizer
 from .trajectory import OrderStudy, order_study, trajectory
 
 __all__ = [
-    "MemoryOptimizer", "MomentumOptimizer", "Channel", "Hyperparameter", "ImplicitLoss",
-    "decay", "positive", "nonnegative", "flag", "choice", "ema", "ema_bias_correction",
+    "MemoryOptimizer", "MomentumOptimizer", "DecoupledWeightDecay", "Channel", "Term", "Hyperparameter",
+    "ImplicitLoss", "decay", "positive", "nonnegative", "weight_decay", "flag", "choice", "ema",
+    "ema_bias_correction",
     "correction", "correction_terms", "CorrectionInfo",
     "trajectory", "order_study", "OrderStudy",
     "modified_equation", "ModifiedEquation", "implicit_loss",

@@ -44,28 +44,32 @@ def _analyze_all(args, names, settings):
     """Run the analyses with a progress bar on stderr (shown only on a terminal)."""
     from rich.console import Console
     from rich.progress import Progress
-    from .registry import get_optimizer
-    from .report import analyze, stages
 
+    from .analysis import analyze
+    from .checks import check_lr
     from .losses import get_loss
-    from .problem import check_lr
+    from .registry import get_optimizer
 
     # fail fast, before any progress bar, on every bad input
     optimizers = [get_optimizer(name, **settings) for name in names]
     check_lr(args.lr)
     get_loss(args.loss)
-    progress = Progress(console=Console(stderr=True), transient=True)
+    bar = Progress(console=Console(stderr=True), transient=True)
     analyses = []
-    with progress:
+    with bar:
         for optimizer in optimizers:
-            task = progress.add_task(f"analyzing {optimizer._label()}", total=stages())
-            analyses.append(analyze(optimizer, loss=args.loss, lr=args.lr,
-                                    tick=lambda label, task=task: progress.advance(task)))
+            task = bar.add_task(f"analyzing {optimizer.label}", total=None)
+
+            def follow(done, total, label, task=task):
+                bar.update(task, completed=done, total=total)
+
+            analyses.append(analyze(optimizer, loss=args.loss, lr=args.lr, progress=follow))
     return analyses
 
 
 def cmd_report(args):
-    from .report import render, to_json
+    from .analysis import to_json
+    from .report import render
 
     (analysis,) = _analyze_all(args, [args.name], parse_settings(args.set))
     if args.json:
@@ -76,7 +80,8 @@ def cmd_report(args):
 
 
 def cmd_compare(args):
-    from .report import render_comparison, to_json
+    from .analysis import to_json
+    from .report import render_comparison
 
     analyses = _analyze_all(args, args.names, {})
     if args.json:
@@ -87,18 +92,18 @@ def cmd_compare(args):
 
 
 def cmd_modified(args):
+    from .checks import check_lr
     from .losses import get_loss
     from .modified import summarize
-    from .problem import check_lr
     from .registry import get_optimizer
-    from .report import modified_to_json, render_modified
+    from .report import render_modified
 
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     check_lr(args.lr)
     get_loss(args.loss)
     summary = summarize(optimizer, loss=args.loss, lr=args.lr)
     if args.json:
-        print(modified_to_json(summary))
+        print(summary.to_json())
     else:
         _console(args).print(render_modified(summary))
     return 0

@@ -1,12 +1,14 @@
 """The core interface: an optimizer with memory, in the two forms of the paper.
 
-* :class:`MemoryOptimizer` -- any algorithm of the form (Eq. 1)::
+* :class:`MemoryOptimizer` -- any algorithm of the form (Cattaneo & Shigida 2025, Eq. 1)::
 
       theta^(n+1) = theta^(n) - h F^(n)(theta^(n), theta^(n-1), ..., theta^(0))
 
   A subclass implements ONE method, :meth:`MemoryOptimizer.direction`, which
-  maps the history (newest first) to F^(n).  The correction engine
-  (:mod:`memless.engine`) needs nothing else.
+  maps the history (newest first) to F^(n).  Everything an analysis needs --
+  streaming steps, the memoryless and limit directions, the correction terms'
+  names, the memory length, the sharpness proxy -- has a default built on it, so
+  a plugin that writes only ``direction`` gets every analysis.
 
 * :class:`MomentumOptimizer` -- the momentum-variable form of Remark 3.2::
 
@@ -14,128 +16,74 @@
       F^(n) = Phi(m_1^(n+1), ..., m_L^(n+1))
 
   A subclass lists its memory :class:`Channel` s and writes Phi
-  (:meth:`MomentumOptimizer.combine`); it then gets streaming O(1)-per-step
-  trajectories, the exact finite-n correction at a cost independent of n and
-  the closed-form n -> infinity limit of Section 3.2, all for free.
+  (:meth:`MomentumOptimizer.combine`); it then gets O(1)-per-step streaming, the
+  exact finite-n correction at a cost independent of n, the closed-form
+  n -> infinity limit of Section 3.2 and one correction term per channel.
+
+* :class:`DecoupledWeightDecay` -- ``+ lambda theta`` added to any momentum
+  optimizer's direction, written once.
+
+The callers (:mod:`memless.engine`, :mod:`memless.trajectory`,
+:mod:`memless.analysis`, ...) use only the public methods defined here.
 """
+from __future__ import annotations
+
 import abc
 import math
-import numbers
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
+import autograd.numpy as anp
 import numpy as np
 
 from .errors import HyperparameterError
+from .hyperparameters import Hyperparameter
+
+#: the history length at which a generic optimizer without a ``window`` stands for its
+#: n -> infinity limit (a momentum optimizer has the limit in closed form)
+LIMIT_STEPS = 10_000
 
 # ----------------------------------------------------------------------------
-# Hyperparameters: declared once per optimizer, validated in one place
-# ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    """A named hyperparameter with its default, its allowed values and a doc line.
-
-    ``check(value)`` returns the value converted to its canonical type, or raises
-    :class:`~memless.errors.HyperparameterError` naming what is allowed.
-    """
-
-    name: str
-    default: Any
-    allowed: str
-    check: Callable[[Any], Any] = field(repr=False)
-    doc: str = ""
-    #: the value the conformance kit (:mod:`memless.testing`) uses for its order
-    #: check, where the first-order theory holds (None: keep the instance's value)
-    tame: Any = None
-
-    def validate(self, value, owner="optimizer"):
-        try:
-            return self.check(value)
-        except (TypeError, ValueError) as exc:
-            raise HyperparameterError(
-                f"{owner}: {self.name}={value!r} is invalid; allowed: {self.allowed}"
-            ) from exc
-
-
-def _real(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError("not a real number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError("not finite")
-    return value
-
-
-def _in_range(lo, hi, lo_open=False, hi_open=True):
-    def check(value):
-        value = _real(value)
-        if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
-            raise ValueError("out of range")
-        return value
-
-    return check
-
-
-def decay(name, default, doc="", tame=0.5):
-    """A memory decay (momentum) parameter, in [0, 1)."""
-    return Hyperparameter(name, default, "a number in [0, 1)", _in_range(0.0, 1.0), doc, tame)
-
-
-def positive(name, default, doc="", tame=None):
-    """A strictly positive number (e.g. a numerical-stability epsilon)."""
-    return Hyperparameter(name, default, "a number > 0", _in_range(0.0, math.inf, lo_open=True), doc, tame)
-
-
-def nonnegative(name, default, doc=""):
-    """A number >= 0 (e.g. a weight decay)."""
-    return Hyperparameter(name, default, "a number >= 0", _in_range(0.0, math.inf), doc)
-
-
-def flag(name, default, doc=""):
-    """A boolean switch."""
-
-    def check(value):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError("not a bool")
-        return bool(value)
-
-    return Hyperparameter(name, default, "True or False", check, doc)
-
-
-def choice(name, default, options, doc=""):
-    """One of a fixed set of strings."""
-    options = tuple(options)
-
-    def check(value):
-        if value not in options:
-            raise ValueError("not an option")
-        return value
-
-    return Hyperparameter(name, default, "one of " + ", ".join(repr(o) for o in options), check, doc)
-
-
-# ----------------------------------------------------------------------------
-# The implicit (modified) loss an optimizer declares (Section 5.1)
+# What an optimizer declares for reports
 # ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ImplicitLoss:
-    """F + M = P(theta) grad Ltilde(theta): the loss the memoryless iteration descends.
+    """F + M = P(theta) grad Ltilde(theta): the loss the memoryless iteration descends (Section 5.1).
 
     * ``loss``: Ltilde(theta), written with autograd.numpy;
     * ``preconditioner``: P(theta, grad) -> a scalar or a vector (diagonal P);
     * ``formula``: Ltilde in words, for reports;
     * ``regime``: where the identity holds exactly ("exact", or e.g. "eps -> 0": the
-      difference is then O(h eps) and :func:`memless.implicit_loss` measures it).
+      difference is then O(h eps) and :func:`memless.implicit_loss` measures it);
+    * ``decay``: lambda for a decoupled weight decay kept apart from the gradient
+      field: then F + M = P grad Ltilde + lambda theta (Section 4 of the 2025 paper).
     """
 
     loss: Callable = field(repr=False)
     preconditioner: Callable = field(repr=False)
     formula: str
     regime: str = "exact"
+    decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of the correction M = sum of terms, as reports describe it.
+
+    ``decay`` is the channel's beta (None for a generic optimizer's single term),
+    ``weight`` its coefficient b beta/(1 - beta)^2 in M, ``formula`` its closed form.
+    """
+
+    name: str
+    decay: Optional[float] = None
+    weight: Optional[float] = None
+    formula: str = ""
+
+    @property
+    def has_memory(self) -> bool:
+        return self.decay is None or self.decay > 0
 
 
 # ----------------------------------------------------------------------------
@@ -143,13 +91,52 @@ class ImplicitLoss:
 # ----------------------------------------------------------------------------
 
 
+class History:
+    """The streaming state of a generic optimizer: every iterate so far and the gradient
+    function each step used (they differ on mini-batches)."""
+
+    def __init__(self):
+        self.thetas: List[np.ndarray] = []
+        self.gradients: List[Callable] = []
+
+    def append(self, theta, gradient):
+        self.thetas.append(theta)
+        self.gradients.append(gradient)
+
+    def newest_first(self) -> List[np.ndarray]:
+        return self.thetas[::-1]
+
+    def gradient(self):
+        """One gradient function for ``direction``: each history entry's own."""
+        first = self.gradients[0]
+        if all(g is first for g in self.gradients):
+            return first
+        return slot_gradient(self.thetas, self.gradients)
+
+
+def slot_gradient(thetas, gradients):
+    """A gradient function that evaluates ``gradients[i]`` at ``thetas[i]`` (matched by identity):
+    for histories whose steps used different losses (mini-batches)."""
+    table = {id(theta): gradient for theta, gradient in zip(thetas, gradients)}
+
+    def gradient(x):
+        try:
+            return table[id(x)](x)
+        except KeyError:
+            from .errors import MemlessError
+            raise MemlessError("direction() must evaluate gradient() on the history's own arrays "
+                               "(gradient(history[k])) when the steps used different losses") from None
+
+    return gradient
+
+
 class MemoryOptimizer(abc.ABC):
     """An optimizer with memory, ``theta^(n+1) = theta^(n) - h F^(n)(history)`` (Eq. 1).
 
     Subclass it and implement :meth:`direction`; declare hyperparameters in the
     class attribute ``hyperparameters`` (a tuple of :class:`Hyperparameter`, see
-    :func:`decay`, :func:`positive`, ...).  They become attributes of the
-    instance, validated on construction.
+    :func:`memless.decay`, :func:`memless.positive`, ...).  They become attributes
+    of the instance, validated on construction.
 
     Example -- the average of the last ``window`` gradients (not in momentum form)::
 
@@ -165,7 +152,8 @@ class MemoryOptimizer(abc.ABC):
         >>> M = memless.correction(opt, lambda t: (t ** 4).sum(), np.ones(2), lr=0.01, n=10)
 
     Memory must decay (Assumption 3.1): ``||dF^(n)/dtheta^(n-k)|| <= gamma_k`` with
-    ``sum k^2 gamma_k < infinity``.
+    ``sum k^2 gamma_k < infinity``.  Declare ``window`` when F^(n) reads only the
+    last ``window`` iterates: the engine then sums only those.
     """
 
     #: registry name (set by the registry when loaded from an entry point)
@@ -179,50 +167,57 @@ class MemoryOptimizer(abc.ABC):
     #: where the optimizer is defined in the literature (e.g. "Example 1.1")
     reference: ClassVar[str] = ""
     #: sharpness proxy the memory term is judged against: "l2" (||grad L||^2)
-    #: for GD-type methods, "l1" (||grad L||_{1,eps}) for adaptive ones
+    #: for GD-type methods, "l1" (||grad L||_{1,eps}) for sign-like ones
     sharpness: ClassVar[str] = "l2"
-    #: the implicitly modified loss, where the correction is a (preconditioned) gradient field
+    #: the implicitly modified loss, in words, where there is one
     modified_loss: ClassVar[str] = ""
 
-    def __init__(self, **values):
+    def __init__(self, **values: Any):
         cls = type(self)
         known = {hp.name: hp for hp in cls.hyperparameters}
         unknown = sorted(set(values) - set(known))
         if unknown:
             allowed = ", ".join(known) or "none"
             raise HyperparameterError(
-                f"{self._label()}: unknown hyperparameter {unknown[0]!r}; allowed: {allowed}"
-            )
+                f"{self.label}: unknown hyperparameter {unknown[0]!r}; allowed: {allowed}")
         for hp in cls.hyperparameters:
             value = values.get(hp.name, hp.default)
-            setattr(self, hp.name, hp.validate(value, owner=self._label()))
-        self._check()
+            setattr(self, hp.name, hp.validate(value, owner=self.label))
+        self.validate()
 
-    def _label(self):
-        return type(self).name or type(self).__name__
+    @property
+    def label(self) -> str:
+        """The name reports print: the registered name, else the class name."""
+        return getattr(self, "name", None) or type(self).__name__
 
-    def _check(self):
+    def validate(self) -> None:
         """Hook for cross-parameter validation; raise HyperparameterError."""
 
     @property
-    def hyper(self):
+    def hyper(self) -> Dict[str, Any]:
         """The hyperparameters in force, as an ordered dict."""
         return {hp.name: getattr(self, hp.name) for hp in type(self).hyperparameters}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items())
         return f"{type(self).__name__}({args})"
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.hyper == other.hyper
+    def _state(self):
+        """Everything that defines the instance: its type, class-level settings and attributes."""
+        own = {k: v for k, v in vars(self).items()}
+        settings = {k: getattr(self, k) for k in ("window",) if k not in own}
+        return type(self), _freeze({**settings, **own})
 
-    def __hash__(self):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MemoryOptimizer) and self._state() == other._state()
+
+    def __hash__(self) -> int:
         return hash((type(self), tuple(self.hyper.items())))
 
     # -- the one hook ------------------------------------------------------
 
     @abc.abstractmethod
-    def direction(self, history, gradient):
+    def direction(self, history: Sequence[Any], gradient: Callable) -> Any:
         """F^(n): the update direction given the history, newest first.
 
         ``history[k]`` is theta^(n-k), so ``history[0]`` is the current iterate
@@ -231,9 +226,54 @@ class MemoryOptimizer(abc.ABC):
         differentiate it with respect to the history.
         """
 
-    # -- optional -----------------------------------------------------------
+    # -- defaults every analysis uses; MomentumOptimizer overrides them ------
 
-    def implicit_loss(self, loss, lr):
+    def memoryless_direction(self, theta, gradient: Callable, n: int):
+        """F^(n)(theta) := F^(n)(theta, ..., theta), the direction at a constant history (Eq. 4)."""
+        return self.direction([theta] * (n + 1), gradient)
+
+    def limit_steps(self) -> int:
+        """The n at which F^(n) stands for its n -> infinity limit."""
+        return LIMIT_STEPS if self.window is None else max(int(self.window) - 1, 0)
+
+    def limit_direction(self, theta, gradient: Callable):
+        """F(theta) = lim F^(n)(theta, ..., theta)."""
+        return self.memoryless_direction(theta, gradient, self.limit_steps())
+
+    def initial_state(self, theta) -> Any:
+        """The streaming state before the first step."""
+        return History()
+
+    def advance(self, state: Any, theta, gradient: Callable, n: int) -> Tuple[Any, Any]:
+        """One step at iterate theta^(n), whose gradient function is ``gradient``: (F^(n), new state).
+
+        The default keeps the whole history and applies :meth:`direction` to it.
+        """
+        state.append(theta, gradient)
+        return self.direction(state.newest_first(), state.gradient()), state
+
+    def terms(self) -> List[Term]:
+        """The terms the correction splits into (:func:`memless.correction_terms`): one by default."""
+        return [Term("memory")]
+
+    def memory_length(self) -> float:
+        """How many steps the memory spans: ``window`` (or 10 if undeclared) for a generic optimizer."""
+        return float(self.window or 10)
+
+    def sharpness_proxy(self, gradient: Callable) -> Callable:
+        """N(theta), the quantity whose change tells regularizing from anti-regularizing:
+        ``||grad L||^2`` for ``sharpness = "l2"``, ``||grad L||_{1,eps}`` for ``"l1"``."""
+        if self.sharpness == "l1":
+            eps = float(getattr(self, "eps", 1e-8))
+            return lambda t: anp.sum(anp.sqrt(gradient(t) ** 2 + eps))
+        return lambda t: anp.sum(gradient(t) ** 2)
+
+    @property
+    def sharpness_formula(self) -> str:
+        """N in words."""
+        return "||grad L||_{1,eps}" if self.sharpness == "l1" else "||grad L||^2"
+
+    def implicit_loss(self, loss: Callable, lr: float) -> Optional[ImplicitLoss]:
         """The :class:`ImplicitLoss` with F + M = P grad Ltilde, or None if M is not such a field.
 
         Override it where the correction is a (preconditioned) gradient field;
@@ -241,11 +281,16 @@ class MemoryOptimizer(abc.ABC):
         """
         return None
 
-    # -- derived ------------------------------------------------------------
 
-    def memoryless_direction(self, theta, gradient, n):
-        """F^(n)(theta) := F^(n)(theta, ..., theta), the direction at a constant history (Eq. 4)."""
-        return self.direction([theta] * (n + 1), gradient)
+def _freeze(value):
+    """A hashable, comparable stand-in for attribute values (arrays by content)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, value.tobytes())
+    return value
 
 
 # ----------------------------------------------------------------------------
@@ -266,7 +311,10 @@ class Channel:
     * ``scale``: b_l^(t) as a function of the number of summed terms t = n + 1,
       vectorized over arrays of t and accepting ``t = inf`` for the limit b_l
       (see :func:`ema_bias_correction`), or a constant;
-    * ``formula``: optional closed form of this channel's correction, for reports.
+    * ``formula``: optional closed form of this channel's limit correction M_l, for reports;
+    * ``closed_form(h, theta, g, HF)``: the same closed form as a function of the
+      learning rate, theta, the gradient and the Hessian times the limit direction F
+      (the conformance tests hold ``formula``'s function to the engine's output).
     """
 
     name: str
@@ -274,6 +322,7 @@ class Channel:
     signal: Callable = field(repr=False)
     scale: Scale = 1.0
     formula: str = ""
+    closed_form: Optional[Callable] = field(default=None, repr=False, compare=False)
 
     def b(self, t):
         """b_l^(t), vectorized over t; t = inf gives the limit b_l."""
@@ -288,6 +337,29 @@ class Channel:
         beta = self.decay
         total = n + 1.0 if beta == 1.0 else (1.0 - beta ** (n + 1.0)) / (1.0 - beta)
         return self.b(n + 1.0) * total
+
+    @property
+    def coefficient(self) -> float:
+        """b_l beta_l/(1 - beta_l)^2: the channel's weight in the limit correction M_l."""
+        if self.decay == 0:
+            return 0.0
+        return float(self.b(math.inf)) * memory_sum(self.decay)
+
+
+def memory_sum(beta: float, n: Optional[int] = None) -> float:
+    """c(n) = sum_{k=1..n} k beta^k (c(inf) = beta/(1-beta)^2): how far back, on average, memory reaches.
+
+    Summed directly while beta^n is not small (the closed form cancels there).
+
+    >>> memory_sum(0.5), memory_sum(0.5, 2)
+    (2.0, 1.0)
+    """
+    if n is None or math.isinf(n):
+        return beta / (1.0 - beta) ** 2
+    if n * (1.0 - beta) < 50.0:
+        k = np.arange(1, n + 1, dtype=float)
+        return float(np.sum(k * np.power(beta, k)))
+    return (beta * (1.0 - beta ** n) / (1.0 - beta) - n * beta ** (n + 1)) / (1.0 - beta)
 
 
 # Signals g_l(theta, grad) shared by the built-ins.
@@ -307,7 +379,7 @@ def parameter_signal(theta, grad):
     return theta
 
 
-def ema_bias_correction(beta):
+def ema_bias_correction(beta: float) -> Callable:
     """b^(t) = (1 - beta) / (1 - beta^t): Adam's bias-corrected exponential moving average."""
 
     def scale(t):
@@ -316,7 +388,7 @@ def ema_bias_correction(beta):
     return scale
 
 
-def ema(beta):
+def ema(beta: float) -> float:
     """b = 1 - beta: an exponential moving average without bias correction."""
     return 1.0 - beta
 
@@ -351,7 +423,7 @@ class MomentumOptimizer(MemoryOptimizer):
         """The memory channels, in a fixed order."""
 
     @abc.abstractmethod
-    def combine(self, m):
+    def combine(self, m: Dict[str, Any]) -> Any:
         """Phi: the direction F^(n) from the memories ``m[channel name]``."""
 
     # -- history form (what Eq. 12 differentiates) --------------------------
@@ -376,16 +448,15 @@ class MomentumOptimizer(MemoryOptimizer):
 
     # -- streaming form: O(1) per step ---------------------------------------
 
-    def initial_memory(self, theta):
-        """The memories before the first step (running sums, without b_l)."""
+    def initial_state(self, theta):
+        """The running sums before the first step (without b_l)."""
         return {ch.name: 0.0 for ch in self.channels()}
 
-    def advance(self, memory, theta, grad, n):
-        """One streaming step at iterate theta^(n): returns (F^(n), new memory)."""
-        new = {}
-        scaled = {}
+    def advance(self, state, theta, gradient, n):
+        grad = gradient(theta)
+        new, scaled = {}, {}
         for ch in self.channels():
-            new[ch.name] = ch.decay * memory[ch.name] + ch.signal(theta, grad)
+            new[ch.name] = ch.decay * state[ch.name] + ch.signal(theta, grad)
             scaled[ch.name] = float(ch.b(n + 1)) * new[ch.name]
         return self.combine(scaled), new
 
@@ -395,3 +466,48 @@ class MomentumOptimizer(MemoryOptimizer):
         """F(theta) = Phi(gbar_1, ..., gbar_L), gbar_l = b_l g_l / (1 - beta_l)."""
         g = gradient(theta)
         return self.combine({ch.name: float(ch.weight(math.inf)) * ch.signal(theta, g) for ch in self.channels()})
+
+    # -- what reports need ----------------------------------------------------
+
+    def terms(self):
+        return [Term(ch.name, ch.decay, ch.coefficient, ch.formula) for ch in self.channels()]
+
+    def memory_length(self):
+        """1/(1 - beta) of the slowest-decaying channel (1 without memory)."""
+        decays = [ch.decay for ch in self.channels() if ch.decay > 0]
+        return 1.0 / (1.0 - max(decays)) if decays else 1.0
+
+
+# ----------------------------------------------------------------------------
+# Decoupled weight decay, written once
+# ----------------------------------------------------------------------------
+
+WEIGHT_DECAY = "weight-decay"
+
+
+class DecoupledWeightDecay(MomentumOptimizer):
+    """Decoupled weight decay (Loshchilov & Hutter 2019) for any momentum optimizer:
+    ``F = Phi(m) + lambda theta``, as a memory-less channel ``"weight-decay"``.
+
+    Put it first among the bases, before the optimizer it decays, and declare
+    ``weight_decay(default)`` among the hyperparameters::
+
+        >>> import memless
+        >>> from memless.optimizers import Adam
+        >>> class MyAdamW(memless.DecoupledWeightDecay, Adam):
+        ...     hyperparameters = Adam.hyperparameters + (memless.weight_decay(0.01),)
+        >>> [ch.name for ch in MyAdamW().channels()]
+        ['first-moment', 'second-moment', 'weight-decay']
+    """
+
+    weight_decay: float = 0.0
+
+    def channels(self):
+        channels = list(super().channels())
+        if self.weight_decay:
+            channels.append(Channel(WEIGHT_DECAY, 0.0, parameter_signal))
+        return channels
+
+    def combine(self, m):
+        direction = super().combine(m)
+        return direction + self.weight_decay * m[WEIGHT_DECAY] if self.weight_decay else direction

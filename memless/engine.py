@@ -14,21 +14,29 @@ direction (0, v_1, ..., v_n).  Two ways to take it:
   channel signals shared by all channels plus a JVP of Phi per channel, at a cost
   independent of n.  This is also where the per-channel split M = sum_l M_l
   comes from.
+
+The engine is the one place (with :mod:`memless.core`) that knows the two forms
+apart; every other module asks the optimizer's public methods.
 """
+from __future__ import annotations
+
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import make_jvp
 
-from .core import MomentumOptimizer
+from ._autodiff import jvp
+from .checks import check_choice, check_lr, check_n, check_optimizer, check_positive
+from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
 from .errors import MemlessError, MemoryTruncationWarning
-from .problem import check_lr, check_n, check_optimizer, check_theta, objective
+from .objective import LossLike, Objective, objective, resolve_loss
 
 METHODS = ("auto", "momentum", "history")
+#: most history terms the history method sums by default
+MAX_HISTORY = 100_000
 
 # ----------------------------------------------------------------------------
 # Public API
@@ -46,11 +54,11 @@ class CorrectionInfo:
     tail: float = 0.0              #: norm of the last block summed, relative to |M|
     evaluations: int = 0           #: finite-n directions F^(s) evaluated
     converged: bool = True         #: for the history-method limit: M^(n) settled within tol
-    notes: list = field(default_factory=list)
 
 
-def correction(optimizer, loss, theta, lr, n=None, *, method="auto", tol=1e-13,
-               max_history=100_000, full_output=False):
+def correction(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: Optional[int] = None, *,
+               method: str = "auto", tol: float = 1e-13, max_history: int = MAX_HISTORY,
+               full_output: bool = False):
     """The memory correction M^(n)(theta) of Eq. (12), or its limit M(theta) when ``n is None``.
 
     The memoryless iteration ``theta <- theta - lr [F^(n)(theta) + M^(n)(theta)]`` (Eq. 4)
@@ -59,8 +67,8 @@ def correction(optimizer, loss, theta, lr, n=None, *, method="auto", tol=1e-13,
     Parameters
     ----------
     optimizer : MemoryOptimizer
-    loss : callable theta -> scalar, written with ``autograd.numpy``
-    theta : 1-D array
+    loss : callable theta -> scalar written with ``autograd.numpy``, or a reference-loss name
+    theta : 1-D array (None with a reference-loss name: its start point)
     lr : float > 0, the learning rate h
     n : int >= 0 or None (default) for the n -> infinity limit
     method : "auto" (the momentum closed form when available), "momentum" or "history"
@@ -82,10 +90,12 @@ def correction(optimizer, loss, theta, lr, n=None, *, method="auto", tol=1e-13,
     return (total, info) if full_output else total
 
 
-def correction_terms(optimizer, loss, theta, lr, n=None, *, tol=1e-13):
-    """The per-channel decomposition M = sum_l M_l (Section 3.2) of a momentum optimizer.
+def correction_terms(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: Optional[int] = None, *,
+                     tol: float = 1e-13) -> Dict[str, np.ndarray]:
+    """The split M = sum of terms, named as ``optimizer.terms()`` names them.
 
-    Returns ``{channel name: vector}``; channels without memory (decay 0) map to zeros.
+    A :class:`~memless.MomentumOptimizer` has one term per channel (Section 3.2; channels
+    without memory map to zeros); any other optimizer has the one term ``"memory"``.
 
     >>> import memless, numpy as np
     >>> opt = memless.get_optimizer("adam", beta1=0.9, beta2=0.999)
@@ -93,61 +103,51 @@ def correction_terms(optimizer, loss, theta, lr, n=None, *, tol=1e-13):
     >>> np.allclose(sum(parts.values()), memless.correction(opt, lambda t: (t ** 4).sum(), np.ones(3), lr=1e-3))
     True
     """
-    if not isinstance(optimizer, MomentumOptimizer):
-        raise MemlessError(
-            f"correction_terms needs a MomentumOptimizer (channels); {type(optimizer).__name__} "
-            "defines only direction(): use memless.correction for its total M")
-    terms, _ = _corrections(optimizer, loss, theta, lr, n, "momentum", tol, None, split=True)
+    terms, _ = _corrections(optimizer, loss, theta, lr, n, "auto", tol, MAX_HISTORY, split=True)
     return terms
+
+
+def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: float,
+             n: Optional[int] = None, *, gradient=None, split: bool = True, tol: float = 1e-13):
+    """The correction terms at an already checked point (no input checks): the analyses' entry.
+
+    ``split=False`` returns ``{"total": M}``; ``gradient`` is ``obj.frozen(theta, linearize=True)``
+    if already made.  Non-finite results are returned as they are.
+    """
+    if isinstance(optimizer, MomentumOptimizer):
+        return momentum_terms(optimizer, obj, theta, lr, n, tol, gradient=gradient, split=split)
+    total, _ = history_correction(optimizer, obj, theta, lr, n, tol)
+    return {"total" if not split else optimizer.terms()[0].name: total}
 
 
 def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split):
     check_optimizer(optimizer)
-    theta = check_theta(theta)
+    loss, theta, _ = resolve_loss(loss, theta)
     lr = check_lr(lr)
     n = check_n(n)
-    if method not in METHODS:
-        raise MemlessError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    method = check_choice(method, METHODS, "method")
+    tol = check_positive(tol, "tol")
+    max_history = check_n(max_history, allow_none=False, name="max_history")
     if method == "auto":
         method = "momentum" if isinstance(optimizer, MomentumOptimizer) else "history"
     if method == "momentum" and not isinstance(optimizer, MomentumOptimizer):
-        raise MemlessError(f"method='momentum' needs a MomentumOptimizer; {type(optimizer).__name__} is not one")
+        raise MemlessError(f"method='momentum' needs a MomentumOptimizer; {optimizer.label} defines only direction()")
     with np.errstate(all="ignore"):      # non-finite results are reported below, by name
-        return _compute(optimizer, loss, theta, lr, n, method, tol, max_history, split)
-
-
-def _compute(optimizer, loss, theta, lr, n, method, tol, max_history, split):
-    obj = objective(loss, theta, linearize=True)
-    if method == "momentum":
-        terms, info = momentum_terms(optimizer, obj, theta, lr, n, tol, split=split), CorrectionInfo(n, "momentum")
-        if split:
-            terms["total"] = sum(terms.values())
-    else:
-        total, info = history_correction(optimizer, obj, theta, lr, n, tol, max_history)
-        terms = {"total": total}
+        obj = objective(loss, theta, linearize=True)
+        if method == "momentum":
+            terms = momentum_terms(optimizer, obj, theta, lr, n, tol, split=split)
+            info = CorrectionInfo(n, "momentum")
+        else:
+            total, info = history_correction(optimizer, obj, theta, lr, n, tol, max_history)
+            terms = {optimizer.terms()[0].name if split else "total": total}
     for name, vector in terms.items():
         if not np.all(np.isfinite(vector)):
             raise MemlessError(
-                f"the correction{'' if name == 'total' else ' term ' + repr(name)} is not finite at "
-                f"theta={theta}; the optimizer's direction is not differentiable there")
+                f"{optimizer.label}: the correction{'' if name == 'total' else ' term ' + repr(name)} is not "
+                f"finite at theta={theta}; the optimizer's direction is not differentiable there")
     if not split:
-        terms = {"total": terms["total"]}
-    else:
-        terms.pop("total")
+        return {"total": terms["total"]}, info
     return terms, info
-
-
-# ----------------------------------------------------------------------------
-# Forward-mode helpers
-# ----------------------------------------------------------------------------
-
-
-def jvp(fun, x, direction):
-    """(fun(x), d fun(x) . direction), by one forward-mode pass."""
-    with warnings.catch_warnings():
-        # a direction that does not depend on a channel (exact-sign Lion) is fine: its JVP is 0
-        warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
-        return make_jvp(fun)(x)(direction)
 
 
 def _as_float_array(value, like):
@@ -159,33 +159,20 @@ def _as_float_array(value, like):
 # ----------------------------------------------------------------------------
 
 
-def memory_sum(beta, n):
-    """c(n) = sum_{k=1..n} k beta^k (c(inf) = beta/(1-beta)^2): the weight of F in w = sum_k beta^k v_k."""
-    if n is None or math.isinf(n):
-        return beta / (1.0 - beta) ** 2
-    if n * (1.0 - beta) < 50.0:
-        # the closed form cancels catastrophically while beta^n is not small: sum directly
-        k = np.arange(1, n + 1, dtype=float)
-        return float(np.sum(k * np.power(beta, k)))
-    return (beta * (1.0 - beta ** n) / (1.0 - beta) - n * beta ** (n + 1)) / (1.0 - beta)
-
-
 def _history_weights(beta, n, s):
     """omega(n, s) = sum_{k=n-s..n} beta^k: the weight of F^(s) in w = sum_k beta^k v_k."""
     return (np.power(beta, n - s) - beta ** (n + 1)) / (1.0 - beta)
 
 
-def _finite_n_directions(optimizer, channels, signals, n, tol):
-    """Which finite-s directions F^(s)(theta), s < n, differ from the limit F enough to matter.
+def _finite_n_steps(channels, n, tol):
+    """The steps s < n whose direction F^(s)(theta) differs from the limit F enough to matter.
 
-    F^(s)(theta) = Phi(a_l(s) g_l(theta)); it equals F(theta) once every a_l(s) has
-    converged.  Returns (s values, relative deviation) of those worth evaluating.
+    F^(s)(theta) = Phi(a_l(s) g_l(theta)); it equals F(theta) once every a_l(s) has converged.
     """
     memory = [ch for ch in channels if ch.decay > 0]
-    chunk = 4096
     keep_s, start = [], 0
     while start < n:
-        s = np.arange(start, min(n, start + chunk), dtype=float)
+        s = np.arange(start, min(n, start + _CHUNK_STEPS), dtype=float)
         deviation = np.zeros_like(s)
         for ch in channels:
             limit = float(ch.weight(math.inf))
@@ -194,11 +181,10 @@ def _finite_n_directions(optimizer, channels, signals, n, tol):
         importance = np.zeros_like(s)
         for ch in memory:
             importance = np.maximum(importance, _history_weights(ch.decay, n, s) / memory_sum(ch.decay, n))
-        keep = deviation * importance > tol
-        keep_s.append(s[keep])
+        keep_s.append(s[deviation * importance > tol])
         if np.all(deviation < tol):
             break
-        start += chunk
+        start += _CHUNK_STEPS
     return np.concatenate(keep_s) if keep_s else np.zeros(0)
 
 
@@ -218,7 +204,7 @@ def _residuals(optimizer, channels, signals, memory, n, F, tol):
     Linear Phi: F^(s) = sum_l a_l(s) Phi(g_l alone), so the sum over s is a sum of
     scalars.  Otherwise the rows F^(s) are formed in chunks of bounded size.
     """
-    s_values = _finite_n_directions(optimizer, channels, signals, n, tol)
+    s_values = _finite_n_steps(channels, n, tol)
     residual = [np.zeros_like(F) for _ in memory]
     if not len(s_values):
         return [None] * len(memory)
@@ -244,31 +230,31 @@ def _residuals(optimizer, channels, signals, memory, n, F, tol):
 
 #: most elements of F^(s) rows held at once by the finite-n sums
 _CHUNK_ELEMENTS = 1 << 22
+#: steps s examined at once when choosing which finite-n directions matter
+_CHUNK_STEPS = 4096
 
 
-def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, split=True):
-    """{channel: M_l^(n)(theta)} for a MomentumOptimizer; ``n=None`` gives the limit M_l.
+@dataclass
+class _MomentumPoint:
+    """The memories at the constant history and the history direction each channel is differentiated along."""
 
-    M_l = h dPhi/dm_l(m^(n+1)) . [ b_l^(n+1) grad g_l(theta) . w_l ],
-    w_l = sum_{k=1..n} beta_l^k v_k = c_l(n) F(theta) + sum_{s<n} omega_l(n, s) (F^(s)(theta) - F(theta)).
+    channels: list
+    signals: List[np.ndarray]
+    memory: List[int]               #: indices of the channels with memory
+    point: Dict[str, np.ndarray]    #: m_l^(n+1) at the constant history
+    b_now: List[float]              #: b_l^(n+1) of each memory channel
+    weights: List[float]            #: c_l(n) = sum_k k beta_l^k
+    residual: list                  #: finite-n residual of each memory channel (None where 0)
+    F: np.ndarray                   #: the limit direction
 
-    ``gradient``: ``obj.frozen(theta, linearize=True)``, if already made (it holds the
-    gradient and the Hessian-vector products at theta).  ``split=False`` returns
-    only ``{"total": M}``, with one JVP of Phi instead of one per channel.
-    """
+
+def _momentum_point(optimizer, theta, g, n, tol):
     channels = list(optimizer.channels())
-    frozen = obj.frozen(theta, linearize=True) if gradient is None else gradient
-    g = frozen.value
     signals = [_as_float_array(ch.signal(theta, g), theta) for ch in channels]
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
-    if not memory or n == 0:
-        zero = np.zeros_like(theta)
-        return {ch.name: zero.copy() for ch in channels} if split else {"total": zero}
-
     limit_weights = [float(ch.weight(math.inf)) for ch in channels]
     F = np.asarray(optimizer.combine({ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}),
                    dtype=float)
-    # w_l, the history direction each memory channel's signal is differentiated along
     if n is None:
         point = {ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}
         b_now = [float(channels[i].b(math.inf)) for i in memory]
@@ -278,28 +264,36 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
         b_now = [float(channels[i].b(n + 1)) for i in memory]
         residual = _residuals(optimizer, channels, signals, memory, n, F, tol)
     weights = [memory_sum(channels[i].decay, n) for i in memory]
+    return _MomentumPoint(channels, signals, memory, point, b_now, weights, residual, F)
 
-    # grad g_l . w_l by forward mode, one loss Hessian-vector product per distinct w_l:
-    # channels whose finite-n residual vanishes (bias-corrected EMAs, the limit) share
-    # one JVP along F; a channel with a residual gets one JVP along its own w_l.
+
+def _signal_tangents(p: _MomentumPoint, frozen, theta):
+    """b_l grad g_l . w_l for each memory channel, by forward mode: one loss Hessian-vector
+    product per distinct w_l.  Channels whose finite-n residual vanishes (bias-corrected
+    EMAs, the limit) share one JVP along F; a channel with a residual gets its own."""
+    channels, memory = p.channels, p.memory
+
     def signals_at(x, which):
         gx = frozen(x)
         return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
     along = [None] * len(memory)
-    shared = [j for j, r in enumerate(residual) if r is None]
+    shared = [j for j, r in enumerate(p.residual) if r is None]
     if shared:
-        _, tangent = jvp(lambda x: signals_at(x, [memory[j] for j in shared]), theta, F)
+        _, tangent = jvp(lambda x: signals_at(x, [memory[j] for j in shared]), theta, p.F)
         for j, part in zip(shared, np.split(np.asarray(tangent, dtype=float), len(shared))):
-            along[j] = weights[j] * part
-    for j, r in enumerate(residual):
+            along[j] = p.weights[j] * part
+    for j, r in enumerate(p.residual):
         if r is not None:
-            _, tangent = jvp(lambda x, i=memory[j]: signals_at(x, [i]), theta, weights[j] * F + r)
+            _, tangent = jvp(lambda x, i=memory[j]: signals_at(x, [i]), theta, p.weights[j] * p.F + r)
             along[j] = np.asarray(tangent, dtype=float)
-    tangents = {channels[i].name: b * t.reshape(np.shape(point[channels[i].name]))
-                for i, b, t in zip(memory, b_now, along)}
+    return {channels[i].name: b * t.reshape(np.shape(p.point[channels[i].name]))
+            for i, b, t in zip(memory, p.b_now, along)}
 
-    # dPhi/dm_l . tangent_l: per channel for the split, at once for the total
+
+def _phi_tangents(optimizer, p: _MomentumPoint, tangents, theta, lr, split):
+    """h dPhi/dm_l . tangent_l: per channel for the split, at once for the total."""
+    point = p.point
     if not split:
         names = list(tangents)
 
@@ -307,7 +301,7 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
             return optimizer.combine({**point, **{k: point[k] + t * tangents[k] for k in names}})
 
         return {"total": lr * _as_float_array(jvp(phi_along, 0.0, 1.0)[1], theta)}
-    terms = {ch.name: np.zeros_like(theta) for ch in channels}
+    terms = {ch.name: np.zeros_like(theta) for ch in p.channels}
     for name, tangent in tangents.items():
         def phi(x, name=name):
             return optimizer.combine({**point, name: x})
@@ -316,12 +310,33 @@ def momentum_terms(optimizer, obj, theta, lr, n, tol=1e-13, *, gradient=None, sp
     return terms
 
 
+def momentum_terms(optimizer: MomentumOptimizer, obj: Objective, theta, lr: float, n: Optional[int],
+                   tol: float = 1e-13, *, gradient=None, split: bool = True) -> Dict[str, np.ndarray]:
+    """{channel: M_l^(n)(theta)} for a MomentumOptimizer; ``n=None`` gives the limit M_l.
+
+    M_l = h dPhi/dm_l(m^(n+1)) . [ b_l^(n+1) grad g_l(theta) . w_l ],
+    w_l = sum_{k=1..n} beta_l^k v_k = c_l(n) F(theta) + sum_{s<n} omega_l(n, s) (F^(s)(theta) - F(theta)).
+
+    ``gradient``: ``obj.frozen(theta, linearize=True)``, if already made (it holds the
+    gradient and the Hessian-vector products at theta).  ``split=False`` returns
+    only ``{"total": M}``, with one JVP of Phi instead of one per channel.
+    """
+    frozen = obj.frozen(theta, linearize=True) if gradient is None else gradient
+    p = _momentum_point(optimizer, theta, frozen.value, n, tol)
+    if not p.memory or n == 0:
+        zero = np.zeros_like(theta)
+        return {ch.name: zero.copy() for ch in p.channels} if split else {"total": zero}
+    tangents = _signal_tangents(p, frozen, theta)
+    return _phi_tangents(optimizer, p, tangents, theta, lr, split)
+
+
 # ----------------------------------------------------------------------------
 # History form: Eq. (12) for any MemoryOptimizer
 # ----------------------------------------------------------------------------
 
 
-def history_correction(optimizer, obj, theta, lr, n, tol=1e-13, max_history=100_000):
+def history_correction(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float, n: Optional[int],
+                       tol: float = 1e-13, max_history: int = MAX_HISTORY) -> Tuple[np.ndarray, CorrectionInfo]:
     """(M^(n)(theta), CorrectionInfo) by JVPs of ``optimizer.direction`` along the history.
 
     ``n=None``: the limit, as M^(n) for n = 64, 128, ... until it settles within ``tol``
@@ -338,7 +353,7 @@ def history_correction(optimizer, obj, theta, lr, n, tol=1e-13, max_history=100_
         if n_try >= max_history:
             info.converged = False
             warnings.warn(
-                f"{optimizer._label()}: M^(n) has not settled by n={n_try} (max_history); "
+                f"{optimizer.label}: M^(n) has not settled by n={n_try} (max_history); "
                 "the limit correction is approximate", MemoryTruncationWarning, stacklevel=3)
             break
         previous, n_try = M, min(2 * n_try, max_history)
@@ -382,6 +397,6 @@ def _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history):
     info.truncated = info.terms < reach
     if info.terms >= max_history and info.terms < reach and info.tail > tol:
         warnings.warn(
-            f"{optimizer._label()}: history cut at max_history={max_history} terms while the memory "
+            f"{optimizer.label}: history cut at max_history={max_history} terms while the memory "
             f"still contributes {info.tail:.1e} of |M|; raise max_history", MemoryTruncationWarning, stacklevel=4)
     return total, info

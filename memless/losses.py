@@ -8,7 +8,7 @@ from typing import Callable
 import autograd.numpy as anp
 import numpy as np
 
-from .errors import MemlessError
+from .errors import LossError, MemlessError
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ReferenceLoss:
 
 
 def bilinear(theta, x=2.0, y=1.5):
-    """E(theta) = (y - theta_1 theta_2 x)^2 / 2: the seed paper's Figure 1 model."""
+    """E(theta) = (y - theta_1 theta_2 x)^2 / 2: the model of Figure 1 in Cattaneo, Klusowski & Shigida (2023)."""
     return 0.5 * (y - theta[0] * theta[1] * x) ** 2
 
 
@@ -55,7 +55,7 @@ def logistic(theta):
 
 REFERENCE_LOSSES = {
     "bilinear": ReferenceLoss("bilinear", bilinear, np.array([2.8, 3.5]),
-                              "E = (3/2 - 2 theta1 theta2)^2 / 2, seed 004's Figure 1 model"),
+                              "E = (3/2 - 2 theta1 theta2)^2 / 2, the model of Figure 1 in Cattaneo et al. 2023"),
     "rosenbrock": ReferenceLoss("rosenbrock", rosenbrock, np.array([-0.5, 0.8, 0.3]),
                                 "Rosenbrock valley in 3 dimensions, b = 10"),
     "curvy": ReferenceLoss("curvy", curvy, np.array([0.3, 0.5, -0.4]),
@@ -65,11 +65,11 @@ REFERENCE_LOSSES = {
 }
 
 
-def get_loss(name):
+def get_loss(name: str) -> ReferenceLoss:
     try:
         return REFERENCE_LOSSES[name]
     except KeyError:
-        raise MemlessError(f"unknown reference loss {name!r}; available: {', '.join(REFERENCE_LOSSES)}") from None
+        raise LossError(f"unknown reference loss {name!r}; available: {', '.join(REFERENCE_LOSSES)}") from None
 
 
 # ----------------------------------------------------------------------------

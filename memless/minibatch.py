@@ -16,39 +16,48 @@ With m = n + 1 batches used once each in steps 0..n and g_k = grad L_k::
 and E[(H_k - Hbar)(g_k - gbar)] = 1/2 grad E||grad L_k - grad L||^2: mini-batch
 noise adds a penalty on the gradient variance across batches.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .core import MomentumOptimizer
-from .engine import jvp
+from ._autodiff import jvp
+from .checks import check_lr, check_n, check_optimizer, check_theta, in_range
+from .core import MemoryOptimizer, memory_sum, slot_gradient
 from .errors import MemlessError
+from .objective import objective
 from .optimizers.sgd import HeavyBall
-from .problem import check_lr, check_n, check_optimizer, check_theta, objective
-from .trajectory import _store
+from .trajectory import optimizer_path
 
 # ----------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------
 
 
-def _check_losses(losses, theta):
-    if callable(losses) or not hasattr(losses, "__len__") or len(losses) < 1:
-        raise MemlessError("losses must be a list of per-batch losses (callables theta -> scalar), "
+def _check_losses(losses, theta) -> list:
+    if callable(losses) or isinstance(losses, str) or not hasattr(losses, "__len__") or len(losses) < 1:
+        raise MemlessError("losses must be a non-empty list of per-batch losses (callables theta -> scalar), "
                            f"got {type(losses).__name__}")
     return [objective(loss, theta) for loss in losses]
 
 
-def _check_momentum(optimizer, what):
-    check_optimizer(optimizer)
-    if not isinstance(optimizer, MomentumOptimizer):
-        raise MemlessError(f"{what} needs a MomentumOptimizer (channels); "
-                           f"{type(optimizer).__name__} defines only direction()")
-    return optimizer
+def _check_decay(beta) -> float:
+    try:
+        return in_range(0.0, 1.0)(beta)
+    except (TypeError, ValueError):
+        raise MemlessError(f"beta must be a number in [0, 1), got {beta!r}") from None
 
 
-def batch_order(num_batches, steps, seed=0):
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise MemlessError(f"seed must be an integer or None, got {seed!r}")
+    return seed
+
+
+def batch_order(num_batches: int, steps: int, seed: Optional[int] = 0) -> np.ndarray:
     """The batch index of each step 0..steps-1: one random permutation per epoch, seeded.
 
     >>> batch_order(3, 7, seed=1).tolist()[:3] in ([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])
@@ -56,8 +65,8 @@ def batch_order(num_batches, steps, seed=0):
     """
     if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
         raise MemlessError(f"num_batches must be an integer >= 1, got {num_batches!r}")
-    steps = check_n(steps, allow_none=False)
-    rng = np.random.default_rng(seed)
+    steps = check_n(steps, allow_none=False, name="steps")
+    rng = np.random.default_rng(_check_seed(seed))
     epochs = -(-steps // num_batches) if steps else 0
     order = [rng.permutation(num_batches) for _ in range(epochs)]
     return np.concatenate(order)[:steps] if order else np.zeros(0, dtype=int)
@@ -68,26 +77,21 @@ def batch_order(num_batches, steps, seed=0):
 # ----------------------------------------------------------------------------
 
 
-def minibatch_trajectory(optimizer, losses, theta, lr, steps, *, seed=0, order=None):
+def minibatch_trajectory(optimizer: MemoryOptimizer, losses: Sequence[Callable], theta, lr: float, steps: int, *,
+                         seed: int = 0, order=None) -> np.ndarray:
     """The optimizer's iterates with g^(n) = grad L_{order[n]}, shape (steps + 1, d).
 
     ``order`` defaults to :func:`batch_order` ``(len(losses), steps, seed)``.
     """
-    _check_momentum(optimizer, "minibatch_trajectory")
+    check_optimizer(optimizer)
     theta = check_theta(theta)
     lr = check_lr(lr)
-    steps = check_n(steps, allow_none=False)
+    steps = check_n(steps, allow_none=False, name="steps")
     objs = _check_losses(losses, theta)
     order = batch_order(len(objs), steps, seed) if order is None else _check_order(order, len(objs), steps)
-    path = np.empty((steps + 1, theta.size))
-    path[0] = theta
-    memory = optimizer.initial_memory(theta)
     with np.errstate(over="ignore", invalid="ignore"):
-        for n in range(steps):
-            F, memory = optimizer.advance(memory, theta, objs[order[n]].gradient(theta), n)
-            theta = theta - lr * np.asarray(F, dtype=float)
-            _store(path, n + 1, theta, lr)
-    return path
+        return optimizer_path(optimizer, objs[0].gradient, theta, lr, steps,
+                              gradient_at_step=lambda n: objs[order[n]].gradient)
 
 
 def _check_order(order, num_batches, length):
@@ -98,15 +102,16 @@ def _check_order(order, num_batches, length):
     return order
 
 
-def minibatch_correction(optimizer, losses, order, theta, lr):
+def minibatch_correction(optimizer: MemoryOptimizer, losses: Sequence[Callable], order, theta,
+                         lr: float) -> np.ndarray:
     """M^(n)(theta) of Eq. (12) when step j of the history used batch ``order[j]`` (n = len(order) - 1).
 
-    F^(s)(theta) = Phi(b_l^(s+1) sum_{j<=s} beta_l^(s-j) g_l(theta, grad L_{order[j]}(theta)));
-    M^(n) = h sum_k dF^(n)/dtheta^(n-k) . v_k, v_k = sum_{s=n-k..n-1} F^(s)(theta),
-    by one forward-mode pass (n Hessian-vector products).  With one batch it is
-    the full-batch :func:`memless.correction` at step n.
+    F^(s)(theta) is step s of the optimizer at the constant history, each step j <= s using
+    its batch; M^(n) = h sum_k dF^(n)/dtheta^(n-k) . v_k, v_k = sum_{s=n-k..n-1} F^(s)(theta),
+    by one forward-mode pass through ``direction`` (n Hessian-vector products).  With one
+    batch it is the full-batch :func:`memless.correction` at step n.
     """
-    _check_momentum(optimizer, "minibatch_correction")
+    check_optimizer(optimizer)
     theta = check_theta(theta)
     lr = check_lr(lr)
     objs = _check_losses(losses, theta)
@@ -114,39 +119,32 @@ def minibatch_correction(optimizer, losses, order, theta, lr):
     if order.ndim != 1 or len(order) < 1:
         raise MemlessError("order must list the batch index of steps 0..n (at least one)")
     order = _check_order(order, len(objs), len(order))
-    n = len(order) - 1
-    channels = list(optimizer.channels())
-    frozen = [obj.frozen(theta) for obj in objs]
     with np.errstate(all="ignore"):
-        # signals of each step at the constant history, and the running sums of F^(s)
-        signals = [[np.asarray(ch.signal(theta, frozen[b].value), dtype=float) for ch in channels] for b in order]
-        running = [np.zeros_like(theta) for _ in channels]
-        directions = []
-        for s in range(n + 1):
-            running = [ch.decay * r + sig for ch, r, sig in zip(channels, running, signals[s])]
-            m = {ch.name: float(ch.b(s + 1)) * r for ch, r in zip(channels, running)}
-            directions.append(np.asarray(optimizer.combine(m), dtype=float))
-        v, vs = np.zeros_like(theta), [np.zeros_like(theta)]
-        for k in range(1, n + 1):
-            v = v + directions[n - k]
-            vs.append(v)
-
-        def F_n(t):
-            m = {}
-            for i, ch in enumerate(channels):
-                total = 0.0
-                for k in range(n + 1):
-                    if ch.decay == 0.0 and k > 0:
-                        break
-                    x = theta + t * vs[k]
-                    total = total + ch.decay ** k * ch.signal(x, frozen[order[n - k]](x))
-                m[ch.name] = float(ch.b(n + 1)) * total
-            return optimizer.combine(m)
-
-        M = lr * np.asarray(jvp(F_n, 0.0, 1.0)[1], dtype=float)
+        M = _minibatch_correction(optimizer, [obj.frozen(theta) for obj in objs], order, theta, lr)
     if not np.all(np.isfinite(M)):
-        raise MemlessError(f"the mini-batch correction is not finite at theta={theta}")
+        raise MemlessError(f"{optimizer.label}: the mini-batch correction is not finite at theta={theta}")
     return M
+
+
+def _minibatch_correction(optimizer, frozen, order, theta, lr):
+    n = len(order) - 1
+    # F^(s)(theta), s < n: the optimizer's own steps at the constant history, each on its batch
+    # (each step gets its own copy of theta, so a history-form step can tell the batches apart)
+    state, directions = optimizer.initial_state(theta), []
+    for s in range(n):
+        F, state = optimizer.advance(state, theta.copy(), frozen[order[s]], s)
+        directions.append(np.asarray(F, dtype=float))
+    vs, v = [np.zeros_like(theta)], np.zeros_like(theta)
+    for k in range(1, n + 1):
+        v = v + directions[n - k]
+        vs.append(v)
+    gradients = [frozen[order[n - k]] for k in range(n + 1)]
+
+    def F_n(t):
+        history = [theta + t * vs[k] for k in range(n + 1)]
+        return optimizer.direction(history, slot_gradient(history, gradients))
+
+    return lr * np.asarray(jvp(F_n, 0.0, 1.0)[1], dtype=float)
 
 
 # ----------------------------------------------------------------------------
@@ -154,11 +152,12 @@ def minibatch_correction(optimizer, losses, order, theta, lr):
 # ----------------------------------------------------------------------------
 
 
-def C3(beta, n=None):
+def C3(beta: float, n: Optional[int] = None) -> float:
     """sum_{k=1..n} beta^k (1 - beta^k)/(1 - beta): the weight of same-batch pairs H_k g_k.
 
-    ``n=None``: the limit beta / ((1-beta)^2 (1+beta)).
+    ``n=None``: the limit beta / ((1-beta)^2 (1+beta)).  beta must be in [0, 1).
     """
+    beta = _check_decay(beta)
     if n is None:
         return beta / ((1.0 - beta) ** 2 * (1.0 + beta))
     n = check_n(n, allow_none=False)
@@ -166,18 +165,19 @@ def C3(beta, n=None):
         / (1.0 - beta)
 
 
-def C4(beta, n=None):
+def C4(beta: float, n: Optional[int] = None) -> float:
     """The weight of distinct-batch pairs H_k g_l: C3 + C4 = sum_k k-weighted memory of the full batch.
 
     C3 + C4 = [c(n) - beta^(n+1)/(1-beta) (n - beta (1-beta^n)/(1-beta))] / (1-beta), c(n) = sum k beta^k;
     ``n=None``: the limit 2 beta^2 / ((1-beta)^3 (1+beta)).
     """
+    beta = _check_decay(beta)
     if n is None:
         return 2.0 * beta ** 2 / ((1.0 - beta) ** 3 * (1.0 + beta))
     n = check_n(n, allow_none=False)
     if beta == 0.0:
         return 0.0
-    c = (beta * (1.0 - beta ** n) / (1.0 - beta) - n * beta ** (n + 1)) / (1.0 - beta)
+    c = memory_sum(beta, n)
     total = (c - beta ** (n + 1) / (1.0 - beta) * (n - beta * (1.0 - beta ** n) / (1.0 - beta))) / (1.0 - beta)
     return total - C3(beta, n)
 
@@ -194,7 +194,8 @@ class PermutationAverage:
     batches: int
 
 
-def permutation_average(optimizer, losses, theta, lr):
+def permutation_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], theta,
+                        lr: float) -> PermutationAverage:
     """Closed-form E[M^(n)] over the random order of one epoch (n + 1 = len(losses) steps), heavy-ball.
 
     >>> import memless, numpy as np
@@ -207,7 +208,7 @@ def permutation_average(optimizer, losses, theta, lr):
     check_optimizer(optimizer)
     if not isinstance(optimizer, HeavyBall):
         raise MemlessError(f"the Section 5.2 closed form is for heavy-ball (F = sum beta^k g^(n-k)); "
-                           f"got {optimizer._label()}: use permutation_monte_carlo")
+                           f"got {optimizer.label}: use permutation_monte_carlo")
     theta = check_theta(theta)
     lr = check_lr(lr)
     objs = _check_losses(losses, theta)
@@ -227,16 +228,17 @@ def permutation_average(optimizer, losses, theta, lr):
                               variance=lr * (c3 - c4 / (m - 1)) * covariance, C3=c3, C4=c4, batches=m)
 
 
-def permutation_monte_carlo(optimizer, losses, theta, lr, samples=1000, seed=0):
+def permutation_monte_carlo(optimizer: MemoryOptimizer, losses: Sequence[Callable], theta, lr: float,
+                            samples: int = 1000, seed: Optional[int] = 0):
     """(mean, standard error) of :func:`minibatch_correction` over ``samples`` random epoch orders.
 
-    For any MomentumOptimizer; the closed form of :func:`permutation_average` is heavy-ball's.
+    For any optimizer; the closed form of :func:`permutation_average` is heavy-ball's.
     """
-    _check_momentum(optimizer, "permutation_monte_carlo")
-    samples = check_n(samples, allow_none=False)
+    check_optimizer(optimizer)
+    samples = check_n(samples, allow_none=False, name="samples")
     if samples < 2:
         raise MemlessError(f"samples must be >= 2 to estimate a standard error, got {samples}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     draws = np.array([minibatch_correction(optimizer, losses, rng.permutation(len(losses)), theta, lr)
                       for _ in range(samples)])
     return draws.mean(axis=0), draws.std(axis=0, ddof=1) / math.sqrt(samples)

@@ -16,31 +16,31 @@ the memory has implicitly replaced the loss L by Ltilde.
 >>> np.allclose(eq.rhs(0.0, theta), -g / 0.5 - 0.01 * 1.5 / (2 * 0.5 ** 3) * Hg)
 True
 """
-from dataclasses import dataclass, field
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
-from .core import MemoryOptimizer, MomentumOptimizer
-from .engine import correction, jvp
+from ._autodiff import jvp
+from .checks import check_lr, check_n, check_optimizer, check_theta
+from .core import MemoryOptimizer
+from .engine import correction
 from .errors import DivergenceError, LossError, MemlessError
-from .problem import check_lr, check_n, check_optimizer, check_theta, objective
-
-#: the history length at which a generic (non-momentum) optimizer's F^(n) stands for its limit
-GENERIC_LIMIT_N = 10_000
-
+from .objective import LossLike, objective, resolve_loss
 
 # ----------------------------------------------------------------------------
 # The direction F and the modified equation
 # ----------------------------------------------------------------------------
 
 
-def direction(optimizer, gradient, theta, n=None):
+def direction(optimizer: MemoryOptimizer, gradient: Callable, theta, n: Optional[int] = None):
     """F^(n)(theta) at the constant history; ``n=None``: the limit F(theta)."""
-    if n is None and isinstance(optimizer, MomentumOptimizer):
+    if n is None:
         return optimizer.limit_direction(theta, gradient)
-    return optimizer.memoryless_direction(theta, gradient, GENERIC_LIMIT_N if n is None else n)
+    return optimizer.memoryless_direction(theta, gradient, n)
 
 
 @dataclass
@@ -116,6 +116,7 @@ class ModifiedEquation:
         """theta(k h) for k = 0..steps, shape (steps + 1, d), by :func:`scipy.integrate.solve_ivp` (DOP853)."""
         theta = check_theta(theta)
         steps = check_n(steps, allow_none=False)
+        from scipy.integrate import solve_ivp     # imported here: it is slow to import
         times = self.lr * np.arange(steps + 1)
         fun = self.rhs if corrected else self.flow
         try:
@@ -131,13 +132,16 @@ class ModifiedEquation:
         return solution.y.T
 
 
-def modified_equation(optimizer, loss, lr, n=None):
+def modified_equation(optimizer: MemoryOptimizer, loss: LossLike, lr: float,
+                      n: Optional[int] = None) -> ModifiedEquation:
     """The modified equation theta' = G1 + h G2 of ``optimizer`` on ``loss`` at learning rate ``lr``.
 
-    ``n=None`` (default) uses the limit F and M (the long-run iteration); an integer n
-    freezes the step index.  See :class:`ModifiedEquation`.
+    ``loss``: a callable or a reference-loss name.  ``n=None`` (default) uses the limit F
+    and M (the long-run iteration); an integer n freezes the step index.  See
+    :class:`ModifiedEquation`.
     """
     check_optimizer(optimizer)
+    loss, _, _ = resolve_loss(loss, need_theta=False)
     return ModifiedEquation(optimizer, loss, check_lr(lr), check_n(n))
 
 
@@ -182,7 +186,8 @@ def _symmetric_part_test(field_, theta, rng, pairs=3, delta=1e-5):
     return worst
 
 
-def implicit_loss(optimizer, loss, theta, lr, *, tol=1e-5, seed=0):
+def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, *, tol: float = 1e-5,
+                  seed: int = 0) -> ImplicitLossCheck:
     """The implicit loss Ltilde of ``optimizer`` (F + M = P grad Ltilde), checked numerically at ``theta``.
 
     The check: w = (F + M)/P must have a symmetric Jacobian (curl-free), tested with
@@ -197,8 +202,10 @@ def implicit_loss(optimizer, loss, theta, lr, *, tol=1e-5, seed=0):
     (True, True)
     """
     check_optimizer(optimizer)
-    theta = check_theta(theta)
+    loss, theta, _ = resolve_loss(loss, theta)
     lr = check_lr(lr)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise MemlessError(f"seed must be an integer, got {seed!r}")
     obj = objective(loss, theta)
     declared = optimizer.implicit_loss(obj.loss, lr)
 
@@ -224,7 +231,7 @@ def implicit_loss(optimizer, loss, theta, lr, *, tol=1e-5, seed=0):
             total, g = step(theta)
             predicted = preconditioner(theta, g) * np.asarray(objective(declared.loss, theta).gradient(theta))
             residual = float(np.linalg.norm(predicted - total) / max(np.linalg.norm(total), 1e-300))
-    name = optimizer._label()
+    name = optimizer.label
     if declared is None:
         note = ("the optimizer declares none" if type(optimizer).implicit_loss is MemoryOptimizer.implicit_loss
                 else "not a preconditioned gradient field with these hyperparameters (e.g. weight decay)")
@@ -261,29 +268,49 @@ class ModifiedSummary:
     horizon: float = 0.0
     caveats: list = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["implicit"].pop("loss", None)
+        data["implicit"]["has_loss"] = self.implicit.loss is not None
+        return _strict(data)
 
-def summarize(optimizer, loss="bilinear", lr=1e-3, *, steps=40):
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _strict(x):
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return _strict(x.item())
+    return x
+
+
+def summarize(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float = 1e-3, *, theta=None,
+              steps: int = 40) -> ModifiedSummary:
     """Modified equation and implicit loss of ``optimizer`` on a reference loss, with a measured check.
 
     The check integrates the ODE and the plain flow for ``steps`` steps at ``2 lr`` and
     ``lr`` (same horizon) and fits their orders against the memoryless iteration.
     """
-    from .losses import get_loss
     from .trajectory import fitted_order
 
     check_optimizer(optimizer)
     lr = check_lr(lr)
-    reference = get_loss(loss)
-    theta = reference.start
-    eq = modified_equation(optimizer, reference.loss, lr)
+    loss_fn, theta, loss_name = resolve_loss(loss, theta)
+    eq = modified_equation(optimizer, loss_fn, lr)
     F, M, dF_F = eq._parts(theta)
     hG2 = -(M + 0.5 * lr * dF_F)
-    implicit = implicit_loss(optimizer, reference.loss, theta, lr)
-    summary = ModifiedSummary(optimizer._label(), dict(optimizer.hyper), loss, lr, theta.tolist(),
+    implicit = implicit_loss(optimizer, loss_fn, theta, lr)
+    summary = ModifiedSummary(optimizer.label, dict(optimizer.hyper), loss_name, lr, theta.tolist(),
                               float(np.linalg.norm(F)), float(np.linalg.norm(hG2)), implicit)
     summary.horizon = steps * lr
     for h, n in ((2 * lr, steps // 2), (lr, steps)):
-        e = modified_equation(optimizer, reference.loss, h)
+        e = modified_equation(optimizer, loss_fn, h)
         summary.lrs.append(h)
         try:
             iterates = e.iterate(theta, n)

@@ -1,5 +1,5 @@
-"""The optimizer registry: every optimizer, built-in or plugin, comes from the
-``memless.optimizers`` entry-point group.
+"""The optimizer registry: the built-ins (:data:`memless.optimizers.BUILTIN`) and
+every plugin of the ``memless.optimizers`` entry-point group.
 
 A package registers an optimizer in its ``setup.cfg``::
 
@@ -9,19 +9,21 @@ A package registers an optimizer in its ``setup.cfg``::
 
 The value is a :class:`~memless.MemoryOptimizer` subclass or a factory returning
 an instance.  A plugin that fails to import, is not an optimizer, or takes a
-name already taken is skipped with a :class:`PluginWarning` naming it and its
+name already taken (a built-in's, or an earlier plugin's) is skipped with a :class:`PluginWarning` naming it and its
 distribution; :func:`entries` still lists it, marked broken, with the reason.
 """
+from __future__ import annotations
+
 import inspect
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import entrypoints
 
 from .core import MemoryOptimizer
-from .errors import MemlessError, UnknownOptimizerError
+from .errors import MemlessError, PluginError, UnknownOptimizerError
 
 GROUP = "memless.optimizers"
 
@@ -94,16 +96,16 @@ def _version():
     return __version__
 
 
-def discover(path=None):
-    """Load every entry point of the group (``path``: a list of folders instead of sys.path)."""
-    found: Dict[str, Entry] = {}
+def discover(path=None) -> Dict[str, Entry]:
+    """The built-ins, then every entry point of the group (``path``: folders to search instead of sys.path)."""
+    found: Dict[str, Entry] = {entry.name: entry for entry in _builtin_entries()}
     points = entrypoints.get_group_all(GROUP, path=path)
-    # memless's own first, so a plugin cannot shadow a built-in; then by distribution name
-    points.sort(key=lambda ep: (canonical_name(getattr(ep.distro, "name", "")) != "memless",
-                                canonical_name(getattr(ep.distro, "name", ""))))
+    points.sort(key=lambda ep: canonical_name(getattr(ep.distro, "name", "")))
     seen = set()
     for ep in points:
         dist = canonical_name(getattr(ep.distro, "name", None) or "unknown distribution")
+        if dist == "memless":     # stale metadata of an older memless: the built-ins come from BUILTIN
+            continue
         version = getattr(ep.distro, "version", None) or "?"
         target = f"{ep.module_name}:{ep.object_name}" if ep.object_name else ep.module_name
         key = (ep.name, dist, target)
@@ -129,14 +131,10 @@ def discover(path=None):
             warnings.warn(f"memless: optimizer plugin {ep.name!r} from {dist} {version} skipped: "
                           f"{entry.error}", PluginWarning, stacklevel=2)
         found[ep.name] = entry
-    if path is None and not any(e.builtin for e in found.values()):
-        # running from a source tree that was never installed: same table, no plugins lost
-        for entry in _builtin_entries():
-            found.setdefault(entry.name, entry)
     return found
 
 
-def entries(refresh=False):
+def entries(refresh: bool = False) -> Dict[str, Entry]:
     """{name: Entry} for every optimizer found, broken ones included (cached)."""
     global _cache
     if _cache is None or refresh:
@@ -144,18 +142,18 @@ def entries(refresh=False):
     return _cache
 
 
-def refresh():
+def refresh() -> None:
     """Forget the cached plugins (after installing or removing one)."""
     global _cache
     _cache = None
 
 
-def available():
+def available() -> List[str]:
     """Sorted names of the optimizers that loaded."""
     return sorted(name for name, e in entries().items() if not e.broken)
 
 
-def get_optimizer(name, **hyperparameters):
+def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
     """An instance of the optimizer registered as ``name``, with the given hyperparameters.
 
     >>> import memless
@@ -172,7 +170,13 @@ def get_optimizer(name, **hyperparameters):
         raise UnknownOptimizerError(
             f"optimizer {name!r} from {entry.distribution} is broken ({entry.error}); "
             f"available: {', '.join(available())}")
-    optimizer = entry.factory(**hyperparameters)
+    try:
+        optimizer = entry.factory(**hyperparameters)
+    except MemlessError:
+        raise
+    except Exception as exc:     # a plugin's own constructor failing is the plugin's fault: say whose
+        raise PluginError(f"optimizer plugin {name!r} from {entry.distribution} failed to construct: "
+                          f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(optimizer, MemoryOptimizer):
         raise MemlessError(f"optimizer plugin {name!r} from {entry.distribution} returned "
                            f"{type(optimizer).__name__}, not a memless.MemoryOptimizer")

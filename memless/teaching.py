@@ -34,8 +34,8 @@ def _cases(count=4, seed=0):
 def _heavy_ball_correction(answer):
     """answer(beta, h, g, Hg) -> M for heavy-ball (Section 2)."""
     from . import correction, get_optimizer
-    from .problem import Objective
-    from .engine import jvp
+    from ._autodiff import jvp
+    from .objective import Objective
     obj = Objective(_test_loss)
     for beta, h, theta in _cases():
         g = obj.gradient(theta)
@@ -61,17 +61,17 @@ def _adamw_net_effect(answer):
 
 
 def _qhm_optimizer(answer):
-    """answer: a MomentumOptimizer class for quasi-hyperbolic momentum with hyperparameters nu, beta."""
-    from . import MomentumOptimizer, correction
-    if not (isinstance(answer, type) and issubclass(answer, MomentumOptimizer)):
-        return False, "expected a memless.MomentumOptimizer subclass (class QHM(memless.MomentumOptimizer): ...)"
+    """answer: a MemoryOptimizer class for quasi-hyperbolic momentum with hyperparameters nu, beta."""
+    from . import MemoryOptimizer, correction
+    if not (isinstance(answer, type) and issubclass(answer, MemoryOptimizer)):
+        return False, "expected a memless.MemoryOptimizer subclass (class QHM(memless.MomentumOptimizer): ...)"
     for (beta, h, theta), nu in zip(_cases(), (0.3, 0.7, 0.9, 0.5)):
         try:
             opt = answer(nu=nu, beta=beta)
         except Exception as exc:       # the learner's code: any error is feedback
             return False, f"QHM(nu={nu}, beta={beta}) raised {type(exc).__name__}: {exc}"
-        from .problem import Objective
-        from .engine import jvp
+        from ._autodiff import jvp
+        from .objective import Objective
         obj = Objective(_test_loss)
         g = obj.gradient(theta)
         expected = h * nu * beta / (1 - beta) * jvp(obj.gradient, theta, g)[1]

@@ -9,11 +9,11 @@ True
 
 * ``direction``  -- F^(n) is finite, has theta's shape, and ``memoryless_direction``
   agrees with ``direction`` at a constant history;
-* ``streaming``  -- for a MomentumOptimizer, the streaming trajectory equals the
-  history form F^(n) applied to the whole history;
+* ``streaming``  -- the optimizer's own ``advance`` steps (O(1) per step for a
+  MomentumOptimizer) equal the history form F^(n) applied to the whole history;
 * ``correction`` -- the engine's M^(n) equals a central finite difference of
-  F^(n) along the history direction of Eq. (12) (and, for a MomentumOptimizer,
-  the closed-form channel sums equal the generic history JVPs);
+  F^(n) along the history direction of Eq. (12), and its own shortcut (the
+  closed-form channel sums of a MomentumOptimizer) equals the generic history JVPs;
 * ``order``      -- on a tamed copy (:func:`tame`: decays 0.5, smoothing
   constants large, where the first-order theory holds), the corrected memoryless
   iteration has empirical order ~2 and the uncorrected one ~1 (Theorem 3.3).
@@ -23,18 +23,20 @@ A plugin's own test suite needs one line::
     def test_conformance():
         memless.testing.check_optimizer(MyOptimizer(beta=0.5))
 """
+from __future__ import annotations
+
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import MemoryOptimizer, MomentumOptimizer
-from .engine import history_correction, momentum_terms
+from .core import MemoryOptimizer
+from .engine import correction, terms_at
 from .errors import MemlessError
 from .losses import REFERENCE_LOSSES
-from .problem import objective
+from .objective import objective
 from .registry import get_optimizer
-from .trajectory import _history, _memoryless, _streaming, order_study
+from .trajectory import memoryless_path, optimizer_path, order_study
 
 #: (name, loss, start) the kit runs on by default
 KIT_LOSSES = ("curvy", "logistic")
@@ -72,7 +74,7 @@ class Conformance:
         return "\n".join(lines)
 
 
-def tame(optimizer):
+def tame(optimizer: MemoryOptimizer) -> MemoryOptimizer:
     """A copy of ``optimizer`` with every hyperparameter that declares a ``tame`` value set to it."""
     values = dict(optimizer.hyper)
     for hp in type(optimizer).hyperparameters:
@@ -84,8 +86,10 @@ def tame(optimizer):
     return copy
 
 
-def check_optimizer(optimizer, *, losses=None, orders=True, lrs=(0.01, 0.005, 0.0025), horizon=0.5,
-                    order_band=(0.3, 0.2), adapt_lrs=True, rtol=1e-5, raise_on_failure=True):
+def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orders: bool = True,
+                    lrs: Sequence[float] = (0.01, 0.005, 0.0025), horizon: float = 0.5,
+                    order_band: Tuple[float, float] = (0.3, 0.2), adapt_lrs: bool = True, rtol: float = 1e-5,
+                    raise_on_failure: bool = True) -> Conformance:
     """Run the conformance checks; raise :class:`ConformanceError` naming each failure.
 
     ``optimizer``: an instance or a registered name.  ``losses``: a list of
@@ -129,7 +133,7 @@ def check_optimizer(optimizer, *, losses=None, orders=True, lrs=(0.01, 0.005, 0.
 
 
 def _history_of(optimizer, obj, theta, steps=6, lr=0.01):
-    path = _history(optimizer, obj, theta, lr, steps)
+    path = optimizer_path(optimizer, obj.gradient, theta, lr, steps, form="history")
     return [row for row in path[::-1]]          # newest first
 
 
@@ -150,10 +154,8 @@ def _check_direction(optimizer, obj, theta):
 
 
 def _check_streaming(optimizer, obj, theta, steps=25, lr=0.01):
-    if not isinstance(optimizer, MomentumOptimizer):
-        return None
-    streaming = _streaming(optimizer, obj, theta, lr, steps)
-    history = _history(optimizer, obj, theta, lr, steps)
+    streaming = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
+    history = optimizer_path(optimizer, obj.gradient, theta, lr, steps, form="history")
     gap = np.max(np.abs(streaming - history), axis=1)
     if not np.all(gap <= 1e-9 * (1 + np.max(np.abs(history)))):
         step = int(np.argmax(gap > 1e-9 * (1 + np.max(np.abs(history)))))
@@ -177,14 +179,11 @@ def _check_correction(optimizer, obj, theta, rtol, lr=0.01):
     details = []
     for n in (3, 12):
         expected = finite_difference_correction(optimizer, obj.gradient, theta, lr, n)
-        if isinstance(optimizer, MomentumOptimizer):
-            got = momentum_terms(optimizer, obj, theta, lr, n, split=False)["total"]
-            generic, _ = history_correction(optimizer, obj, theta, lr, n)
-            if not np.allclose(got, generic, rtol=1e-8, atol=1e-12 * (1 + np.max(np.abs(generic)))):
-                return False, (f"channel closed form M^({n}) = {got} differs from the history JVP {generic}: "
-                               "the channels do not describe direction()")
-        else:
-            got, _ = history_correction(optimizer, obj, theta, lr, n)
+        got = terms_at(optimizer, obj, theta, lr, n, split=False)["total"]
+        generic = correction(optimizer, obj, theta, lr, n, method="history")
+        if not np.allclose(got, generic, rtol=1e-8, atol=1e-12 * (1 + np.max(np.abs(generic)))):
+            return False, (f"the engine's shortcut M^({n}) = {got} differs from the history JVP {generic}: "
+                           "the channels do not describe direction()")
         F = np.asarray(optimizer.direction([theta] * (n + 1), obj.gradient), dtype=float)
         scale = max(np.max(np.abs(expected)), 1e-8 * lr * np.max(np.abs(F)))
         error = np.max(np.abs(got - expected))
@@ -204,13 +203,13 @@ def _check_order(optimizer, loss, theta, lrs, horizon, band, target=0.2, max_red
     scale = 1.0
     for _ in range(4):
         lr = lrs[0] * scale
-        _, ratio = _memoryless(tamed, obj, theta, lr, max(1, int(round(horizon / lr))), True, "exact", 1e-13)
+        _, ratio = memoryless_path(tamed, obj, theta, lr, max(1, int(round(horizon / lr))), True, "exact", 1e-13)
         if ratio <= target or scale <= 1.0 / max_reduction:
             break
         scale = max(scale * max(target / ratio, 0.25), 1.0 / max_reduction)
     lrs = [lr * scale for lr in lrs]
     study = order_study(tamed, loss, theta, horizon=horizon, lrs=lrs)
-    if max(study.errors_corrected) < 1e-12 and max(study.errors_uncorrected) < 1e-12:
+    if study.exact:
         return True, "the memoryless iteration reproduces the optimizer exactly (no memory)"
     ok = (abs(study.order_corrected - 2) <= band[0] and abs(study.order_uncorrected - 1) <= band[1])
     detail = (f"orders {study.order_corrected:.2f} (with M, want 2 +- {band[0]}) and "

@@ -1,41 +1,47 @@
 """Trajectories of an optimizer and of its memoryless iteration, and the O(h^2) claim.
 
-* the optimizer itself, Eq. (1): streaming (O(1) per step) for momentum
-  optimizers, the history form otherwise;
+* the optimizer itself, Eq. (1): :meth:`MemoryOptimizer.advance` step by step
+  (O(1) per step for momentum optimizers, the history form otherwise);
 * the memoryless iteration, Eq. (4): ``theta <- theta - h [F^(n)(theta) + M^(n)(theta)]``,
   or without the correction M;
 * :func:`order_study`: the global error of both against the optimizer over a
   fixed horizon, for a ladder of learning rates, and the fitted orders
   (Theorem 3.3 / Corollary 3.4: 2 with the correction, 1 without).
 """
-import math
+from __future__ import annotations
+
 from dataclasses import dataclass, field
-from typing import List
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import MomentumOptimizer
-from .engine import history_correction, momentum_terms
-from .errors import DivergenceError, MemlessError
-from .problem import check_lr, check_n, check_optimizer, check_theta, objective
+from .checks import check_choice, check_lr, check_lrs, check_n, check_optimizer, check_positive
+from .core import MemoryOptimizer
+from .engine import terms_at
+from .errors import DivergenceError
+from .objective import LossLike, Objective, objective, resolve_loss
 
-FORMS = ("auto", "streaming", "history")
 CORRECTIONS = ("exact", "limit")
+#: "streaming": the optimizer's own advance() (O(1) per step for momentum optimizers);
+#: "history": F^(n) applied to the whole history, as Eq. (1) writes it ("auto" = "streaming")
+FORMS = ("auto", "streaming", "history")
 
 
-def trajectory(optimizer, loss, theta, lr, steps, *, memoryless=False, corrected=True,
-               correction="exact", form="auto", tol=1e-13):
+def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, steps: int, *,
+               memoryless: bool = False, corrected: bool = True, correction: str = "exact",
+               form: str = "auto", tol: float = 1e-13) -> np.ndarray:
     """Iterates theta^(0), ..., theta^(steps) as an array of shape (steps + 1, d).
 
     Parameters
     ----------
+    loss : callable theta -> scalar, or a reference-loss name (``theta=None``: its start)
     memoryless : False (default) runs the optimizer itself (Eq. 1); True runs the
         memoryless iteration (Eq. 4) with ``F^(n)(theta) = F^(n)(theta, ..., theta)``.
     corrected : with ``memoryless``, add the correction M^(n) (default) or not.
     correction : "exact" uses M^(n) of Eq. (12) at each step, "limit" the n -> infinity
         M (an O(h^2) difference, cheaper for long runs).
-    form : for the optimizer itself: "streaming" (momentum optimizers, O(1) per
-        step), "history" (F^(n) applied to the whole history) or "auto".
+    form : for the optimizer itself: "streaming" (its ``advance``, O(1) per step for
+        momentum optimizers), "history" (``direction`` applied to the whole history) or "auto".
 
     Example
     -------
@@ -46,83 +52,81 @@ def trajectory(optimizer, loss, theta, lr, steps, *, memoryless=False, corrected
     (4, 2)
     """
     check_optimizer(optimizer)
-    theta = check_theta(theta)
+    loss, theta, _ = resolve_loss(loss, theta)
     lr = check_lr(lr)
-    steps = check_n(steps, allow_none=False)
-    if correction not in CORRECTIONS:
-        raise MemlessError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
-    if form not in FORMS:
-        raise MemlessError(f"form must be one of {', '.join(FORMS)}; got {form!r}")
+    steps = check_n(steps, allow_none=False, name="steps")
+    check_choice(correction, CORRECTIONS, "correction")
+    check_choice(form, FORMS, "form")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
-        return _run(optimizer, obj, theta, lr, steps, memoryless, corrected, correction, form, tol)
+        if memoryless:
+            return memoryless_path(optimizer, obj, theta, lr, steps, corrected, correction, tol)[0]
+        return optimizer_path(optimizer, obj.gradient, theta, lr, steps, form=form)
 
 
-def _run(optimizer, obj, theta, lr, steps, memoryless, corrected, correction, form, tol):
-    if memoryless:
-        path, _ = _memoryless(optimizer, obj, theta, lr, steps, corrected, correction, tol)
-        return path
-    if form == "auto":
-        form = "streaming" if isinstance(optimizer, MomentumOptimizer) else "history"
-    if form == "streaming":
-        if not isinstance(optimizer, MomentumOptimizer):
-            raise MemlessError(f"form='streaming' needs a MomentumOptimizer; {type(optimizer).__name__} is not one")
-        return _streaming(optimizer, obj, theta, lr, steps)
-    return _history(optimizer, obj, theta, lr, steps)
+# ----------------------------------------------------------------------------
+# The two iterations (inputs already checked)
+# ----------------------------------------------------------------------------
 
+def optimizer_path(optimizer: MemoryOptimizer, gradient: Callable, theta, lr: float, steps: int, *,
+                   gradient_at_step: Optional[Callable[[int], Callable]] = None, form: str = "auto") -> np.ndarray:
+    """The optimizer's own iterates (Eq. 1), one :meth:`~MemoryOptimizer.advance` per step.
 
-def _store(path, n, theta, lr):
-    if not np.all(np.isfinite(theta)):
-        raise DivergenceError(
-            f"the iteration diverged at step {n} (lr={lr:g}): the iterate is not finite; use a smaller lr")
-    path[n] = theta
-
-
-def _streaming(optimizer, obj, theta, lr, steps):
+    ``gradient_at_step(n)``, if given, is the gradient function step n uses (mini-batches);
+    otherwise every step uses ``gradient``.  ``form="history"`` uses the generic
+    history-form step of :class:`MemoryOptimizer` whatever the optimizer overrides.
+    """
     path = np.empty((steps + 1, theta.size))
     path[0] = theta
-    memory = optimizer.initial_memory(theta)
+    begin, advance = optimizer.initial_state, optimizer.advance
+    if form == "history":
+        begin = MemoryOptimizer.initial_state.__get__(optimizer)
+        advance = MemoryOptimizer.advance.__get__(optimizer)
+    state = begin(theta)
     for n in range(steps):
-        F, memory = optimizer.advance(memory, theta, obj.gradient(theta), n)
-        theta = theta - lr * np.asarray(F, dtype=float)
-        _store(path, n + 1, theta, lr)
+        g = gradient if gradient_at_step is None else gradient_at_step(n)
+        F, state = advance(state, theta, g, n)
+        theta = theta - lr * _direction_array(optimizer, F, theta, n)
+        _store(optimizer, path, n + 1, theta, lr)
     return path
 
 
-def _history(optimizer, obj, theta, lr, steps):
-    path = np.empty((steps + 1, theta.size))
-    path[0] = theta
-    newest_last = [theta]
-    for n in range(steps):
-        F = optimizer.direction(newest_last[::-1], obj.gradient)
-        theta = theta - lr * np.asarray(F, dtype=float)
-        _store(path, n + 1, theta, lr)
-        newest_last.append(theta)
-    return path
-
-
-def _memoryless(optimizer, obj, theta, lr, steps, corrected, correction, tol):
-    """The memoryless path and the largest |M^(n)| / |F^(n)| met along it."""
+def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float, steps: int,
+                    corrected: bool = True, correction: str = "exact",
+                    tol: float = 1e-13) -> Tuple[np.ndarray, float]:
+    """The memoryless iteration (Eq. 4) and the largest |M^(n)| / |F^(n)| met along it."""
     path = np.empty((steps + 1, theta.size))
     path[0] = theta
     ratio = 0.0
-    momentum = isinstance(optimizer, MomentumOptimizer)
     for n in range(steps):
         gradient = obj.frozen(theta, linearize=corrected)
-        F = np.asarray(optimizer.memoryless_direction(theta, gradient, n), dtype=float)
+        F = _direction_array(optimizer, optimizer.memoryless_direction(theta, gradient, n), theta, n)
         step = F
         if corrected:
             at = None if correction == "limit" else n
-            if momentum:
-                M = momentum_terms(optimizer, obj, theta, lr, at, tol, gradient=gradient, split=False)["total"]
-            else:
-                M, _ = history_correction(optimizer, obj, theta, lr, at, tol)
+            M = terms_at(optimizer, obj, theta, lr, at, gradient=gradient, split=False, tol=tol)["total"]
             step = F + M
             scale = np.linalg.norm(F)
             ratio = max(ratio, np.linalg.norm(M) / scale if scale > 0 else 0.0)
         theta = theta - lr * step
-        _store(path, n + 1, theta, lr)
+        _store(optimizer, path, n + 1, theta, lr)
     return path, ratio
+
+
+def _direction_array(optimizer, F, theta, n):
+    F = np.asarray(F, dtype=float)
+    if F.shape != theta.shape:
+        from .errors import MemlessError
+        raise MemlessError(f"{optimizer.label}: direction() returned shape {F.shape} at step {n}; "
+                           f"it must return theta's shape {theta.shape}")
+    return F
+
+
+def _store(optimizer, path, n, theta, lr):
+    if not np.all(np.isfinite(theta)):
+        raise DivergenceError(
+            f"{optimizer.label} diverged at step {n} (lr={lr:g}): the iterate is not finite; use a smaller lr")
+    path[n] = theta
 
 
 # ----------------------------------------------------------------------------
@@ -149,7 +153,12 @@ class OrderStudy:
     #: theory needs it small
     memory_ratios: List[float] = field(default_factory=list)
 
-    def summary(self):
+    @property
+    def exact(self) -> bool:
+        """Both memoryless iterations reproduce the optimizer to rounding (no memory)."""
+        return max(self.errors_corrected) < 1e-12 and max(self.errors_uncorrected) < 1e-12
+
+    def summary(self) -> str:
         rows = [f"{'lr':>10} {'steps':>7} {'err corrected':>14} {'err uncorrected':>16} {'|M|/|F|':>9}"]
         for lr, n, ec, eu, r in zip(self.lrs, self.steps, self.errors_corrected,
                                     self.errors_uncorrected, self.memory_ratios):
@@ -158,15 +167,17 @@ class OrderStudy:
         return "\n".join(rows)
 
 
-def fitted_order(lrs, errors):
-    """Least-squares slope of log(error) on log(lr)."""
+def fitted_order(lrs: Sequence[float], errors: Sequence[float]) -> float:
+    """Least-squares slope of log(error) on log(lr) (nan where an error is not positive)."""
     lrs, errors = np.asarray(lrs, dtype=float), np.asarray(errors, dtype=float)
-    if np.any(errors <= 0):
+    if np.any(~(errors > 0)) or np.any(~np.isfinite(errors)):
         return float("nan")
     return float(np.polyfit(np.log(lrs), np.log(errors), 1)[0])
 
 
-def order_study(optimizer, loss, theta, horizon, lrs, *, correction="exact", tol=1e-13, callback=None):
+def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: float, lrs: Sequence[float], *,
+                correction: str = "exact", tol: float = 1e-13,
+                callback: Optional[Callable[[float, float, float], None]] = None) -> OrderStudy:
     """Measure Theorem 3.3: error O(lr^2) with the correction, O(lr) without.
 
     Each lr runs ``round(horizon / lr)`` steps of the optimizer and of both
@@ -181,14 +192,10 @@ def order_study(optimizer, loss, theta, horizon, lrs, *, correction="exact", tol
     (2, 1)
     """
     check_optimizer(optimizer)
-    theta = check_theta(theta)
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, float)) or not horizon > 0 or not math.isfinite(horizon):
-        raise MemlessError(f"horizon must be a finite number > 0, got {horizon!r}")
-    lrs = [check_lr(lr) for lr in lrs]
-    if len(lrs) < 2:
-        raise MemlessError(f"order_study needs at least two learning rates to fit an order, got {len(lrs)}")
-    if correction not in CORRECTIONS:
-        raise MemlessError(f"correction must be one of {', '.join(CORRECTIONS)}; got {correction!r}")
+    loss, theta, _ = resolve_loss(loss, theta)
+    horizon = check_positive(horizon, "horizon")
+    lrs = check_lrs(lrs)
+    check_choice(correction, CORRECTIONS, "correction")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
         return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
@@ -198,12 +205,9 @@ def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
     steps, corrected, uncorrected, ratios = [], [], [], []
     for lr in lrs:
         n = max(1, int(round(horizon / lr)))
-        if isinstance(optimizer, MomentumOptimizer):
-            reference = _streaming(optimizer, obj, theta, lr, n)
-        else:
-            reference = _history(optimizer, obj, theta, lr, n)
-        with_m, ratio = _memoryless(optimizer, obj, theta, lr, n, True, correction, tol)
-        without_m, _ = _memoryless(optimizer, obj, theta, lr, n, False, correction, tol)
+        reference = optimizer_path(optimizer, obj.gradient, theta, lr, n)
+        with_m, ratio = memoryless_path(optimizer, obj, theta, lr, n, True, correction, tol)
+        without_m, _ = memoryless_path(optimizer, obj, theta, lr, n, False, correction, tol)
         steps.append(n)
         corrected.append(float(np.max(np.abs(reference - with_m))))
         uncorrected.append(float(np.max(np.abs(reference - without_m))))

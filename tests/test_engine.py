@@ -7,7 +7,7 @@ import pytest
 
 import memless
 from memless.engine import history_correction
-from memless.problem import Objective
+from memless.objective import Objective
 
 import reference as ref
 

@@ -72,7 +72,8 @@ def test_lr_must_be_positive(lr):
     (lambda t: t[7], "loss\\(theta\\) raised IndexError"),
     (lambda t: float(t[0]) ** 2, "autograd could not differentiate the loss"),
     (lambda t: np.sqrt(t[0] - t[0]), "gradient .* is not finite"),
-    ("not callable", "loss must be a callable"),
+    (42, "loss must be a callable theta -> scalar or a reference-loss name"),
+    ("not a loss", "unknown reference loss 'not a loss'; available: bilinear"),
 ])
 def test_bad_loss(bad, pattern):
     opt = memless.get_optimizer("heavy-ball")

@@ -16,8 +16,8 @@ import pytest
 import memless
 from memless import engine
 from memless.losses import mlp
-from memless import problem
-from memless.problem import Objective
+from memless import objective as problem
+from memless.objective import Objective
 
 import reference as ref
 

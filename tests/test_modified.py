@@ -115,7 +115,7 @@ def far_from_zero_gradients(t):
 def test_adaptive_implicit_losses_hold_as_eps_vanishes(name, hp):
     t = ref.POINTS[0]
     small = memless.implicit_loss(memless.get_optimizer(name, eps=1e-10, **hp), far_from_zero_gradients, t, lr=1e-3)
-    assert small.regime == "eps -> 0"
+    assert small.regime.startswith("eps -> 0")
     assert small.curl_free, small.summary()
     assert small.residual < 1e-6
     large = memless.implicit_loss(memless.get_optimizer(name, eps=0.5, **hp), far_from_zero_gradients, t, lr=1e-3)

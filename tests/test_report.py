@@ -9,7 +9,8 @@ from rich.console import Console
 
 import memless
 from memless.optimizers import RMSProp
-from memless.report import analyze, render, render_comparison, to_json
+from memless.analysis import analyze, to_json
+from memless.report import render, render_comparison
 
 SNAPSHOTS = os.path.join(os.path.dirname(__file__), "snapshots")
 FAST = dict(points=6, evidence_steps=100)

@@ -95,7 +95,7 @@ print("exact-sign Lion: M = 0 exactly (the sign has zero derivative almost every
 # channel's effect along a trajectory. In Python:
 
 # %%
-from memless.report import analyze
+from memless.analysis import analyze
 
 for name in ("adamw", "lion"):
     analysis = analyze(memless.get_optimizer(name), loss="bilinear", lr=1e-3)

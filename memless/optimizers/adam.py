@@ -1,145 +1,197 @@
-"""Adam, AdamW, NAdam (Examples 1.3, 1.4) and RMSProp (seed paper, Definition 3.1).
+"""Adam, AdamW, NAdam (Cattaneo & Shigida 2025, Examples 1.3, 1.4) and RMSProp
+(Cattaneo, Klusowski & Shigida 2023, Definition 3.1).
 
 ``eps_inside=True`` (default) is the papers' form ``m/sqrt(v + eps)``;
-``eps_inside=False`` is PyTorch's ``m/(sqrt(v) + eps)``.
+``eps_inside=False`` is PyTorch's ``m/(sqrt(v) + eps)``.  Every correction term
+has the form ``h c(g) * (H F)``, F the limit direction: the channels carry that
+closed form next to its text.
 """
+from __future__ import annotations
+
 import autograd.numpy as anp
 from autograd import grad
 
-from ..core import ImplicitLoss, gradient_signal, parameter_signal, squared_gradient_signal, Channel, MomentumOptimizer, decay, ema, ema_bias_correction, flag, nonnegative, positive
+from ..core import (Channel, DecoupledWeightDecay, ImplicitLoss, MomentumOptimizer, ema, ema_bias_correction,
+                    gradient_signal, squared_gradient_signal)
+from ..hyperparameters import decay, flag, positive, weight_decay
+
+# ----------------------------------------------------------------------------
+# The shared pieces: preconditioner, moment channels, the eps -> 0 implicit loss
+# ----------------------------------------------------------------------------
 
 
-class _Adaptive(MomentumOptimizer):
-    """Shared pieces: the preconditioner and the weight-decay channel."""
+class Adaptive(MomentumOptimizer):
+    """Shared by the adaptive methods: the preconditioner ``P = 1/sqrt(v + eps)`` (or
+    ``1/(sqrt(v) + eps)``), the sharpness proxy ``||grad L||_{1,eps}`` and the eps -> 0 implicit loss
+    ``L + h c ||grad L||_{1,eps}`` with ``c = l1_weight()``."""
 
     elementwise = True
     sharpness = "l1"
+    #: c in Ltilde = L + h c ||grad L||_{1,eps}, in words
+    l1_formula = ""
 
-    def _precondition(self, numerator, second_moment):
+    def l1_weight(self) -> float:
+        """c in Ltilde = L + h c ||grad L||_{1,eps} (eps -> 0)."""
+        raise NotImplementedError
+
+    def precondition(self, numerator, second_moment):
         if self.eps_inside:
             return numerator / anp.sqrt(second_moment + self.eps)
         return numerator / (anp.sqrt(second_moment) + self.eps)
 
-    def _weight_decay_channels(self):
-        weight_decay = getattr(self, "weight_decay", 0.0)
-        return [Channel("weight-decay", 0.0, parameter_signal)] if weight_decay else []
+    def _p(self, g):
+        """P(g): d Phi / d(first moment) at the limit."""
+        return 1.0 / anp.sqrt(g ** 2 + self.eps) if self.eps_inside else 1.0 / (anp.abs(g) + self.eps)
 
-    #: c in Ltilde = L + h c ||grad L||_{1,eps} (eps -> 0); None: no such loss
-    def _l1_weight(self):
-        return None
+    def _q(self, g):
+        """-d Phi / d(second moment) * 2 g / m1 at the limit: g^2 D^(-3/2) (or |g|/(|g| + eps)^2)."""
+        if self.eps_inside:
+            return g ** 2 / (g ** 2 + self.eps) ** 1.5
+        return anp.abs(g) / (anp.abs(g) + self.eps) ** 2
+
+    @property
+    def _p_text(self):
+        return "D^(-1/2)" if self.eps_inside else "1/(|g|+eps)"
+
+    def first_moment(self, beta: float, weight: float, weight_text: str) -> Channel:
+        """The bias-corrected gradient EMA; its term is +h weight P H F: it penalizes ||grad L||_{1,eps}."""
+        return Channel("first-moment", beta, gradient_signal, ema_bias_correction(beta),
+                       f"+h {weight_text} {self._p_text} H F",
+                       lambda h, theta, g, HF: h * weight * self._p(g) * HF)
+
+    def second_moment(self, beta: float, scale, text: str = "beta2/(1-beta2)") -> Channel:
+        """The squared-gradient EMA; its term is -h beta/(1-beta) g^2 D^(-3/2) H F: it rewards ||grad L||_{1,eps}."""
+        q_text = "g^2 D^(-3/2)" if self.eps_inside else "|g|/(|g|+eps)^2"
+        weight = beta / (1.0 - beta)
+        return Channel("second-moment", beta, squared_gradient_signal, scale, f"-h {text} {q_text} H F",
+                       lambda h, theta, g, HF: -h * weight * self._q(g) * HF)
+
+    @property
+    def modified_loss(self):
+        text = f"as eps -> 0: L + h ({self.l1_formula}) ||grad L||_1, preconditioner P = {self._p_text}"
+        if getattr(self, "weight_decay", 0.0):
+            text += "; the decay lambda theta is not part of this loss"
+        return text
 
     def implicit_loss(self, loss, lr):
         """As eps -> 0 and without weight decay: Ltilde = L + h c ||grad L||_{1,eps}, P = D^(-1/2)."""
-        c = self._l1_weight()
-        if c is None or getattr(self, "weight_decay", 0.0) or not self.eps_inside:
+        if getattr(self, "weight_decay", 0.0) or not self.eps_inside:
             return None
-        return l1_penalty(loss, lr * c, self.eps, f"L + h ({self._l1_formula}) ||grad L||_(1,eps), P = D^(-1/2)")
-
-    def _decayed(self, direction, m):
-        weight_decay = getattr(self, "weight_decay", 0.0)
-        return direction + weight_decay * m["weight-decay"] if weight_decay else direction
+        return l1_penalty(loss, lr * self.l1_weight(), self.eps, self.modified_loss)
 
 
-_FIRST = ("+h beta1/(1-beta1) D^(-1/2) (grad||g||_{1,eps} + lambda H theta)  "
-          "[penalizes ||grad L||_{1,eps}]")
-_SECOND = "-h beta2/(1-beta2) g^2 D^(-3/2) (grad||g||_{1,eps} + lambda H theta)"
+def l1_penalty(loss, weight: float, eps: float, formula: str) -> ImplicitLoss:
+    """Ltilde = L + weight ||grad L||_{1,eps} with P = (grad L^2 + eps)^(-1/2): the eps -> 0 modified loss."""
+    gradient = grad(loss)
+
+    def modified(theta):
+        return loss(theta) + weight * anp.sum(anp.sqrt(gradient(theta) ** 2 + eps))
+
+    return ImplicitLoss(modified, lambda theta, g: 1.0 / anp.sqrt(g ** 2 + eps), formula, "eps -> 0")
 
 
-def _adam_hyperparameters(weight_decay=None):
+def _moments(weight_decay_default=None):
     params = (
         decay("beta1", 0.9, "first-moment decay"),
         decay("beta2", 0.999, "second-moment decay"),
         positive("eps", 1e-8, "numerical stability constant", tame=0.1),
     )
-    if weight_decay is not None:
-        params += (nonnegative("weight_decay", weight_decay, "decoupled weight decay lambda"),)
+    if weight_decay_default is not None:
+        params += (weight_decay(weight_decay_default),)
     return params + (flag("eps_inside", True, "eps inside the square root (paper) or outside (PyTorch)"),)
 
 
-class AdamW(_Adaptive):
-    """AdamW with decoupled weight decay (Example 1.3).
+# ----------------------------------------------------------------------------
+# The optimizers
+# ----------------------------------------------------------------------------
 
-    ``m <- beta1 m + (1-beta1) g;  v <- beta2 v + (1-beta2) g^2;``
-    ``theta <- theta - h [ mhat / sqrt(vhat + eps) + lambda theta ]`` with bias-corrected
-    mhat, vhat.  Correction (MATH.md Sec. 4): the first moment penalizes
-    ``||grad L||_{1,eps}`` with weight beta1/(1-beta1), the second moment
-    rewards it with weight beta2/(1-beta2): with beta2 > beta1 memory anti-regularizes.
+
+class Adam(Adaptive):
+    """Adam (Example 1.3 with lambda = 0): the first moment penalizes ``||grad L||_{1,eps}``
+    with weight beta1/(1-beta1), the second rewards it with weight beta2/(1-beta2).
+
+    ``m <- beta1 m + (1-beta1) g;  v <- beta2 v + (1-beta2) g^2;  theta <- theta - h mhat / sqrt(vhat + eps)``
+    with bias-corrected mhat, vhat.
+
+    >>> import memless, numpy as np
+    >>> parts = memless.correction_terms(memless.get_optimizer("adam"), lambda t: (t ** 4).sum(), np.ones(2), lr=1e-3)
+    >>> sorted(parts)
+    ['first-moment', 'second-moment']
+    """
+
+    name = "adam"
+    hyperparameters = _moments()
+    update_rule = "m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - h mhat/sqrt(vhat+eps)"
+    reference = "Example 1.3 (lambda = 0)"
+    l1_formula = "beta1/(1-beta1) - beta2/(1-beta2)"
+
+    def l1_weight(self):
+        return self.beta1 / (1.0 - self.beta1) - self.beta2 / (1.0 - self.beta2)
+
+    def channels(self):
+        return [self.first_moment(self.beta1, self.beta1 / (1.0 - self.beta1), "beta1/(1-beta1)"),
+                self.second_moment(self.beta2, ema_bias_correction(self.beta2))]
+
+    def combine(self, m):
+        return self.precondition(m["first-moment"], m["second-moment"])
+
+
+class AdamW(DecoupledWeightDecay, Adam):
+    """AdamW: Adam with decoupled weight decay (Example 1.3).
+
+    ``theta <- theta - h [ mhat / sqrt(vhat + eps) + lambda theta ]``; the memory terms are Adam's,
+    with F including lambda theta.  With beta2 > beta1 memory anti-regularizes (as eps -> 0).
 
     >>> import memless, numpy as np
     >>> opt = memless.get_optimizer("adamw", beta1=0.9, beta2=0.999, weight_decay=0.01)
-    >>> parts = memless.correction_terms(opt, lambda t: (t ** 4).sum(), np.ones(2), lr=1e-3)
-    >>> sorted(parts)
+    >>> sorted(memless.correction_terms(opt, lambda t: (t ** 4).sum(), np.ones(2), lr=1e-3))
     ['first-moment', 'second-moment', 'weight-decay']
     """
 
     name = "adamw"
-    hyperparameters = _adam_hyperparameters(weight_decay=0.01)
-    update_rule = "m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - h [mhat/sqrt(vhat+eps) + lambda theta]"
+    hyperparameters = _moments(weight_decay_default=0.01)
+    update_rule = ("m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  "
+                   "theta <- theta - h [mhat/sqrt(vhat+eps) + lambda theta]")
     reference = "Example 1.3"
-    modified_loss = ("as eps -> 0: L + h (beta1/(1-beta1) - beta2/(1-beta2)) ||grad L||_1 + weight-decay terms, "
-                     "in the sign-descent geometry of F = grad L/|grad L|")
 
-    _l1_formula = "beta1/(1-beta1) - beta2/(1-beta2)"
 
-    def _l1_weight(self):
-        return self.beta1 / (1.0 - self.beta1) - self.beta2 / (1.0 - self.beta2)
+class _NesterovAdam(Adaptive):
+    """NAdam's moments and Phi, without weight decay."""
+
+    l1_formula = "beta1^2/(1-beta1) - beta2/(1-beta2)"
+
+    def l1_weight(self):
+        return self.beta1 ** 2 / (1.0 - self.beta1) - self.beta2 / (1.0 - self.beta2)
 
     def channels(self):
-        return [
-            Channel("first-moment", self.beta1, gradient_signal, ema_bias_correction(self.beta1), _FIRST),
-            Channel("second-moment", self.beta2, squared_gradient_signal, ema_bias_correction(self.beta2), _SECOND),
-        ] + self._weight_decay_channels()
+        return [self.first_moment(self.beta1, self.beta1 ** 2 / (1.0 - self.beta1), "beta1^2/(1-beta1)"),
+                self.second_moment(self.beta2, ema_bias_correction(self.beta2)),
+                Channel("gradient", 0.0, gradient_signal)]
 
     def combine(self, m):
-        return self._decayed(self._precondition(m["first-moment"], m["second-moment"]), m)
+        numerator = self.beta1 * m["first-moment"] + (1.0 - self.beta1) * m["gradient"]
+        return self.precondition(numerator, m["second-moment"])
 
 
-class Adam(AdamW):
-    """Adam: AdamW without weight decay (Example 1.3 with lambda = 0)."""
-
-    name = "adam"
-    hyperparameters = _adam_hyperparameters()
-    update_rule = "m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - h mhat/sqrt(vhat+eps)"
-
-
-class NAdam(_Adaptive):
+class NAdam(DecoupledWeightDecay, _NesterovAdam):
     """NAdam with decoupled weight decay, in the paper's form (Example 1.4, Dozat 2016).
 
     ``theta <- theta - h [ (beta1 mhat + (1-beta1) g) / sqrt(vhat + eps) + lambda theta ]``.
     (PyTorch's NAdam adds a momentum-decay schedule; this is the schedule-free form
-    the paper analyses.)  Correction: AdamW's with beta1/(1-beta1) -> beta1^2/(1-beta1).
+    the paper analyses.)  Its correction is AdamW's with beta1/(1-beta1) -> beta1^2/(1-beta1).
     """
 
     name = "nadam"
-    hyperparameters = _adam_hyperparameters(weight_decay=0.0)
+    hyperparameters = _moments(weight_decay_default=0.0)
     update_rule = "theta <- theta - h [(b1 mhat + (1-b1) g)/sqrt(vhat+eps) + lambda theta]"
     reference = "Example 1.4"
-    modified_loss = ("as eps -> 0: L + h (beta1^2/(1-beta1) - beta2/(1-beta2)) ||grad L||_1 + weight-decay terms, "
-                     "in the sign-descent geometry of F = grad L/|grad L|")
-
-    _l1_formula = "beta1^2/(1-beta1) - beta2/(1-beta2)"
-
-    def _l1_weight(self):
-        return self.beta1 ** 2 / (1.0 - self.beta1) - self.beta2 / (1.0 - self.beta2)
-
-    def channels(self):
-        return [
-            Channel("first-moment", self.beta1, gradient_signal, ema_bias_correction(self.beta1),
-                    _FIRST.replace("beta1/(1-beta1)", "beta1^2/(1-beta1)")),
-            Channel("second-moment", self.beta2, squared_gradient_signal, ema_bias_correction(self.beta2), _SECOND),
-            Channel("gradient", 0.0, gradient_signal),
-        ] + self._weight_decay_channels()
-
-    def combine(self, m):
-        numerator = self.beta1 * m["first-moment"] + (1.0 - self.beta1) * m["gradient"]
-        return self._decayed(self._precondition(numerator, m["second-moment"]), m)
 
 
-class RMSProp(_Adaptive):
-    """RMSProp without bias correction (seed paper, Definition 3.1; PyTorch's RMSprop).
+class RMSProp(Adaptive):
+    """RMSProp without bias correction (Cattaneo et al. 2023, Definition 3.1; PyTorch's RMSprop).
 
     ``v <- rho v + (1-rho) g^2;  theta <- theta - h g / sqrt(v + eps)``.
-    Correction: ``M = -h rho/(1-rho) g^2/D^(3/2) grad||g||_{1,eps}`` (anti-regularizing).
+    Its correction ``-h rho/(1-rho) g^2 D^(-3/2) H F`` anti-regularizes.
     """
 
     name = "rmsprop"
@@ -149,30 +201,15 @@ class RMSProp(_Adaptive):
         flag("eps_inside", True, "eps inside the square root (paper) or outside (PyTorch)"),
     )
     update_rule = "v <- rho v + (1-rho) g^2;  theta <- theta - h g/sqrt(v+eps)"
-    reference = "Cattaneo et al. 2023, Definition 3.1"
-    modified_loss = "as eps -> 0: L - h rho/(1-rho) ||grad L||_1, in the sign-descent geometry of F = grad L/|grad L|"
+    reference = "Cattaneo, Klusowski & Shigida 2023, Definition 3.1"
+    l1_formula = "-rho/(1-rho)"
 
-    _l1_formula = "-rho/(1-rho)"
-
-    def _l1_weight(self):
+    def l1_weight(self):
         return -self.rho / (1.0 - self.rho)
 
     def channels(self):
-        return [
-            Channel("gradient", 0.0, gradient_signal),
-            Channel("second-moment", self.rho, squared_gradient_signal, ema(self.rho),
-                    "-h rho/(1-rho) g^2 D^(-3/2) grad||g||_{1,eps}"),
-        ]
+        return [Channel("gradient", 0.0, gradient_signal),
+                self.second_moment(self.rho, ema(self.rho), "rho/(1-rho)")]
 
     def combine(self, m):
-        return self._precondition(m["gradient"], m["second-moment"])
-
-
-def l1_penalty(loss, weight, eps, formula):
-    """Ltilde = L + weight ||grad L||_{1,eps} with P = (grad L^2 + eps)^(-1/2): the eps -> 0 modified loss."""
-    gradient = grad(loss)
-
-    def modified(theta):
-        return loss(theta) + weight * anp.sum(anp.sqrt(gradient(theta) ** 2 + eps))
-
-    return ImplicitLoss(modified, lambda theta, g: 1.0 / anp.sqrt(g ** 2 + eps), formula, "eps -> 0")
+        return self.precondition(m["gradient"], m["second-moment"])

@@ -1,8 +1,11 @@
-"""Gradient descent, heavy-ball and Nesterov momentum (paper Examples 1.1, 1.2)."""
+"""Gradient descent, heavy-ball and Nesterov momentum (Cattaneo & Shigida 2025, Examples 1.1, 1.2)."""
+from __future__ import annotations
+
 import autograd.numpy as anp
 from autograd import grad
 
-from ..core import gradient_signal, Channel, ImplicitLoss, MomentumOptimizer, decay
+from ..core import Channel, ImplicitLoss, MomentumOptimizer, gradient_signal
+from ..hyperparameters import decay
 
 
 class GD(MomentumOptimizer):
@@ -16,7 +19,7 @@ class GD(MomentumOptimizer):
     name = "gd"
     update_rule = "theta <- theta - h grad L(theta)"
     reference = "Eq. (1) with F = grad L"
-    modified_loss = "L itself: no memory, no correction"
+    modified_loss = "L"
     elementwise = True
     linear = True
 
@@ -24,7 +27,7 @@ class GD(MomentumOptimizer):
         return [Channel("gradient", 0.0, gradient_signal)]
 
     def implicit_loss(self, loss, lr):
-        return ImplicitLoss(loss, lambda theta, grad: 1.0, "L")
+        return ImplicitLoss(loss, lambda theta, grad: 1.0, self.modified_loss)
 
     def combine(self, m):
         return m["gradient"]
@@ -33,10 +36,9 @@ class GD(MomentumOptimizer):
 class HeavyBall(MomentumOptimizer):
     """Heavy-ball momentum, PyTorch's SGD(momentum=beta) (Example 1.1).
 
-    ``m <- beta m + grad L(theta);  theta <- theta - h m``.
-    Correction (Section 3.2): ``M = h beta/(1-beta)^3 H g = h beta/(2(1-beta)^3) grad ||g||^2``,
-    so heavy-ball is GD with step h/(1-beta) on ``L + h beta/(2(1-beta)^2) ||grad L||^2``:
-    its memory regularizes.
+    ``m <- beta m + grad L(theta);  theta <- theta - h m``.  Its correction (Section 3.2)
+    is ``M = h beta/(1-beta)^3 H grad L``: heavy-ball is GD with step h/(1-beta) on
+    ``L + h beta/(2(1-beta)^2) ||grad L||^2`` -- its memory regularizes.
 
     >>> import memless, numpy as np
     >>> M = memless.correction(memless.get_optimizer("heavy-ball", beta=0.9),
@@ -49,17 +51,19 @@ class HeavyBall(MomentumOptimizer):
     hyperparameters = (decay("beta", 0.9, "momentum decay"),)
     update_rule = "m <- beta m + grad L;  theta <- theta - h m"
     reference = "Example 1.1"
-    modified_loss = "GD with step h/(1-beta) on L + h beta/(2(1-beta)^2) ||grad L||^2"
+    modified_loss = "L + h beta/(2(1-beta)^2) ||grad L||^2, descended with step h/(1-beta)"
     elementwise = True
     linear = True
 
     def channels(self):
-        return [Channel("momentum", self.beta, gradient_signal,
-                        formula="h beta/(1-beta)^3 H grad L = grad[h beta/(2(1-beta)^3) ||grad L||^2]")]
+        beta = self.beta
+        return [Channel("momentum", beta, gradient_signal,
+                        formula="h beta/(1-beta)^3 H grad L",
+                        closed_form=lambda h, theta, g, HF: h * beta / (1 - beta) ** 2 * HF)]
 
     def implicit_loss(self, loss, lr):
-        return _gradient_penalty(loss, lr * self.beta / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
-                                 "L + h beta/(2(1-beta)^2) ||grad L||^2, step h/(1-beta)")
+        return gradient_penalty(loss, lr * self.beta / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
+                                self.modified_loss)
 
     def combine(self, m):
         return m["momentum"]
@@ -69,34 +73,35 @@ class Nesterov(MomentumOptimizer):
     """Nesterov momentum in PyTorch's form, SGD(momentum=beta, nesterov=True) (Example 1.2).
 
     ``m <- beta m + grad L(theta);  theta <- theta - h (grad L(theta) + beta m)``.
-    Correction: ``M = h beta^2/(1-beta)^3 H g`` (regularizing).
+    Its correction is ``M = h beta^2/(1-beta)^3 H grad L`` (regularizing).
     """
 
     name = "nesterov"
     hyperparameters = (decay("beta", 0.9, "momentum decay"),)
     update_rule = "m <- beta m + grad L;  theta <- theta - h (grad L + beta m)"
     reference = "Example 1.2"
-    modified_loss = "GD with step h/(1-beta) on L + h beta^2/(2(1-beta)^2) ||grad L||^2"
+    modified_loss = "L + h beta^2/(2(1-beta)^2) ||grad L||^2, descended with step h/(1-beta)"
     elementwise = True
     linear = True
 
     def channels(self):
+        beta = self.beta
         return [
-            Channel("momentum", self.beta, gradient_signal, scale=self.beta,
-                    formula="h beta^2/(1-beta)^3 H grad L"),
+            Channel("momentum", beta, gradient_signal, scale=beta, formula="h beta^2/(1-beta)^3 H grad L",
+                    closed_form=lambda h, theta, g, HF: h * beta ** 2 / (1 - beta) ** 2 * HF),
             Channel("gradient", 0.0, gradient_signal),
         ]
 
     def implicit_loss(self, loss, lr):
-        return _gradient_penalty(loss, lr * self.beta ** 2 / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
-                                 "L + h beta^2/(2(1-beta)^2) ||grad L||^2, step h/(1-beta)")
+        return gradient_penalty(loss, lr * self.beta ** 2 / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
+                                self.modified_loss)
 
     def combine(self, m):
         return m["momentum"] + m["gradient"]
 
 
-def _gradient_penalty(loss, weight, step, formula):
-    """L + weight/2 ||grad L||^2 with the scalar preconditioner ``step``."""
+def gradient_penalty(loss, weight: float, step: float, formula: str) -> ImplicitLoss:
+    """Ltilde = L + weight/2 ||grad L||^2 with the scalar preconditioner ``step``."""
     gradient = grad(loss)
 
     def modified(theta):

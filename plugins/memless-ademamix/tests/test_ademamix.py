@@ -65,7 +65,7 @@ def test_installed_plugin_is_discovered():
 
 
 def test_slow_memory_regularizes():
-    from memless.report import analyze
+    from memless.analysis import analyze
     a = analyze(memless.get_optimizer("ademamix"), points=4, evidence_steps=100)
     effects = {c.name: c.effect for c in a.channels}
     assert effects["slow"] == "regularizing" and effects["second-moment"] == "anti-regularizing"

@@ -1,63 +1,59 @@
-"""Input checks shared by the engine and the trajectories: theta, lr, n and the loss.
+"""The loss as the engine sees it: its value, gradient and Hessian-vector products.
 
-Every check raises a :class:`~memless.errors.MemlessError` whose one-line
-message names the bad value and what is allowed.
+A loss is given everywhere in the public API the same way: a callable
+``theta -> scalar`` written with ``autograd.numpy``, or the name of a reference
+loss (``memless.losses.REFERENCE_LOSSES``: "bilinear", "curvy", ...), which
+also supplies a start point.  :func:`resolve_loss` turns either into
+``(callable, theta, name)``; :class:`Objective` checks it at a point.
 """
-import math
-import numbers
+from __future__ import annotations
 
-import numpy as np
+import math
 import warnings
+from typing import Callable, Optional, Tuple, Union
 
 import autograd.numpy as anp
-from autograd import grad as _autograd_grad, make_jvp, make_vjp, value_and_grad as _value_and_grad
-from autograd.extend import defjvp, defvjp, primitive
+import numpy as np
+from autograd import grad as _autograd_grad, make_vjp, value_and_grad as _value_and_grad
 
+from ._autodiff import Point, frozen_gradient, independent_outputs_allowed
+from .checks import check_theta
 from .errors import LossError, MemlessError
-from .core import MemoryOptimizer
 
-
-def check_optimizer(optimizer):
-    if not isinstance(optimizer, MemoryOptimizer):
-        raise MemlessError(
-            f"optimizer must be a memless.MemoryOptimizer (e.g. memless.get_optimizer('adamw')), "
-            f"got {type(optimizer).__name__}")
-    return optimizer
-
-
-def check_theta(theta, name="theta"):
-    """theta as a finite 1-D float array."""
-    try:
-        arr = np.asarray(theta, dtype=float)
-    except (TypeError, ValueError):
-        raise LossError(f"{name} must be a 1-D array of real numbers, got {type(theta).__name__}") from None
-    if arr.ndim != 1 or arr.size == 0:
-        raise LossError(
-            f"{name} must be a non-empty 1-D array of parameters, got shape {arr.shape}; "
-            "flatten structured parameters first (e.g. autograd.misc.flatten)")
-    if not np.all(np.isfinite(arr)):
-        raise LossError(f"{name} must be finite, got {arr}")
-    return arr.copy()
-
-
-def check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise MemlessError(f"lr must be a finite number > 0, got {lr!r}")
-    return float(lr)
-
-
-def check_n(n, allow_none=True):
-    if n is None and allow_none:
-        return None
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        allowed = "an integer >= 0 (or None for the n -> infinity limit)" if allow_none else "an integer >= 0"
-        raise MemlessError(f"n must be {allowed}, got {n!r}")
-    return int(n)
-
+#: a loss: a callable theta -> scalar, or a reference loss's name
+LossLike = Union[Callable, str]
 
 #: below this many parameters, autograd's per-operation overhead makes a recorded
 #: gradient dearer than recomputing it inside a forward-over-reverse HVP
 RECORD_MIN_SIZE = 1000
+
+
+def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tuple[Callable, Optional[np.ndarray], str]:
+    """``(callable, theta, name)`` for a loss given as a callable or a reference-loss name.
+
+    A name supplies its start point when ``theta`` is None; a callable needs ``theta``
+    (unless ``need_theta=False``).
+
+    >>> f, theta, name = resolve_loss("curvy")
+    >>> name, theta.shape
+    ('curvy', (3,))
+    """
+    if isinstance(loss, str):
+        from .losses import get_loss
+        reference = get_loss(loss)
+        start = reference.start if theta is None else theta
+        return reference.loss, check_theta(start), reference.name
+    if isinstance(loss, Objective):
+        loss = loss.loss
+    if not callable(loss):
+        raise LossError(f"loss must be a callable theta -> scalar or a reference-loss name "
+                        f"(see 'python -m memless list-losses'), got {type(loss).__name__}")
+    if theta is None:
+        if need_theta:
+            raise LossError("theta is required with a loss given as a callable (a reference-loss name "
+                            "supplies its own start point)")
+        return loss, None, getattr(loss, "__name__", "loss")
+    return loss, check_theta(theta), getattr(loss, "__name__", "loss")
 
 
 class Objective:
@@ -76,13 +72,13 @@ class Objective:
     product, so the engine's JVPs never recompute the gradient.
     """
 
-    def __init__(self, loss):
+    def __init__(self, loss: Callable):
         if not callable(loss):
             raise LossError(f"loss must be a callable theta -> scalar, got {type(loss).__name__}")
         self.loss = loss
         self.gradient = _autograd_grad(loss)
         self._value_and_gradient = _value_and_grad(loss)
-        self._checked = _Point(None, None, None)
+        self._checked = Point(None, None, None)
 
     # -- evaluating at a point ----------------------------------------------
 
@@ -95,30 +91,23 @@ class Objective:
         if not linearize or np.size(theta) < RECORD_MIN_SIZE:
             value, g = self._value_and_gradient(theta)
             return value, g, None
-        with warnings.catch_warnings():
-            # a loss with a constant gradient has H = 0: the recorded pass then says so
-            warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
+        with independent_outputs_allowed():
             backward, packed = make_vjp(self._packed)(theta)
         packed = np.asarray(packed)
         pad = np.zeros(1)
 
         def hvp(v):
             # H is symmetric, so the vector-Jacobian product of the gradient is H v
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Output seems independent of input", UserWarning)
+            with independent_outputs_allowed():
                 return backward(anp.concatenate([v, pad]))
 
         return packed[-1], packed[:-1], hvp
 
-    def gradient_at(self, theta):
-        """The gradient at theta, reused if theta is the array last checked."""
-        point = self._checked
-        return point.gradient if theta is point.theta else self.gradient(theta)
-
-    def check(self, theta, linearize=False):
+    def check(self, theta, linearize: bool = False) -> "Objective":
         """Raise LossError unless loss(theta) is a finite scalar with a finite gradient."""
         try:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 value, g, hvp = self._evaluate(theta, linearize)
         except MemlessError:
             raise
@@ -127,6 +116,8 @@ class Objective:
             hvp = None
         if np.ndim(value) != 0:
             raise LossError(f"loss must return a scalar, got an array of shape {np.shape(value)}")
+        if np.iscomplexobj(value):
+            raise LossError(f"loss must return a real scalar, got {value!r}")
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -136,7 +127,7 @@ class Objective:
         g = np.asarray(g, dtype=float)
         if g.shape != np.shape(theta) or not np.all(np.isfinite(g)):
             raise LossError(f"the loss gradient at theta={theta} is not finite: {g}")
-        self._checked = _Point(theta, g, hvp)
+        self._checked = Point(theta, g, hvp)
         return self
 
     def _diagnose(self, theta):
@@ -161,7 +152,7 @@ class Objective:
 
     # -- the gradient at a constant history -----------------------------------
 
-    def frozen(self, theta, linearize=False):
+    def frozen(self, theta, linearize: bool = False):
         """A gradient function that knows the gradient (and, if linearized, the HVP) at theta.
 
         ``.value`` is the gradient at theta.  Called at other points it computes
@@ -172,53 +163,14 @@ class Objective:
         if theta is not point.theta or (wants_record and point.hvp is None):
             if wants_record:
                 value, g, hvp = self._evaluate(theta, True)
-                point = _Point(theta, np.asarray(g, dtype=float), hvp)
+                point = Point(theta, np.asarray(g, dtype=float), hvp)
             else:
-                point = _Point(theta, np.asarray(self.gradient(theta), dtype=float), None)
+                point = Point(theta, np.asarray(self.gradient(theta), dtype=float), None)
             self._checked = point
-        return _frozen_gradient(self.gradient, point)
+        return frozen_gradient(self.gradient, point)
 
 
-class _Point:
-    """What is known at one point: theta, the gradient there and (if recorded) v -> H v."""
-
-    __slots__ = ("theta", "gradient", "hvp", "gradient_function")
-
-    def __init__(self, theta, gradient, hvp, gradient_function=None):
-        self.theta, self.gradient, self.hvp = theta, gradient, hvp
-        self.gradient_function = gradient_function
-
-    def at(self, x):
-        return x is self.theta or np.array_equal(x, self.theta)
-
-    def hessian_times(self, x, v):
-        if self.hvp is not None and self.at(x):
-            return self.hvp(v)
-        return make_jvp(self.gradient_function)(x)(v)[1]
-
-
-# One primitive for all points (autograd registers derivative rules globally, so a
-# primitive per point would keep every recorded gradient alive).
-@primitive
-def _gradient_near(x, point):
-    return point.gradient if point.at(x) else point.gradient_function(x)
-
-
-defjvp(_gradient_near, lambda x_dot, ans, x, point: point.hessian_times(x, x_dot), None)
-defvjp(_gradient_near, lambda ans, x, point: lambda u: point.hessian_times(x, u), None)
-
-
-def _frozen_gradient(gradient, point):
-    point = _Point(point.theta, point.gradient, point.hvp, gradient)
-
-    def frozen_gradient(x):
-        return _gradient_near(x, point)
-
-    frozen_gradient.value = point.gradient
-    return frozen_gradient
-
-
-def objective(loss, theta, linearize=False):
+def objective(loss: Union[Callable, Objective], theta, linearize: bool = False) -> Objective:
     """A checked :class:`Objective` (loss is an Objective already: reused as is).
 
     ``linearize=True`` records the gradient's computation for Hessian-vector products.

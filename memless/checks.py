@@ -1,0 +1,112 @@
+"""Input checks, in one place: each returns the canonical value or raises a
+:class:`~memless.errors.MemlessError` whose one-line message names the argument,
+the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .errors import LossError, MemlessError
+
+# ----------------------------------------------------------------------------
+# Numbers
+# ----------------------------------------------------------------------------
+
+
+def real(value: Any) -> float:
+    """``value`` as a finite float; TypeError/ValueError otherwise (for :class:`Hyperparameter` checks)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("not a real number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+def in_range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True):
+    """A check accepting real numbers in the interval (lo_open/hi_open choose the brackets)."""
+    def check(value):
+        value = real(value)
+        if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
+            raise ValueError("out of range")
+        return value
+
+    return check
+
+
+def check_positive(value: Any, name: str) -> float:
+    """A finite number > 0, named ``name`` in the error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise MemlessError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_lr(lr: Any) -> float:
+    """The learning rate h: a finite number > 0."""
+    return check_positive(lr, "lr")
+
+
+def check_n(n: Any, allow_none: bool = True, name: str = "n") -> Optional[int]:
+    """A step count: an integer >= 0 (or None, for the n -> infinity limit, where allowed)."""
+    if n is None and allow_none:
+        return None
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        allowed = "an integer >= 0 (or None for the n -> infinity limit)" if allow_none else "an integer >= 0"
+        raise MemlessError(f"{name} must be {allowed}, got {n!r}")
+    return int(n)
+
+
+def check_choice(value: Any, options: Sequence[str], name: str) -> str:
+    """One of ``options``."""
+    if not isinstance(value, str) or value not in options:
+        raise MemlessError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+    return value
+
+
+def check_lrs(lrs: Any) -> list:
+    """At least two distinct learning rates > 0 (an order is a slope)."""
+    try:
+        values = list(lrs)
+    except TypeError:
+        raise MemlessError(f"lrs must be a list of learning rates, got {type(lrs).__name__}") from None
+    values = [check_positive(lr, "each of lrs") for lr in values]
+    if len(set(values)) < 2:
+        raise MemlessError(f"lrs must hold at least two learning rates, all different, to fit an order, got {values}")
+    return values
+
+
+# ----------------------------------------------------------------------------
+# Parameters and optimizers
+# ----------------------------------------------------------------------------
+
+
+def check_theta(theta: Any, name: str = "theta") -> np.ndarray:
+    """theta as a finite, non-empty, real 1-D float array (a copy)."""
+    if np.iscomplexobj(theta):
+        raise LossError(f"{name} must be real, got a complex array")
+    try:
+        arr = np.asarray(theta, dtype=float)
+    except (TypeError, ValueError):
+        raise LossError(f"{name} must be a 1-D array of real numbers, got {type(theta).__name__}") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise LossError(
+            f"{name} must be a non-empty 1-D array of parameters, got shape {arr.shape}; "
+            "flatten structured parameters first (e.g. autograd.misc.flatten)")
+    if not np.all(np.isfinite(arr)):
+        raise LossError(f"{name} must be finite, got {arr}")
+    return arr.copy()
+
+
+def check_optimizer(optimizer: Any):
+    """A :class:`~memless.MemoryOptimizer` instance."""
+    from .core import MemoryOptimizer
+
+    if not isinstance(optimizer, MemoryOptimizer):
+        raise MemlessError(
+            f"optimizer must be a memless.MemoryOptimizer (e.g. memless.get_optimizer('adamw')), "
+            f"got {type(optimizer).__name__}")
+    return optimizer
