@@ -128,7 +128,8 @@ def case_finite_n(problem, repeat, names=("adamw", "heavy-ball", "lion"), ns=(10
     out = {}
     for name in names:
         opt = memless.get_optimizer(name)
-        times = {n: best_time(lambda n=n: memless.correction(opt, loss, theta, lr=1e-3, n=n), repeat) for n in ns}
+        times = {n: best_time(lambda n=n, opt=opt: memless.correction(opt, loss, theta, lr=1e-3, n=n), repeat)
+                 for n in ns}
         out[name] = {"times_s": {str(n): t for n, t in times.items()},
                      "spread": max(times.values()) / min(times.values())}
     return out
@@ -170,10 +171,11 @@ def case_trajectory_step(problem, repeat, steps, lr=1e-5):
     out = {"d": int(theta.size)}
     for name, hyper in (("adamw", {}), ("lion", {})):
         opt = memless.get_optimizer(name, **hyper)
-        t_opt = best_time(lambda: memless.trajectory(opt, loss, theta, lr, steps), repeat) / steps
-        t_mem = best_time(lambda: memless.trajectory(opt, loss, theta, lr, steps, memoryless=True,
+        t_opt = best_time(lambda opt=opt: memless.trajectory(opt, loss, theta, lr, steps), repeat) / steps
+        t_mem = best_time(lambda opt=opt: memless.trajectory(opt, loss, theta, lr, steps, memoryless=True,
                                                      correction="limit"), repeat) / steps
-        t_exact = best_time(lambda: memless.trajectory(opt, loss, theta, lr, steps, memoryless=True), repeat) / steps
+        t_exact = best_time(lambda opt=opt: memless.trajectory(opt, loss, theta, lr, steps, memoryless=True),
+                            repeat) / steps
         out[name] = {"optimizer_step_s": t_opt, "corrected_step_s": t_mem, "corrected_exact_step_s": t_exact,
                      "ratio": t_mem / t_opt, "ratio_exact": t_exact / t_opt}
     return out

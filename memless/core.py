@@ -229,8 +229,19 @@ class MemoryOptimizer(abc.ABC):
     # -- defaults every analysis uses; MomentumOptimizer overrides them ------
 
     def memoryless_direction(self, theta, gradient: Callable, n: int):
-        """F^(n)(theta) := F^(n)(theta, ..., theta), the direction at a constant history (Eq. 4)."""
-        return self.direction([theta] * (n + 1), gradient)
+        """F^(n)(theta) := F^(n)(theta, ..., theta), the direction at a constant history (Eq. 4).
+
+        The n + 1 history entries are one array, so its gradient is computed once."""
+        known = []
+
+        def gradient_once(x):
+            if x is not theta:
+                return gradient(x)
+            if not known:
+                known.append(gradient(theta))
+            return known[0]
+
+        return self.direction([theta] * (n + 1), gradient_once)
 
     def limit_steps(self) -> int:
         """The n at which F^(n) stands for its n -> infinity limit."""

@@ -111,8 +111,8 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
         checks = [("direction", _check_direction), ("streaming", _check_streaming),
                   ("correction", _check_correction)]
         if orders:
-            checks.append(("order", lambda o, ob, t: _check_order(o, loss, t, lrs, horizon, order_band,
-                                                                  max_reduction=16 if adapt_lrs else 1)))
+            checks.append(("order", lambda o, ob, t, loss=loss: _check_order(
+                o, loss, t, lrs, horizon, order_band, max_reduction=16 if adapt_lrs else 1)))
         for name, check in checks:
             try:
                 with np.errstate(all="ignore"):

@@ -97,7 +97,7 @@ def explicit(name, hp, t, n):
     raise KeyError(name)
 
 
-# -- the n -> infinity closed forms of MATH.md Section 4 -----------------------
+# -- the n -> infinity closed forms of Cattaneo & Shigida 2025, Sec. 4-----------------------
 
 def closed_form_limit(name, hp, t, h):
     g, H = grad(t), hess(t)

@@ -19,6 +19,7 @@ def loss(theta):
     return 0.5 * (1.5 - 2.0 * theta[0] * theta[1]) ** 2 + 0.1 * anp.sum(anp.sin(theta))
 
 
+@pytest.mark.slow
 def test_issue_snippet_runs_as_written():
     opt = memless.get_optimizer("adamw", beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
     theta = np.array([2.8, 3.5])
@@ -83,6 +84,7 @@ def test_docstring_examples(module):
     assert result.failed == 0
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run():
     """Every top-level ```python block of the README runs as written, in order, in one namespace
     (later blocks reuse the quick start's loss and theta); indented fragments are skipped."""

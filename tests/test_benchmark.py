@@ -1,20 +1,30 @@
-"""The benchmark script runs and writes its JSON (no timing is asserted: machines here are noisy)."""
+"""The benchmark script: its ratios are computed from its own measurements (no timing is
+asserted here: machines are shared and noisy; the targets live in the script's table)."""
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_benchmark_quick_run_writes_every_case(tmp_path):
+@pytest.mark.slow
+def test_benchmark_quick_run_reports_ratios_of_its_own_measurements(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--json", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     results = json.loads(out.read_text())
-    for case in ("limit_correction", "finite_n", "history_engine", "trajectory_step", "streaming", "cli"):
-        assert case in results
-    assert results["limit_correction"]["correction_s"] > 0
-    assert set(results["finite_n"]) == {"adamw", "heavy-ball", "lion"}
-    assert "target(s) missed" in run.stdout
+    limit = results["limit_correction"]          # a median of paired ratios: positive, finite
+    assert 0 < limit["ratio"] < float("inf") and limit["correction_s"] > 0 and limit["gradient_s"] > 0
+    for name, row in results["finite_n"].items():
+        times = list(row["times_s"].values())
+        assert row["spread"] == pytest.approx(max(times) / min(times), rel=1e-12), name
+    for name in ("adamw", "lion"):
+        step = results["trajectory_step"][name]
+        assert step["ratio"] == pytest.approx(step["corrected_step_s"] / step["optimizer_step_s"], rel=1e-12)
+    # the table's MISSED rows are the ones the JSON lists
+    table = [line for line in run.stdout.splitlines() if line.rstrip().endswith("MISSED")]
+    assert len(table) == len(results["missed"])

@@ -50,6 +50,7 @@ def test_set_values_are_parsed_not_evaluated():
     assert parse_settings(["k=sign", "rho1=0.5"]) == {"k": "sign", "rho1": 0.5}
 
 
+@pytest.mark.slow
 def test_compare_runs_and_json_is_a_list():
     result = run("compare", "adamw", "lion", "--no-color")
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The engine's M against independent computations: MATH.md's closed forms,
+"""The engine's M against independent computations: the papers' closed forms,
 Eq. (12) with explicit Jacobians, and finite differences without autograd."""
 import warnings
 
@@ -205,6 +205,7 @@ class GenericEMA(memless.MemoryOptimizer):
         return total
 
 
+@pytest.mark.slow
 def test_generic_history_truncates_where_memory_has_decayed():
     opt = GenericEMA(beta=0.6)
     t = ref.POINTS[0]

@@ -9,7 +9,6 @@
 """
 import tracemalloc
 
-import autograd.numpy as anp
 import numpy as np
 import pytest
 

@@ -1,5 +1,5 @@
 """Section 5.1 and 5.2, against independent derivations: the modified equation
-(Kovachki & Stuart / Ghosh et al. for heavy-ball, seed 004's equation (8) for Adam),
+(Kovachki & Stuart / Ghosh et al. for heavy-ball, Cattaneo et al. 2023, equation (8), for Adam),
 its O(h^2) tracking, implicit losses, and the mini-batch permutation average."""
 import itertools
 
@@ -34,7 +34,7 @@ def test_heavy_ball_modified_equation_is_kovachki_stuart(beta, point):
 @pytest.mark.parametrize("beta,rho,eps", [(0.9, 0.999, 1e-8), (0.5, 0.9, 1e-3), (0.8, 0.7, 0.1), (0.0, 0.99, 1e-2)])
 @pytest.mark.parametrize("point", range(len(ref.POINTS)))
 def test_adam_modified_equation_is_seed_004_equation_8(beta, rho, eps, point):
-    """Generic engine + Section 5.1 == seed 004 eq. (8), written from its own derivation:
+    """Generic engine + Section 5.1 == Cattaneo et al. 2023 eq. (8), written from its own derivation:
     theta' = -g/sqrt(D) + h [(1+rho)/(1-rho) g^2 - (1+beta)/(1-beta) D] / (2 D^(3/2)) * grad||g||_{1,eps}."""
     t = ref.POINTS[point]
     g, Hm = ref.grad(t), ref.hess(t)
@@ -182,6 +182,7 @@ def test_permutation_average_is_exact_over_all_permutations():
     np.testing.assert_allclose(average.full_batch, full, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_permutation_average_matches_monte_carlo():
     """5 batches, 400 random orders: every coordinate within 4 standard errors."""
     opt = memless.get_optimizer("heavy-ball", beta=0.8)

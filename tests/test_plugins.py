@@ -13,7 +13,7 @@ import pytest
 import memless
 import memless.testing
 from memless import registry
-from memless.optimizers import HeavyBall, RMSProp
+from memless.optimizers import BUILTIN, HeavyBall, RMSProp
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "plugins")
 
@@ -91,6 +91,7 @@ def cli(*args, pythonpath=None):
     return subprocess.run([sys.executable, "-m", "memless", *args], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_cli_survives_broken_plugins():
     result = cli("list", "--no-color", pythonpath=FIXTURES)
     assert result.returncode == 0
@@ -108,14 +109,17 @@ def test_cli_survives_broken_plugins():
 
 def test_installed_example_plugin_is_listed():
     """The README installs plugins/memless-ademamix; it shows in `list` with its distribution."""
+    pytest.importorskip("memless_ademamix", reason="the example plugin is not installed")
     rows = {row["name"]: row for row in json.loads(cli("list", "--json").stdout)}
     assert rows["ademamix"]["source"] == "memless-ademamix 0.1.0" and rows["ademamix"]["status"] == "ok"
 
 
 # -- the conformance kit -------------------------------------------------------------
 
-@pytest.mark.parametrize("name", memless.available())
-def test_every_registered_optimizer_conforms(name):
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_builtin_optimizer_conforms(name):
+    """The built-ins, a fixed list (installed plugins run the kit in their own tests)."""
     result = memless.testing.check_optimizer(name)
     assert result.passed and len(result.checks) >= 7
 
@@ -163,6 +167,7 @@ def test_kit_catches_broken_optimizers(broken, message):
     assert not result.passed and "FAIL" in result.summary()
 
 
+@pytest.mark.slow
 def test_kit_order_check_can_fail():
     """The running mean of ALL past gradients has memory that never decays (Assumption 3.1
     fails: M^(n) grows like n h, i.e. O(1) on a fixed horizon): the kit sees the orders break."""

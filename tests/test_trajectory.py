@@ -135,12 +135,13 @@ def test_order_two_corrected_one_uncorrected(name, hp):
 
 
 def test_order_with_limit_correction():
-    """M instead of M^(n) costs only O(h^2) (MATH.md Sec. 2)."""
+    """M instead of M^(n) costs only O(h^2) (Cattaneo & Shigida 2025, Sec. 2)."""
     study = memless.order_study(memless.get_optimizer("adam", beta1=0.6, beta2=0.75, eps=0.1),
                                 ref.loss, T0, horizon=0.5, lrs=LRS, correction="limit")
     assert_orders(study)
 
 
+@pytest.mark.slow
 def test_order_generic_optimizer():
     study = memless.order_study(WindowAverage(width=4), ref.loss, T0, horizon=0.5, lrs=LRS)
     assert_orders(study)

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from memless import MemlessError, teaching
@@ -23,6 +22,7 @@ def test_there_are_five_tutorials():
     assert len(SCRIPTS) >= 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_tutorial_runs_and_its_claims_hold(script, tmp_path):
     env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg")

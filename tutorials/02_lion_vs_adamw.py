@@ -40,7 +40,7 @@ assert strength(sum(terms.values())) < 0, "with beta2 > beta1 the second moment 
 
 # %% [markdown]
 # As eps -> 0 the weights are exactly `beta1/(1-beta1)` and `beta2/(1-beta2)`
-# (MATH.md §4): 9 against 999 at the defaults.
+# (Cattaneo & Shigida 2025, Section 4): 9 against 999 at the defaults.
 #
 # **Exercise 2.** Write `net_effect(beta1, beta2)` returning `"regularizing"` or
 # `"anti-regularizing"` for AdamW's memory (eps -> 0).

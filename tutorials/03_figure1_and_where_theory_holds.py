@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Tutorial 3 — Reproduce seed 004's Figure 1, and find where the theory holds
+# # Tutorial 3 — Reproduce Figure 1 of Cattaneo, Klusowski & Shigida (2023), and find where the theory holds
 #
 # Adam on the bilinear model `E(theta) = (y - theta1 theta2 x)² / 2`, x = 2, y = 3/2,
 # from (2.8, 3.5), h = 1e-3, eps = 1e-6. Every point of the hyperbola

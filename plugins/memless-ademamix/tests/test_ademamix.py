@@ -1,9 +1,12 @@
 """memless-ademamix: the conformance kit, the paper's algorithm, the closed form, the registry."""
 import numpy as np
+import pytest
 
 import memless
 import memless.testing
-from memless_ademamix import AdEMAMix
+
+pytest.importorskip("memless_ademamix", reason="the plugin is not installed (pip install ./plugins/memless-ademamix)")
+from memless_ademamix import AdEMAMix  # noqa: E402
 
 
 def loss(t):
@@ -22,6 +25,7 @@ def hess(t):
 T0 = np.array([0.8, -0.5])
 
 
+@pytest.mark.slow
 def test_conformance_kit():
     result = memless.testing.check_optimizer(AdEMAMix(beta3=0.99, alpha=2.0, weight_decay=0.01))
     assert result.passed, result.summary()

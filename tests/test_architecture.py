@@ -1,0 +1,256 @@
+"""The single optimizer contract and the module boundaries, as tests.
+
+* callers never ask what kind of optimizer they hold: a generic optimizer (only
+  ``direction``) runs through every analysis and gives the numbers of the built-in
+  it re-implements;
+* no module imports another module's underscore names, and ``isinstance(...,
+  MomentumOptimizer)`` lives only in core and the engine;
+* the analysis is computed without rich; the report renders it;
+* each channel's formula text has a function beside it, held to the engine's output;
+* equality compares all state; ``loss`` is a callable or a name everywhere.
+"""
+import ast
+import io
+import json
+import os
+import subprocess
+import sys
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from rich.console import Console
+
+import memless
+import memless.testing
+from memless import minibatch
+from memless.analysis import Effect, analyze
+from memless.losses import REFERENCE_LOSSES, curvy
+from memless.modified import summarize
+from memless.optimizers import BUILTIN
+from memless.report import render
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "memless")
+
+
+def sources(folder=PACKAGE):
+    for base, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(base, name)
+                yield path, open(path, encoding="utf-8").read()
+
+
+# -- module boundaries -----------------------------------------------------------------
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path, text in sources():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("memless")):
+                offenders += [f"{os.path.relpath(path, ROOT)}: {alias.name}" for alias in node.names
+                              if alias.name.startswith("_") and not alias.name.endswith("__")]
+    assert offenders == []
+
+
+def test_isinstance_momentum_only_in_core_and_engine():
+    where = set()
+    for path, text in sources():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
+                if "MomentumOptimizer" in ast.dump(node):
+                    where.add(os.path.basename(path))
+    assert where <= {"core.py", "engine.py"}
+
+
+def test_sources_parse_as_python_3_9():
+    """setup.cfg says python_requires >= 3.9: every file must at least parse there."""
+    folders = [PACKAGE, os.path.join(ROOT, "tests"), os.path.join(ROOT, "plugins"),
+               os.path.join(ROOT, "tutorials"), os.path.join(ROOT, "benchmarks")]
+    for folder in folders:
+        for path, text in sources(folder):
+            ast.parse(text, filename=path, feature_version=(3, 9))
+
+
+def test_analysis_does_not_import_rich():
+    code = ("import sys, memless\nfrom memless.analysis import analyze\n"
+            "a = analyze(memless.get_optimizer('heavy-ball', beta=0.3), points=2, evidence_steps=20)\n"
+            "a.to_json()\nprint(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_import_does_not_load_scipy_integrate():
+    code = "import sys, memless\nprint('scipy.integrate' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    for folder in (PACKAGE, os.path.join(ROOT, "tutorials")):
+        for path, text in sources(folder):
+            assert "MATH.md" not in text and "seed 004" not in text, path
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "MATH.md" not in readme and "seed 004" not in readme
+
+
+# -- one contract: a generic optimizer gets every analysis -----------------------------
+
+class GenericHeavyBall(memless.MemoryOptimizer):
+    """Heavy-ball written only as F^(n) = sum_k beta^k grad L(theta^(n-k)), k < window: no channels.
+
+    At beta = 0.3 the terms past the window weigh beta^28 < 3e-15: it is heavy-ball to rounding."""
+
+    name = "generic-heavy-ball"
+    hyperparameters = (memless.decay("beta", 0.3),)
+    window = 28
+
+    def direction(self, history, gradient):
+        total = 0.0
+        for k, theta in enumerate(history[: self.window]):
+            total = total + self.beta ** k * gradient(theta)
+        return total
+
+    def memory_length(self):
+        return 1.0 / (1.0 - self.beta)
+
+
+LOSS = REFERENCE_LOSSES["curvy"]
+
+
+def test_generic_optimizer_trajectory_and_correction_equal_the_builtin():
+    generic, builtin = GenericHeavyBall(beta=0.3), memless.get_optimizer("heavy-ball", beta=0.3)
+    for memoryless in (False, True):
+        a = memless.trajectory(generic, curvy, LOSS.start, lr=0.01, steps=30, memoryless=memoryless)
+        b = memless.trajectory(builtin, curvy, LOSS.start, lr=0.01, steps=30, memoryless=memoryless)
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    terms = memless.correction_terms(generic, curvy, LOSS.start, lr=0.01)
+    assert list(terms) == ["memory"]
+    np.testing.assert_allclose(terms["memory"], memless.correction(builtin, curvy, LOSS.start, lr=0.01), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_generic_optimizer_report_matches_the_builtin():
+    generic = analyze(GenericHeavyBall(beta=0.3), "curvy", lr=0.01, points=3, evidence_steps=20)
+    builtin = analyze(memless.get_optimizer("heavy-ball", beta=0.3), "curvy", lr=0.01, points=3, evidence_steps=20)
+    assert generic.net_effect == builtin.net_effect == Effect.REGULARIZING
+    assert generic.net_strength == pytest.approx(builtin.net_strength, rel=1e-8)
+    assert generic.order["corrected"] == pytest.approx(builtin.order["corrected"], rel=1e-6)
+    (row,) = generic.channels
+    assert row.name == "memory" and row.decay is None and row.memory_number is None
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(render(generic))
+    assert "Driven by memory (the whole correction of direction())" in " ".join(
+        console.file.getvalue().replace("│", " ").split())
+    data = json.loads(generic.to_json())
+    assert data["channels"][0]["decay"] is None and data["net_effect"] == "regularizing"
+
+
+@pytest.mark.slow
+def test_generic_optimizer_modified_equation_and_kit():
+    summary = summarize(GenericHeavyBall(beta=0.3), "curvy", lr=0.01, steps=6)
+    reference = summarize(memless.get_optimizer("heavy-ball", beta=0.3), "curvy", lr=0.01, steps=6)
+    np.testing.assert_allclose(summary.errors_ode, reference.errors_ode, rtol=1e-6)
+    assert summary.implicit.loss is None          # the generic optimizer declares none
+    result = memless.testing.check_optimizer(GenericHeavyBall(beta=0.3), orders=False)
+    assert result.passed and {c.name for c in result.checks} == {"direction", "streaming", "correction"}
+
+
+def test_generic_optimizer_on_mini_batches_equals_the_builtin():
+    batches = [lambda t, s=s: curvy(t) + 0.3 * s * anp.sum(t ** 3) for s in (-1.0, 0.5, 1.0)]
+    generic, builtin = GenericHeavyBall(beta=0.3), memless.get_optimizer("heavy-ball", beta=0.3)
+    a = minibatch.minibatch_trajectory(generic, batches, LOSS.start, lr=0.01, steps=12, seed=3)
+    b = minibatch.minibatch_trajectory(builtin, batches, LOSS.start, lr=0.01, steps=12, seed=3)
+    np.testing.assert_allclose(a, b, rtol=1e-11)
+    order = [2, 0, 1, 1, 0]
+    np.testing.assert_allclose(minibatch.minibatch_correction(generic, batches, order, LOSS.start, lr=0.01),
+                               minibatch.minibatch_correction(builtin, batches, order, LOSS.start, lr=0.01),
+                               rtol=1e-9)
+    mean, se = minibatch.permutation_monte_carlo(generic, batches, LOSS.start, lr=0.01, samples=6)
+    assert mean.shape == LOSS.start.shape and np.all(se >= 0)
+
+
+def test_progress_is_a_callback_the_renderer_supplies():
+    calls = []
+    analyze(memless.get_optimizer("heavy-ball", beta=0.3), points=3, evidence_steps=20,
+            progress=lambda done, total, label: calls.append((done, total, label)))
+    assert [c[0] for c in calls] == list(range(1, len(calls) + 1))
+    assert calls[-1][0] == calls[-1][1] and calls[0][2] == "trajectory"
+
+
+# -- one source of truth per optimizer -------------------------------------------------
+
+CLOSED_FORM_CASES = [(name, hp) for name in sorted(BUILTIN) for hp in (
+    {}, {"eps": 0.05, "eps_inside": False}, {"weight_decay": 0.1}, {"k": "l2"}, {"k": "sign"})
+    if set(hp) <= {h.name for h in BUILTIN[name].hyperparameters}]
+
+
+@pytest.mark.parametrize("name,hp", CLOSED_FORM_CASES, ids=[f"{n}-{h}" for n, h in CLOSED_FORM_CASES])
+def test_every_channel_formula_has_its_function_and_it_equals_the_engine(name, hp):
+    """Each channel with memory states M_l as text and as closed_form(h, theta, g, HF); both
+    describe the engine's term (checked numerically on a loss with real third derivatives)."""
+    from memless._autodiff import jvp
+    from memless.objective import Objective
+
+    opt = memless.get_optimizer(name, **hp)
+    obj = Objective(curvy)
+    h = 1e-3
+    for theta in (LOSS.start, np.array([-0.7, 0.2, 0.9])):
+        g = obj.gradient(theta)
+        F = np.asarray(opt.limit_direction(theta, obj.gradient), dtype=float)
+        HF = np.asarray(jvp(obj.gradient, theta, F)[1], dtype=float)
+        terms = memless.correction_terms(opt, curvy, theta, lr=h)
+        for ch in opt.channels():
+            if ch.decay == 0:
+                assert not np.any(terms[ch.name])
+                continue
+            assert ch.formula and ch.closed_form is not None, f"{name}.{ch.name} has no closed form"
+            np.testing.assert_allclose(ch.closed_form(h, theta, g, HF), terms[ch.name], rtol=1e-9, atol=1e-15)
+
+
+def test_weight_decay_is_one_piece():
+    for name in ("adamw", "nadam", "lion"):
+        assert issubclass(BUILTIN[name], memless.DecoupledWeightDecay)
+    assert not issubclass(BUILTIN["adam"], BUILTIN["adamw"])
+    plain = memless.get_optimizer("adamw", weight_decay=0.0)
+    assert [ch.name for ch in plain.channels()] == ["first-moment", "second-moment"]
+    theta = LOSS.start
+    decayed = memless.get_optimizer("adamw", weight_decay=0.1)
+    gradient = memless.objective.Objective(curvy).gradient
+    np.testing.assert_allclose(decayed.limit_direction(theta, gradient),
+                               plain.limit_direction(theta, gradient) + 0.1 * theta, rtol=1e-14)
+    folder = os.path.join(PACKAGE, "optimizers")
+    text = "".join(open(os.path.join(folder, f)).read() for f in os.listdir(folder) if f.endswith(".py"))
+    assert "parameter_signal" not in text and '"weight-decay"' not in text
+
+
+class Window(memless.MemoryOptimizer):
+    def __init__(self, width, **values):
+        super().__init__(**values)
+        self.width = width
+
+    def direction(self, history, gradient):
+        return sum(gradient(t) for t in history[: self.width]) / min(self.width, len(history))
+
+
+def test_equality_compares_all_state():
+    assert Window(4) != Window(16) and Window(4) == Window(4)
+    assert memless.get_optimizer("adamw") == memless.get_optimizer("adamw")
+    assert memless.get_optimizer("adamw") != memless.get_optimizer("adamw", beta2=0.99)
+    assert memless.get_optimizer("adam") != memless.get_optimizer("adamw", weight_decay=0.0)
+
+
+# -- loss means one thing ----------------------------------------------------------------
+
+def test_loss_is_a_callable_or_a_name_everywhere():
+    opt = memless.get_optimizer("heavy-ball", beta=0.3)
+    by_name = analyze(opt, "curvy", lr=0.01, points=3, evidence_steps=20)
+    by_function = analyze(opt, curvy, lr=0.01, theta=LOSS.start, points=3, evidence_steps=20)
+    assert by_name.net_strength == pytest.approx(by_function.net_strength, rel=1e-12)
+    assert by_function.loss == "curvy"
+    np.testing.assert_allclose(memless.correction(opt, "curvy", None, lr=0.01),
+                               memless.correction(opt, curvy, LOSS.start, lr=0.01))
+    assert summarize(opt, curvy, lr=0.01, theta=LOSS.start, steps=10).loss == "curvy"
+    with pytest.raises(memless.LossError, match="theta is required with a loss given as a callable"):
+        analyze(opt, curvy)
