@@ -12,7 +12,7 @@ from .errors import MemlessError
 USAGE_ERROR = 2
 
 
-def parse_value(text):
+def parse_value(text: str):
     """A --set value: bool, int, float or string -- parsed, never evaluated."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
@@ -25,7 +25,7 @@ def parse_value(text):
     return text
 
 
-def parse_settings(items):
+def parse_settings(items) -> dict:
     settings = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -155,7 +155,7 @@ def _common(parser):
     parser.add_argument("--no-color", action="store_true", help="plain text")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m memless",
         description="How memory in an optimizer implicitly modifies the loss (Cattaneo & Shigida 2025).")
@@ -197,7 +197,7 @@ def _discover_plugins():
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -99,14 +99,14 @@ class History:
         self.thetas: List[np.ndarray] = []
         self.gradients: List[Callable] = []
 
-    def append(self, theta, gradient):
+    def append(self, theta, gradient: Callable) -> None:
         self.thetas.append(theta)
         self.gradients.append(gradient)
 
     def newest_first(self) -> List[np.ndarray]:
         return self.thetas[::-1]
 
-    def gradient(self):
+    def gradient(self) -> Callable:
         """One gradient function for ``direction``: each history entry's own."""
         first = self.gradients[0]
         if all(g is first for g in self.gradients):
@@ -114,7 +114,7 @@ class History:
         return slot_gradient(self.thetas, self.gradients)
 
 
-def slot_gradient(thetas, gradients):
+def slot_gradient(thetas: Sequence[Any], gradients: Sequence[Callable]) -> Callable:
     """A gradient function that evaluates ``gradients[i]`` at ``thetas[i]`` (matched by identity):
     for histories whose steps used different losses (mini-batches)."""
     table = {id(theta): gradient for theta, gradient in zip(thetas, gradients)}
@@ -335,14 +335,14 @@ class Channel:
     formula: str = ""
     closed_form: Optional[Callable] = field(default=None, repr=False, compare=False)
 
-    def b(self, t):
+    def b(self, t) -> np.ndarray:
         """b_l^(t), vectorized over t; t = inf gives the limit b_l."""
         t = np.asarray(t, dtype=float)
         if callable(self.scale):
             return np.broadcast_to(np.asarray(self.scale(t), dtype=float), t.shape)
         return np.full(t.shape, float(self.scale))
 
-    def weight(self, n):
+    def weight(self, n) -> np.ndarray:
         """a_l(n) = b_l^(n+1) sum_{k=0..n} beta_l^k: m_l^(n+1) = a_l(n) g_l at a constant history."""
         n = np.asarray(n, dtype=float)
         beta = self.decay
@@ -439,7 +439,7 @@ class MomentumOptimizer(MemoryOptimizer):
 
     # -- history form (what Eq. 12 differentiates) --------------------------
 
-    def direction(self, history, gradient):
+    def direction(self, history: Sequence[Any], gradient: Callable) -> Any:
         n = len(history) - 1
         m = {}
         for ch in self.channels():
@@ -453,17 +453,17 @@ class MomentumOptimizer(MemoryOptimizer):
             m[ch.name] = b * total
         return self.combine(m)
 
-    def memoryless_direction(self, theta, gradient, n):
+    def memoryless_direction(self, theta, gradient: Callable, n: int) -> Any:
         g = gradient(theta)
         return self.combine({ch.name: float(ch.weight(n)) * ch.signal(theta, g) for ch in self.channels()})
 
     # -- streaming form: O(1) per step ---------------------------------------
 
-    def initial_state(self, theta):
+    def initial_state(self, theta) -> Dict[str, Any]:
         """The running sums before the first step (without b_l)."""
         return {ch.name: 0.0 for ch in self.channels()}
 
-    def advance(self, state, theta, gradient, n):
+    def advance(self, state: Dict[str, Any], theta, gradient: Callable, n: int) -> Tuple[Any, Dict[str, Any]]:
         grad = gradient(theta)
         new, scaled = {}, {}
         for ch in self.channels():
@@ -473,17 +473,17 @@ class MomentumOptimizer(MemoryOptimizer):
 
     # -- the limit n -> infinity (Section 3.2) --------------------------------
 
-    def limit_direction(self, theta, gradient):
+    def limit_direction(self, theta, gradient: Callable) -> Any:
         """F(theta) = Phi(gbar_1, ..., gbar_L), gbar_l = b_l g_l / (1 - beta_l)."""
         g = gradient(theta)
         return self.combine({ch.name: float(ch.weight(math.inf)) * ch.signal(theta, g) for ch in self.channels()})
 
     # -- what reports need ----------------------------------------------------
 
-    def terms(self):
+    def terms(self) -> List[Term]:
         return [Term(ch.name, ch.decay, ch.coefficient, ch.formula) for ch in self.channels()]
 
-    def memory_length(self):
+    def memory_length(self) -> float:
         """1/(1 - beta) of the slowest-decaying channel (1 without memory)."""
         decays = [ch.decay for ch in self.channels() if ch.decay > 0]
         return 1.0 / (1.0 - max(decays)) if decays else 1.0
@@ -513,12 +513,12 @@ class DecoupledWeightDecay(MomentumOptimizer):
 
     weight_decay: float = 0.0
 
-    def channels(self):
+    def channels(self) -> List[Channel]:
         channels = list(super().channels())
         if self.weight_decay:
             channels.append(Channel(WEIGHT_DECAY, 0.0, parameter_signal))
         return channels
 
-    def combine(self, m):
+    def combine(self, m: Dict[str, Any]) -> Any:
         direction = super().combine(m)
         return direction + self.weight_decay * m[WEIGHT_DECAY] if self.weight_decay else direction

@@ -3,7 +3,7 @@
 Each is a :class:`ReferenceLoss`: the loss, a starting point and a line on what it is.
 """
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
@@ -19,12 +19,12 @@ class ReferenceLoss:
     description: str
 
 
-def bilinear(theta, x=2.0, y=1.5):
+def bilinear(theta, x: float = 2.0, y: float = 1.5):
     """E(theta) = (y - theta_1 theta_2 x)^2 / 2: the model of Figure 1 in Cattaneo, Klusowski & Shigida (2023)."""
     return 0.5 * (y - theta[0] * theta[1] * x) ** 2
 
 
-def rosenbrock(theta, a=1.0, b=10.0):
+def rosenbrock(theta, a: float = 1.0, b: float = 10.0):
     """A scaled-down Rosenbrock valley, sum_i b (theta_{i+1} - theta_i^2)^2 + (a - theta_i)^2."""
     return anp.sum(b * (theta[1:] - theta[:-1] ** 2) ** 2 + (a - theta[:-1]) ** 2)
 
@@ -77,7 +77,7 @@ def get_loss(name: str) -> ReferenceLoss:
 # ----------------------------------------------------------------------------
 
 
-def mlp(sizes=(64, 256, 256, 10), samples=512, seed=0):
+def mlp(sizes: Sequence[int] = (64, 256, 256, 10), samples: int = 512, seed: int = 0) -> ReferenceLoss:
     """A ``ReferenceLoss`` for an MLP classifier with ``sum (a+1) b`` parameters.
 
     tanh hidden layers, softmax cross-entropy, ``samples`` Gaussian inputs

@@ -67,25 +67,25 @@ class ModifiedEquation:
         M = correction(self.optimizer, obj, theta, self.lr, self.n)
         return F, M, np.asarray(dF_F, dtype=float)
 
-    def G1(self, theta):
+    def G1(self, theta) -> np.ndarray:
         """-F(theta)."""
         return -self._parts(theta, second_order=False)[0]
 
-    def G2(self, theta):
+    def G2(self, theta) -> np.ndarray:
         """-(M/h + 1/2 dG1 . G1) = -(M/h + 1/2 dF . F)."""
         _, M, dF_F = self._parts(theta)
         return -(M / self.lr + 0.5 * dF_F)
 
-    def rhs(self, t, theta):
+    def rhs(self, t: float, theta) -> np.ndarray:
         """G1 + h G2: tracks the memoryless iteration with error O(h^2)."""
         F, M, dF_F = self._parts(theta)
         return -F - M - 0.5 * self.lr * dF_F
 
-    def flow(self, t, theta):
+    def flow(self, t: float, theta) -> np.ndarray:
         """G1 alone: the plain flow theta' = -F, error O(h)."""
         return self.G1(theta)
 
-    def iterate(self, theta, steps, *, corrected=True):
+    def iterate(self, theta, steps: int, *, corrected: bool = True) -> np.ndarray:
         """The memoryless iteration this equation models, theta <- theta - h [F + M], (steps + 1, d).
 
         With ``n=None`` both F and M are the limits (a momentum optimizer's F^(n)
@@ -112,7 +112,8 @@ class ModifiedEquation:
         F = np.asarray(direction(self.optimizer, obj.frozen(theta), theta, self.n), dtype=float)
         return F, correction(self.optimizer, obj, theta, self.lr, self.n), None
 
-    def solve(self, theta, steps, *, corrected=True, rtol=1e-11, atol=1e-13):
+    def solve(self, theta, steps: int, *, corrected: bool = True, rtol: float = 1e-11,
+              atol: float = 1e-13) -> np.ndarray:
         """theta(k h) for k = 0..steps, shape (steps + 1, d), by :func:`scipy.integrate.solve_ivp` (DOP853)."""
         theta = check_theta(theta)
         steps = check_n(steps, allow_none=False)
@@ -163,7 +164,7 @@ class ImplicitLossCheck:
     curl_free: bool             #: asymmetry below ``tol``
     note: str = ""
 
-    def summary(self):
+    def summary(self) -> str:
         if self.loss is None:
             return f"{self.optimizer}: no implicit loss ({self.note}); asymmetry of (F + M)/P {self.asymmetry:.1e}"
         return (f"{self.optimizer}: Ltilde = {self.formula} [{self.regime}]; asymmetry {self.asymmetry:.1e}, "

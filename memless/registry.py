@@ -44,29 +44,29 @@ class Entry:
     error: Optional[str] = None     #: why it is broken
 
     @property
-    def description(self):
+    def description(self) -> str:
         """The first line of the optimizer's docstring."""
         doc = (getattr(self.factory, "__doc__", None) or "").strip()
         return doc.splitlines()[0].replace("``", "") if doc else ""
 
     @property
-    def hyperparameters(self):
+    def hyperparameters(self) -> Dict[str, Any]:
         """{name: default} where the factory declares them."""
         return {hp.name: hp.default for hp in getattr(self.factory, "hyperparameters", ())}
 
     @property
-    def broken(self):
+    def broken(self) -> bool:
         return self.error is not None
 
     @property
-    def builtin(self):
+    def builtin(self) -> bool:
         return self.distribution == "memless"
 
 
 _cache: Optional[Dict[str, Entry]] = None
 
 
-def canonical_name(distribution):
+def canonical_name(distribution: str) -> str:
     """A distribution's name as PEP 503 normalizes it: memless_ademamix -> memless-ademamix."""
     return re.sub(r"[-_.]+", "-", distribution).lower()
 

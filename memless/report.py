@@ -116,7 +116,7 @@ def _num(value):
 # ----------------------------------------------------------------------------
 
 
-def render_modified(summary):
+def render_modified(summary):  # summary: memless.modified.ModifiedSummary
     """A rich renderable of a :class:`memless.modified.ModifiedSummary`."""
     from rich import box
     from rich.console import Group

@@ -103,7 +103,7 @@ EXERCISES = {
 }
 
 
-def check(exercise, answer, *, quiet=False):
+def check(exercise: str, answer, *, quiet: bool = False) -> bool:
     """True if ``answer`` solves ``exercise`` (see :data:`EXERCISES`); prints why, unless ``quiet``."""
     try:
         checker = EXERCISES[exercise]
@@ -125,7 +125,7 @@ def check(exercise, answer, *, quiet=False):
 # ----------------------------------------------------------------------------
 
 
-def pyplot():
+def pyplot():  # -> matplotlib.pyplot or None
     """matplotlib.pyplot with a non-interactive backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
@@ -138,7 +138,7 @@ def pyplot():
     return plt
 
 
-def savefig(fig, name, folder="figures"):
+def savefig(fig, name: str, folder: str = "figures") -> str:
     """Save ``fig`` as ``folder/name.png`` and say where."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.png")

@@ -60,14 +60,14 @@ class Conformance:
     checks: List[Check] = field(default_factory=list)
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
     @property
-    def failures(self):
+    def failures(self) -> List[Check]:
         return [c for c in self.checks if not c.passed]
 
-    def summary(self):
+    def summary(self) -> str:
         lines = [f"conformance of {self.optimizer}: {'passed' if self.passed else 'FAILED'}"]
         for c in self.checks:
             lines.append(f"  [{'ok' if c.passed else 'FAIL'}] {c.name} on {c.loss}: {c.detail}")
@@ -163,7 +163,8 @@ def _check_streaming(optimizer, obj, theta, steps=25, lr=0.01):
     return True, f"streaming = history form over {steps} steps (max gap {np.max(gap):.1e})"
 
 
-def finite_difference_correction(optimizer, gradient, theta, lr, n, step=1e-5):
+def finite_difference_correction(optimizer: MemoryOptimizer, gradient, theta, lr: float, n: int,
+                                 step: float = 1e-5) -> np.ndarray:
     """Eq. (12) as a central difference of F^(n) along the history direction (no JVP)."""
     vs, v = [], np.zeros_like(theta)
     for k in range(1, n + 1):

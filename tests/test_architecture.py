@@ -149,9 +149,13 @@ def test_generic_optimizer_report_matches_the_builtin():
 
 @pytest.mark.slow
 def test_generic_optimizer_modified_equation_and_kit():
-    summary = summarize(GenericHeavyBall(beta=0.3), "curvy", lr=0.01, steps=6)
-    reference = summarize(memless.get_optimizer("heavy-ball", beta=0.3), "curvy", lr=0.01, steps=6)
-    np.testing.assert_allclose(summary.errors_ode, reference.errors_ode, rtol=1e-6)
+    generic, builtin = GenericHeavyBall(beta=0.3), memless.get_optimizer("heavy-ball", beta=0.3)
+    for theta in (LOSS.start, np.array([-0.7, 0.2, 0.9])):
+        np.testing.assert_allclose(memless.modified_equation(generic, curvy, lr=0.01).rhs(0.0, theta),
+                                   memless.modified_equation(builtin, curvy, lr=0.01).rhs(0.0, theta), rtol=1e-10)
+    summary = summarize(generic, "curvy", lr=0.01, steps=2)
+    reference = summarize(builtin, "curvy", lr=0.01, steps=2)
+    np.testing.assert_allclose(summary.errors_ode, reference.errors_ode, rtol=1e-5)
     assert summary.implicit.loss is None          # the generic optimizer declares none
     result = memless.testing.check_optimizer(GenericHeavyBall(beta=0.3), orders=False)
     assert result.passed and {c.name for c in result.checks} == {"direction", "streaming", "correction"}
