@@ -1,6 +1,7 @@
 """What an optimizer's memory does to the loss, measured: the numbers behind the report.
 
-The effect of each correction term is measured, not looked up: along the
+The verdict is declared where the optimizer declares its structure, and measured
+where it does not; the measurement is always taken, as evidence: along the
 optimizer's own trajectory on a loss, the sign of ``<grad N(theta), M_l(theta)>``
 where N is the optimizer's sharpness proxy (``||grad L||^2`` for GD-type methods,
 ``||grad L||_{1,eps}`` for adaptive ones).  The memoryless step ``-h (F + M)``
@@ -22,46 +23,47 @@ import numpy as np
 from autograd import grad as _grad
 
 from .checks import check_lr, check_n, check_optimizer
-from .core import MemoryOptimizer, Term
+from .core import Effect, MemoryOptimizer, Structure, Term
 from .engine import terms_at
 from .errors import DivergenceError
 from .objective import LossLike, objective, resolve_loss
 from .trajectory import optimizer_path, order_study
 
-#: |strength| below this is reported as no effect
-NEGLIGIBLE = 1e-6
-#: memory number h beta/(1-beta) above this: outside the theory's range
-FIRST_ORDER_LIMIT = 0.1
-#: |M|/|F| above this along the trajectory: the correction is not small
+#: |M|/|F| above this along the trajectory: the correction is not small (this decides the caution)
 RATIO_LIMIT = 0.3
+#: |strength| at or below this is rounding, not a measured sign
+ROUNDING = 1e-12
+#: the losses every analysis also measures on, as evidence for the verdict
+EVIDENCE_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
 
 #: progress(done, total, label): how a renderer follows :func:`analyze`
 Progress = Callable[[int, int, str], None]
 
-
-class Effect(str, enum.Enum):
-    """What a correction term does to the sharpness proxy N."""
-
-    REGULARIZING = "regularizing"
-    ANTI_REGULARIZING = "anti-regularizing"
-    NONE = "none"
-
-    def __str__(self) -> str:
-        return self.value
+__all__ = ["analyze", "Analysis", "ChannelEffect", "Evidence", "Effect", "to_json", "describe"]
 
 
 @dataclass
 class ChannelEffect:
-    """One correction term, measured."""
+    """One correction term, measured, with its declared sign where the optimizer states one."""
 
     name: str
     decay: Optional[float]            #: beta (None: a generic optimizer's single term)
     coefficient: Optional[float]      #: b beta/(1-beta)^2, the weight of the channel in M
-    memory_number: Optional[float]    #: h beta/(1-beta): must be small for the first-order theory
-    effect: Effect
+    effect: Effect                    #: the declared effect where stated, else the measured one
     strength: float                   #: mean <grad N, M_l> / mean |<grad N, F>|, signed
     size: float                       #: mean |M_l| / |F|
     formula: str = ""
+    declared: Optional[int] = None    #: the structural sign of <grad N, M_l> (+1, -1, 0); None: undeclared
+
+
+@dataclass
+class Evidence:
+    """The measured net effect on one loss."""
+
+    loss: str
+    strength: float                   #: sum of the terms' strengths along the optimizer's path
+    measured: Effect                  #: its sign (NONE: at or below rounding)
+    agrees: Optional[bool] = None     #: with the verdict; None where the measurement is below rounding
 
 
 @dataclass
@@ -79,9 +81,12 @@ class Analysis:
     net_effect: Effect
     net_strength: float
     verdict: str
+    basis: str                        #: "declared" (the optimizer's structure) or "measured"
+    regime: str                       #: where the verdict holds, as printed
     modified_loss: str
     order: Dict
     memory_ratio: float
+    evidence: List[Evidence] = field(default_factory=list)
     caveats: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -112,20 +117,24 @@ def to_json(analysis) -> str:
 
 
 # ----------------------------------------------------------------------------
-# The measurement
+# The analysis
 # ----------------------------------------------------------------------------
 
 
 def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float = 1e-3, *, theta=None,
             steps: int = 200, points: int = 12, evidence_steps: Optional[int] = None,
-            progress: Optional[Progress] = None) -> Analysis:
-    """Measure every correction term's effect along the optimizer's trajectory on a loss.
+            evidence_losses: Sequence[str] = EVIDENCE_LOSSES, progress: Optional[Progress] = None) -> Analysis:
+    """What the optimizer's memory does to the loss: a verdict, and the measurements behind it.
 
-    ``loss`` is a reference-loss name (its start point unless ``theta`` is given) or a
-    callable with ``theta``.  The evidence (Theorem 3.3) runs ``evidence_steps`` steps at
-    ``lr`` (default: 20 memory lengths, clipped to [100, 200] to stay fast), and half /
-    twice as many at 2 lr / lr/2.  ``progress(done, total, label)``, if given, is called
-    as the work advances.
+    The verdict comes first from the optimizer's declared structure (each term is
+    c_l P grad N with P positive: its sign is the sign of c_l, exactly, in the regime the
+    optimizer states, chosen from the gradients met along the path).  Where the optimizer
+    declares nothing it is the measurement -- the sign of <grad N, M> along the optimizer's
+    trajectory -- taken on ``loss`` and on every loss of ``evidence_losses``, and "depends on
+    the loss" when they disagree.  The evidence for the correction itself (Theorem 3.3) runs
+    ``evidence_steps`` steps at ``lr`` (default: 20 memory lengths, clipped to [100, 200]),
+    and half / twice as many at 2 lr / lr/2.  ``progress(done, total, label)``, if given, is
+    called as the work advances.
 
     >>> import memless
     >>> from memless.analysis import analyze
@@ -137,21 +146,28 @@ def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float =
     lr = check_lr(lr)
     steps = check_n(steps, allow_none=False, name="steps")
     points = max(1, check_n(points, allow_none=False, name="points"))
-    report = _Ticker(progress, total=1 + points + 3)
-    obj = objective(loss_fn, theta)
-    with np.errstate(all="ignore"):
-        path = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
-    report("trajectory")
-    rows, ratio = _measure_terms(optimizer, obj, path, lr, points, report)
-    net = float(sum(r.strength for r in rows))
-    net_effect = _effect(net)
-    order = _evidence(optimizer, loss_fn, theta, lr, evidence_steps, report)
+    others = [name for name in evidence_losses if name != loss_name]
+    tick = _Ticker(progress, total=1 + points + len(others) + 3)
+    primary = _measure(optimizer, loss_fn, theta, lr, steps, points, tick)
+    structure = optimizer.structure(primary.gradients)
+    evidence = [Evidence(loss_name, primary.net, _measured_effect(primary.net))]
+    for name in others:
+        f, start, _ = resolve_loss(name)
+        other = _measure(optimizer, f, start, lr, min(steps, 100), 4, None)
+        evidence.append(Evidence(name, other.net, _measured_effect(other.net)))
+        tick(f"evidence on {name}")
+    net_effect, basis, regime = _decide(structure, evidence, primary)
+    for item in evidence:
+        item.agrees = None if item.measured == Effect.NONE else item.measured == net_effect
+    rows = [_row(term, s, z, structure) for term, s, z in zip(primary.terms, primary.strengths, primary.sizes)]
+    order = _evidence(optimizer, loss_fn, theta, lr, evidence_steps, tick)
+    modified = structure.modified_loss if structure is not None and structure.modified_loss else optimizer.modified_loss
     analysis = Analysis(
         optimizer=optimizer.label, hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
         reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=optimizer.sharpness_formula,
-        channels=rows, net_effect=net_effect, net_strength=net,
-        verdict=_verdict(rows, net_effect, optimizer.sharpness_formula),
-        modified_loss=optimizer.modified_loss or "", order=order, memory_ratio=ratio)
+        channels=rows, net_effect=net_effect, net_strength=primary.net, basis=basis, regime=regime,
+        verdict=_verdict(net_effect, optimizer.sharpness_formula, structure, evidence),
+        modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence)
     analysis.caveats = _caveats(analysis)
     return analysis
 
@@ -161,20 +177,37 @@ class _Ticker:
         self.progress, self.total, self.done = progress, total, 0
 
     def __call__(self, label):
-        self.done += 1
+        self.done = min(self.done + 1, self.total)
         if self.progress is not None:
             self.progress(self.done, self.total, label)
 
 
-def _measure_terms(optimizer, obj, path, lr, points, tick):
-    """Each term's signed strength and size at ``points`` iterates of ``path``, and the largest |M|/|F|."""
-    grad_N = _grad(optimizer.sharpness_proxy(obj.gradient))
-    names, along_M, sizes, along_F, ratios = None, [], [], [], []
-    for theta in path[np.linspace(0, len(path) - 1, points).astype(int)]:
+@dataclass
+class _Measurement:
+    terms: List[Term]
+    strengths: List[float]
+    sizes: List[float]
+    net: float
+    ratio: float
+    gradients: np.ndarray
+
+
+def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement:
+    """Each term's signed strength and size at ``points`` iterates of the optimizer's path,
+    the largest |M|/|F|, and the loss gradients met there."""
+    tick = tick or (lambda label: None)
+    obj = objective(loss_fn, theta)
+    with np.errstate(all="ignore"):
+        path = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
+    grad_N = _grad(optimizer.sharpness_proxy(obj.gradient, obj.loss))
+    names, along_M, sizes, along_F, ratios, gradients = None, [], [], [], [], []
+    for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:
         with np.errstate(all="ignore"):
-            terms = terms_at(optimizer, obj, theta, lr)
-            F = np.asarray(optimizer.limit_direction(theta, obj.frozen(theta)), dtype=float)
-            gN = np.asarray(grad_N(theta), dtype=float)
+            terms = terms_at(optimizer, obj, point, lr)
+            frozen = obj.frozen(point)
+            F = np.asarray(optimizer.limit_direction(point, frozen), dtype=float)
+            gN = np.asarray(grad_N(point), dtype=float)
+        gradients.append(np.asarray(frozen.value, dtype=float))
         names = list(terms)
         along_M.append([float(gN @ terms[k]) for k in names])
         normF = float(np.linalg.norm(F)) or 1.0
@@ -183,21 +216,42 @@ def _measure_terms(optimizer, obj, path, lr, points, tick):
         along_F.append(abs(float(gN @ F)))
         tick("terms")
     scale = float(np.mean(along_F)) or 1.0
-    strengths = np.mean(along_M, axis=0) / scale
-    mean_sizes = np.mean(sizes, axis=0)
+    strengths = [float(x) for x in np.mean(along_M, axis=0) / scale]
     described = {t.name: t for t in optimizer.terms()}
-    rows = [_row(described.get(name, Term(name)), float(s), float(z), lr)
-            for name, s, z in zip(names, strengths, mean_sizes)]
-    return rows, float(max(ratios))
+    return _Measurement([described.get(name, Term(name)) for name in names], strengths,
+                        [float(x) for x in np.mean(sizes, axis=0)], float(sum(strengths)), float(max(ratios)),
+                        np.array(gradients))
 
 
-def _row(term: Term, strength: float, size: float, lr: float) -> ChannelEffect:
-    if term.decay is None:
-        memory_number = None
+def _measured_effect(strength: float) -> Effect:
+    if not np.isfinite(strength) or abs(strength) <= ROUNDING:
+        return Effect.NONE
+    return Effect.REGULARIZING if strength > 0 else Effect.ANTI_REGULARIZING
+
+
+def _decide(structure: Optional[Structure], evidence: List[Evidence], primary: _Measurement):
+    """(net effect, basis, regime): the declared structure where it decides, else the measurements."""
+    if structure is not None and structure.effect != Effect.DEPENDS:
+        return structure.effect, "declared", structure.regime
+    if structure is not None:          # the components disagree: this loss's measured sum decides here
+        return _measured_effect(primary.net), "measured", structure.regime
+    measured = {item.measured for item in evidence if item.measured != Effect.NONE}
+    if not measured:
+        return Effect.NONE, "measured", "measured on every evidence loss: below rounding"
+    if len(measured) > 1:
+        return Effect.DEPENDS, "measured", "measured: the evidence losses disagree"
+    return measured.pop(), "measured", "measured on every evidence loss"
+
+
+def _row(term: Term, strength: float, size: float, structure: Optional[Structure]) -> ChannelEffect:
+    declared = None if structure is None else structure.signs.get(term.name)
+    if not term.has_memory:
+        effect = Effect.NONE
+    elif declared is not None:
+        effect = {1: Effect.REGULARIZING, -1: Effect.ANTI_REGULARIZING, 0: Effect.NONE}[declared]
     else:
-        memory_number = lr * term.decay / (1 - term.decay) if term.decay > 0 else 0.0
-    effect = _effect(strength) if term.has_memory else Effect.NONE
-    return ChannelEffect(term.name, term.decay, term.weight, memory_number, effect, strength, size, term.formula)
+        effect = _measured_effect(strength)
+    return ChannelEffect(term.name, term.decay, term.weight, effect, strength, size, term.formula, declared)
 
 
 def _evidence(optimizer, loss_fn, theta, lr, evidence_steps, tick):
@@ -231,12 +285,6 @@ def _exact(errors: Sequence[float]) -> bool:
 # ----------------------------------------------------------------------------
 
 
-def _effect(strength: float) -> Effect:
-    if not np.isfinite(strength) or abs(strength) < NEGLIGIBLE:
-        return Effect.NONE
-    return Effect.REGULARIZING if strength > 0 else Effect.ANTI_REGULARIZING
-
-
 def describe(row: ChannelEffect) -> str:
     """A term in words, with its decay and weight."""
     if row.decay is None:
@@ -245,34 +293,32 @@ def describe(row: ChannelEffect) -> str:
     return f"{row.name} (beta = {row.decay:g}{weight})"
 
 
-def _verdict(rows: List[ChannelEffect], net_effect: Effect, proxy: str) -> str:
-    active = sorted((r for r in rows if r.effect != Effect.NONE), key=lambda r: -abs(r.strength))
-    quiet = [r for r in rows if (r.decay is None or r.decay > 0) and r.effect == Effect.NONE]
-    if not active:
-        why = (f" ({', '.join(r.name for r in quiet)}: the memory term is below {NEGLIGIBLE:g} of the step)"
-               if quiet else " (no channel has memory)")
-        return f"Memory does not measurably change {proxy}{why}: no anti-regularization."
-    lead, others = active[0], active[1:]
+def _measured_list(evidence: List[Evidence]) -> str:
+    return ", ".join(f"{e.loss} {e.strength:+.2g}" for e in evidence)
+
+
+def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evidence: List[Evidence]) -> str:
+    """The verdict in words: what memory does to N, and why."""
+    if net_effect == Effect.DEPENDS:
+        return (f"The sign of memory's effect on {proxy} depends on the loss: measured strengths "
+                f"{_measured_list(evidence)}.")
     if net_effect == Effect.NONE:
-        return f"The channels cancel: {', '.join(describe(r) for r in active)}."
+        why = structure.reason if structure else "the measured effect is below rounding on every evidence loss"
+        return f"Memory does not change {proxy}: {why}."
     does = "penalizes" if net_effect == Effect.REGULARIZING else "rewards large"
     head = f"Memory {'regularizes' if net_effect == Effect.REGULARIZING else 'anti-regularizes'}: it {does} {proxy}."
-    against = [r for r in others if r.effect != lead.effect]
-    if against:
-        return (f"{head} {describe(lead)} outweighs {', '.join(describe(r) for r in against)} "
-                f"(strengths {lead.strength:+.3g} vs {', '.join(f'{r.strength:+.3g}' for r in against)}).")
-    return f"{head} Driven by {', '.join(describe(r) for r in active)}."
+    if structure is not None and structure.effect != Effect.DEPENDS:
+        return f"{head} Why: {structure.reason}."
+    if structure is not None:
+        return f"{head} Measured on this path ({structure.reason})."
+    return f"{head} Measured on every evidence loss: {_measured_list(evidence)}."
 
 
 def _caveats(analysis: Analysis) -> List[str]:
     caveats = []
-    for c in analysis.channels:
-        if c.memory_number is not None and c.memory_number > FIRST_ORDER_LIMIT:
-            caveats.append(f"channel {c.name}: memory number h*beta/(1-beta) = {c.memory_number:.3g} > "
-                           f"{FIRST_ORDER_LIMIT}: lr is beyond the range where the first-order correction holds")
     if analysis.memory_ratio > RATIO_LIMIT:
-        caveats.append(f"|M|/|F| reaches {analysis.memory_ratio:.3g} along the trajectory: the correction is "
-                       "not small, so the corrected iteration need not track the optimizer")
+        caveats.append(f"|M|/|F| reaches {analysis.memory_ratio:.3g} along the trajectory (above {RATIO_LIMIT}): the "
+                       "correction is not small at this lr, so the corrected iteration need not track the optimizer")
     evidence = analysis.order
     if evidence["diverged"]:
         caveats.append(f"no evidence: {evidence['diverged']}")
@@ -284,5 +330,5 @@ def _caveats(analysis: Analysis) -> List[str]:
             why = (f"; the horizon spans only {evidence['memory_lengths']:.3g} memory lengths 1/(1-beta), "
                    "so the order may also be pre-asymptotic")
         caveats.append(f"the corrected memoryless iteration shows order {order:.2f}, not 2, on this loss at "
-                       f"this lr{why}: treat the verdict as qualitative")
+                       f"this lr{why}")
     return caveats

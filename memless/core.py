@@ -29,6 +29,7 @@ The callers (:mod:`memless.engine`, :mod:`memless.trajectory`,
 from __future__ import annotations
 
 import abc
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
@@ -46,6 +47,39 @@ LIMIT_STEPS = 10_000
 # ----------------------------------------------------------------------------
 # What an optimizer declares for reports
 # ----------------------------------------------------------------------------
+
+
+class Effect(str, enum.Enum):
+    """What memory does to the sharpness proxy N: the sign of <grad N, M>."""
+
+    REGULARIZING = "regularizing"
+    ANTI_REGULARIZING = "anti-regularizing"
+    NONE = "none"
+    DEPENDS = "depends on the loss"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What an optimizer's declared modified loss says its memory does, and where that holds.
+
+    Each correction term has the form ``M_l = c_l P grad N`` with P positive, so the sign of
+    <grad N, M_l> is the sign of c_l -- exactly, in the regime the optimizer states.
+
+    * ``effect``: the net effect there (``Effect.DEPENDS`` when components disagree);
+    * ``regime``: the condition, as printed ("exact", "every |g_i| > 0.095 sqrt(eps)", ...);
+    * ``reason``: why, with the weights;
+    * ``modified_loss``: the modified loss in this regime;
+    * ``signs``: the sign (+1, -1, 0) of each channel's term.
+    """
+
+    effect: Effect
+    regime: str
+    reason: str
+    modified_loss: str = ""
+    signs: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -271,7 +305,7 @@ class MemoryOptimizer(abc.ABC):
         """How many steps the memory spans: ``window`` (or 10 if undeclared) for a generic optimizer."""
         return float(self.window or 10)
 
-    def sharpness_proxy(self, gradient: Callable) -> Callable:
+    def sharpness_proxy(self, gradient: Callable, loss: Optional[Callable] = None) -> Callable:
         """N(theta), the quantity whose change tells regularizing from anti-regularizing:
         ``||grad L||^2`` for ``sharpness = "l2"``, ``||grad L||_{1,eps}`` for ``"l1"``."""
         if self.sharpness == "l1":
@@ -290,6 +324,17 @@ class MemoryOptimizer(abc.ABC):
         Override it where the correction is a (preconditioned) gradient field;
         :func:`memless.implicit_loss` checks the claim numerically.
         """
+        return None
+
+    def implicit_loss_at(self, loss: Callable, lr: float, gradient: np.ndarray) -> Optional[ImplicitLoss]:
+        """The implicit loss in the regime that holds where the loss gradient is ``gradient``
+        (adaptive methods have one per regime); by default :meth:`implicit_loss`."""
+        return self.implicit_loss(loss, lr)
+
+    def structure(self, gradients: np.ndarray) -> Optional[Structure]:
+        """What the declared modified loss says memory does, given the loss gradients met along
+        a path (an array, one row per point), or None where the optimizer declares nothing:
+        then the report's verdict is the measurement."""
         return None
 
 

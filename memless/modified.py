@@ -189,12 +189,15 @@ def _symmetric_part_test(field_, theta, rng, pairs=3, delta=1e-5):
 
 def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, *, tol: float = 1e-5,
                   seed: int = 0) -> ImplicitLossCheck:
-    """The implicit loss Ltilde of ``optimizer`` (F + M = P grad Ltilde), checked numerically at ``theta``.
+    """The implicit loss Ltilde of ``optimizer`` (F + M = P grad Ltilde + lambda theta), checked at ``theta``.
 
-    The check: w = (F + M)/P must have a symmetric Jacobian (curl-free), tested with
-    central-difference Jacobian-vector products along random pairs u, v (no d x d
-    matrix); and P grad Ltilde must equal F + M.  An optimizer that declares no
-    implicit loss gets the curl test with P = 1 and ``loss=None``.
+    The optimizer declares it for the regime that holds at ``theta``
+    (:meth:`MemoryOptimizer.implicit_loss_at`); lambda is a decoupled weight decay kept
+    apart from the gradient field (0 for most optimizers).  The check: w = (F + M - lambda
+    theta)/P must have a symmetric Jacobian (curl-free), tested with central-difference
+    Jacobian-vector products along random pairs u, v (no d x d matrix); and P grad Ltilde
+    + lambda theta must equal F + M.  An optimizer that declares no implicit loss gets the
+    curl test with P = 1 and ``loss=None``.
 
     >>> import memless, numpy as np
     >>> check = memless.implicit_loss(memless.get_optimizer("heavy-ball", beta=0.5),
@@ -208,7 +211,8 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise MemlessError(f"seed must be an integer, got {seed!r}")
     obj = objective(loss, theta)
-    declared = optimizer.implicit_loss(obj.loss, lr)
+    declared = optimizer.implicit_loss_at(obj.loss, lr, obj.gradient(theta))
+    decay = 0.0 if declared is None else float(declared.decay)
 
     def step(x):
         frozen = obj.frozen(x)
@@ -223,14 +227,15 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
 
     def w(x):
         total, g = step(x)
-        return total / preconditioner(x, g)
+        return (total - decay * x) / preconditioner(x, g)
 
     with np.errstate(all="ignore"):
         asymmetry = _symmetric_part_test(w, theta, np.random.default_rng(seed))
         residual = float("nan")
         if declared is not None:
             total, g = step(theta)
-            predicted = preconditioner(theta, g) * np.asarray(objective(declared.loss, theta).gradient(theta))
+            predicted = preconditioner(theta, g) * np.asarray(objective(declared.loss, theta).gradient(theta)) \
+                + decay * theta
             residual = float(np.linalg.norm(predicted - total) / max(np.linalg.norm(total), 1e-300))
     name = optimizer.label
     if declared is None:
@@ -238,7 +243,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
                 else "not a preconditioned gradient field with these hyperparameters (e.g. weight decay)")
         return ImplicitLossCheck(name, None, "", "none", asymmetry, residual, bool(asymmetry <= tol), note)
     curl_free = bool(asymmetry <= tol)
-    note = "" if curl_free else (f"(F + M)/P is not curl-free here (asymmetry {asymmetry:.1e}): the implicit loss holds "
+    note = "" if curl_free else (f"(F + M - lambda theta)/P is not curl-free here (asymmetry {asymmetry:.1e}): the implicit loss holds "
                                  f"only in its regime, {declared.regime}")
     return ImplicitLossCheck(name, declared.loss, declared.formula, declared.regime, asymmetry, residual,
                              curl_free, note)

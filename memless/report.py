@@ -13,64 +13,106 @@ from typing import List
 
 from .analysis import Analysis, Effect
 
-_STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim"}
+_STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim", Effect.DEPENDS: "yellow"}
 
 
 def _style(effect) -> str:
     return _STYLE[Effect(effect)]
 
 
+_SIGN = {1: "+", -1: "-", 0: "0", None: "?"}
+
+
 def render(analysis: Analysis):
     """A rich renderable of one analysis (print it with a rich Console)."""
-    from rich import box
     from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
+
+    parts = [_header(analysis), _channels(analysis), _legend(analysis), _verdict_panel(analysis),
+             _order_table(analysis)]
+    if analysis.caveats:
+        from rich.panel import Panel
+        parts.append(Panel("\n".join(f"- {c}" for c in analysis.caveats),
+                           title="caution: the evidence at this lr is outside the theory's range",
+                           border_style="yellow"))
+    return Group(*parts)
+
+
+def _header(analysis):
     from rich.text import Text
 
     hp = ", ".join(f"{k}={v}" for k, v in analysis.hyperparameters.items()) or "none"
-    head = Text.assemble((analysis.optimizer, "bold"), f"  ({analysis.reference})\n" if analysis.reference else "\n",
+    return Text.assemble((analysis.optimizer, "bold"), f"  ({analysis.reference})\n" if analysis.reference else "\n",
                          f"update: {analysis.update_rule}\n" if analysis.update_rule else "",
                          f"hyperparameters: {hp}\n",
-                         f"loss: {analysis.loss}, lr h = {analysis.lr:g}, "
-                         f"sharpness proxy N = {analysis.sharpness}")
+                         f"loss: {analysis.loss}, lr h = {analysis.lr:g}, sharpness proxy N = {analysis.sharpness}")
+
+
+def _channels(analysis):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Memory channels: M = sum of the channel terms M_l (Eq. 12, Section 3.2)",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("channel", no_wrap=True)
-    for column in ("β", "weight", "memory #", "size", "strength"):
+    for column in ("β", "weight", "sign", "size", "strength"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("effect", no_wrap=True)
     for c in analysis.channels:
-        table.add_row(c.name, _num(c.decay), _num(c.coefficient), _num(c.memory_number), _num(c.size),
+        table.add_row(c.name, _num(c.decay), _num(c.coefficient), _SIGN[c.declared], _num(c.size),
                       f"{c.strength:+.2g}", Text(str(c.effect), style=_style(c.effect)))
-    legend = ("weight = b*beta/(1-beta)^2, the channel's coefficient in M; memory # = h*beta/(1-beta), small "
-              "where the theory holds; size = |M_l|/|F|, the term relative to the step; strength = "
-              "<grad N, M_l> / |<grad N, F>| along the trajectory, > 0 regularizing")
-    forms = [f"  {c.name}: M_l = {c.formula}" for c in analysis.channels if c.formula]
-    closed = Text(legend + ("\nclosed forms (Cattaneo & Shigida 2025, Sec. 3.2 and 4; F = the limit direction):\n" + "\n".join(forms) if forms else ""), style="dim")
+    return table
 
-    verdict = Text(analysis.verdict)
+
+def _legend(analysis):
+    from rich.text import Text
+
+    legend = ("weight = b*beta/(1-beta)^2, the channel's coefficient in its memory sum (its sign is not the "
+              "effect's: Phi can reverse it, as Lion's -grad K(-c) does); sign = the sign of <grad N, M_l> that "
+              "the optimizer's modified loss declares (? = none declared); size = |M_l|/|F|, the term relative "
+              "to the step; strength = <grad N, M_l> / |<grad N, F>| measured along the trajectory, > 0 "
+              "regularizing")
+    forms = [f"  {c.name}: M_l = {c.formula}" for c in analysis.channels if c.formula]
+    if forms:
+        legend += ("\nclosed forms (Cattaneo & Shigida 2025, Sec. 3.2 and 4; F = the limit direction, "
+                   "H = the Hessian, D = g^2 + eps):\n" + "\n".join(forms))
+    return Text(legend, style="dim")
+
+
+def _verdict_panel(analysis):
+    from rich.panel import Panel
+    from rich.text import Text
+
+    body = Text(analysis.verdict)
+    body.append(f"\nholds: {analysis.regime}" + ("" if analysis.basis == "declared" else " (measured)"))
     if analysis.modified_loss:
-        verdict.append(f"\nmodified loss: {analysis.modified_loss}")
-    verdict_panel = Panel(verdict, title=f"verdict: {analysis.net_effect}", border_style=_style(analysis.net_effect))
+        body.append(f"\nmodified loss: {analysis.modified_loss}")
+    marks = []
+    for e in analysis.evidence:
+        mark = "below rounding" if e.agrees is None else ("agrees" if e.agrees else "DISAGREES")
+        marks.append(f"{e.loss} {e.strength:+.2g} ({mark})")
+    body.append("\nmeasured strength of M on each loss: " + ", ".join(marks))
+    return Panel(body, title=f"verdict: {analysis.net_effect}", border_style=_style(analysis.net_effect))
+
+
+def _order_table(analysis):
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
 
     order = analysis.order
-    evidence = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"Evidence (Theorem 3.3): max error of the memoryless iteration vs the optimizer "
-                           f"over the horizon t = {order['horizon']:g}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"Evidence (Theorem 3.3): max error of the memoryless iteration vs the optimizer "
+                        f"over the horizon t = {order['horizon']:g}")
     for column in ("lr", "error with M", "error without M"):
-        evidence.add_column(column, justify="right")
+        table.add_column(column, justify="right")
     for lr, ec, eu in zip(order["lrs"], order["errors_corrected"], order["errors_uncorrected"]):
-        evidence.add_row(f"{lr:g}", f"{ec:.3e}", f"{eu:.3e}")
-    evidence.add_row("order", _order(order, "corrected"), _order(order, "uncorrected"), style="bold")
-    ratio = Text(f"largest |M|/|F| along the trajectory: {analysis.memory_ratio:.3g}  "
-                 f"(the first-order theory needs it small)")
-
-    parts = [head, table, closed, verdict_panel, evidence, ratio]
-    if analysis.caveats:
-        parts.append(Panel("\n".join(f"- {c}" for c in analysis.caveats), title="caution: outside the theory's range",
-                           border_style="yellow"))
-    return Group(*parts)
+        table.add_row(f"{lr:g}", f"{ec:.3e}", f"{eu:.3e}")
+    table.add_row("order", _order(order, "corrected"), _order(order, "uncorrected"), style="bold")
+    ratio = Text(f"largest |M|/|F| along the trajectory: {analysis.memory_ratio:.3g}  (the first-order theory "
+                 f"needs it small; above 0.3 the report cautions)")
+    return Group(table, ratio)
 
 
 def render_comparison(analyses: List[Analysis]):
@@ -81,21 +123,18 @@ def render_comparison(analyses: List[Analysis]):
 
     table = Table(title=f"What memory does to the loss ({analyses[0].loss} loss, lr = {analyses[0].lr:g})",
                   box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption="memory # = max h*beta/(1-beta); order = empirical order with/without M; "
-                          "* = outside the theory's range: run 'report NAME'")
+                  caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
+                          "the path; order = empirical order with/without M; * = caution: run 'report NAME'")
     table.add_column("optimizer", no_wrap=True)
     table.add_column("net effect", no_wrap=True)
+    table.add_column("basis", no_wrap=True)
     table.add_column("strength", justify="right", no_wrap=True)
-    table.add_column("memory #", justify="right", no_wrap=True)
     table.add_column("|M|/|F|", justify="right", no_wrap=True)
     table.add_column("order", justify="right", no_wrap=True)
-
     for a in analyses:
-        numbers = [c.memory_number for c in a.channels if c.memory_number is not None]
         name = a.optimizer + ("*" if a.caveats else "")
-        table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), f"{a.net_strength:+.2g}",
-                      _num(max(numbers) if numbers else None), _num(a.memory_ratio),
-                      f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}")
+        table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
+                      _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}")
     return table
 
 

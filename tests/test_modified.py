@@ -123,11 +123,45 @@ def test_adaptive_implicit_losses_hold_as_eps_vanishes(name, hp):
     assert "eps -> 0" in large.note
 
 
-def test_no_implicit_loss_is_said_so():
-    wd = memless.implicit_loss(memless.get_optimizer("adamw", weight_decay=0.1, eps=1e-10),
-                               far_from_zero_gradients, ref.POINTS[0], lr=1e-3)
-    assert wd.loss is None and "weight decay" in wd.note and "no implicit loss" in wd.summary()
+@pytest.mark.parametrize("eps_inside", [True, False])
+def test_adamw_with_decay_has_the_papers_implicit_loss(eps_inside):
+    """Section 4: F + M = P grad Ltilde + lambda theta, Ltilde = L + h (c1 - c2) [||grad L||_1 + lambda
+    (grad L . theta - L)] as eps -> 0, the decay step kept apart from the gradient field."""
+    def check(eps):
+        opt = memless.get_optimizer("adamw", weight_decay=0.1, eps=eps, eps_inside=eps_inside)
+        return memless.implicit_loss(opt, far_from_zero_gradients, ref.POINTS[0], lr=1e-3)
 
+    at_8, at_10 = check(1e-8), check(1e-10)
+    assert at_8.loss is not None and "lambda (grad L . theta - L)" in at_8.formula
+    assert at_8.residual < 1e-5, at_8.summary()
+    assert at_10.curl_free and at_10.residual < 1e-7, at_10.summary()
+    # what is left is O(eps): 100 times smaller at eps = 1e-10 than at 1e-8 (or already at rounding)
+    assert at_10.asymmetry < 0.05 * at_8.asymmetry or at_10.asymmetry < 1e-9
+    # the decay step matters: P grad Ltilde alone misses F + M by lambda theta
+    from autograd import grad
+    opt = memless.get_optimizer("adamw", weight_decay=0.1, eps=1e-8, eps_inside=eps_inside)
+    declared, t = opt.implicit_loss(far_from_zero_gradients, 1e-3), ref.POINTS[0]
+    g = grad(far_from_zero_gradients)(t)
+    total = opt.limit_direction(t, grad(far_from_zero_gradients)) + memless.correction(
+        opt, far_from_zero_gradients, t, lr=1e-3)
+    field = declared.preconditioner(t, g) * grad(declared.loss)(t)
+    assert np.linalg.norm(field + 0.1 * t - total) < 1e-5 * np.linalg.norm(total)
+    assert np.linalg.norm(field - total) > 1e-3 * np.linalg.norm(total)
+
+
+def test_adamw_at_large_eps_has_the_small_gradient_implicit_loss():
+    """Every |g_i| << sqrt(eps): F + M = eps^(-1/2) grad [L + h c1 ||grad L||^2/(2 sqrt(eps))] (+ decay):
+    the first moment alone, a ||grad L||^2 penalty on a flow slowed by eps^(-1/2)."""
+    from memless.losses import logistic
+    theta = np.full(4, 0.3)
+    for decay in (0.0, 0.05):
+        opt = memless.get_optimizer("adamw", beta2=0.99, eps=1e6, weight_decay=decay)
+        check = memless.implicit_loss(opt, logistic, theta, lr=1e-3)
+        assert check.regime == "every |g_i| << sqrt(eps)" and "||grad L||^2/(2 sqrt(eps))" in check.formula
+        assert check.residual < 1e-4 and check.curl_free, check.summary()
+
+
+def test_no_implicit_loss_is_said_so():
     class Plain(memless.MemoryOptimizer):
         window = 2
 

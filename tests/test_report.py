@@ -4,6 +4,7 @@ import json
 import os
 
 import autograd.numpy as anp
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -12,6 +13,7 @@ from memless.optimizers import RMSProp
 from memless.analysis import analyze, to_json
 from memless.report import render, render_comparison
 
+REFERENCE_START = np.array([0.3, 0.5, -0.4])
 SNAPSHOTS = os.path.join(os.path.dirname(__file__), "snapshots")
 FAST = dict(points=6, evidence_steps=100)
 
@@ -30,8 +32,8 @@ def effects(name, **hp):
     ("adam", {}, "anti-regularizing"),
     ("nadam", {}, "anti-regularizing"),
     ("rmsprop", {}, "anti-regularizing"),
-    ("lion", {}, "none"),
-    ("lion", dict(k="sign"), "none"),
+    ("lion", {}, "regularizing"),                                 # <grad N, M> >= 0 exactly, O(eps) small
+    ("lion", dict(k="sign"), "none"),                             # M = 0
     ("gd", {}, "none"),
 ])
 def test_effects_as_the_papers_say(name, hp, net):
@@ -53,32 +55,41 @@ def test_lion_is_never_anti_regularized():
 
 
 class Amplified(RMSProp):
-    """RMSProp with the preconditioner turned upside down: Phi = g sqrt(v + eps)."""
+    """RMSProp with the preconditioner turned upside down: Phi = g sqrt(v + eps) -- but still
+    declaring RMSProp's structure, which no longer describes it."""
 
     def combine(self, m):
         return m["gradient"] * anp.sqrt(m["second-moment"] + self.eps)
 
 
+class AmplifiedUndeclared(Amplified):
+    def structure(self, gradients):
+        return None
+
+
 def test_effect_is_measured_from_the_engine_terms():
-    """Flip the sign of dPhi/dv and the second-moment term, and the verdict, flip with it."""
+    """Flip the sign of dPhi/dv: the measured strength flips with it; a stale declaration is caught by
+    the evidence (it disagrees), and without a declaration the verdict is the measurement."""
     before = analyze(RMSProp(), **FAST)
-    after = analyze(Amplified(), **FAST)
+    stale = analyze(Amplified(), **FAST)
+    after = analyze(AmplifiedUndeclared(), **FAST)
     assert before.net_effect == "anti-regularizing" and after.net_effect == "regularizing"
     assert before.channels[1].strength < 0 < after.channels[1].strength
+    assert all(e.agrees for e in before.evidence)
+    assert stale.net_effect == "anti-regularizing" and all(e.agrees is False for e in stale.evidence)
+    assert after.basis == "measured" and all(e.agrees for e in after.evidence)
 
 
 def test_verdict_explains_why():
     a = analyze(memless.get_optimizer("adamw"), **FAST)
-    assert "second-moment (beta = 0.999, weight b*beta/(1-beta)^2 = 999) outweighs first-moment (beta = 0.9, " \
-           "weight b*beta/(1-beta)^2 = 9)" in a.verdict
-    assert "||grad L||_1" in a.modified_loss
+    assert "c1 = beta1/(1-beta1) = 9, c2 = beta2/(1-beta2) = 999" in a.verdict
+    assert "||grad L||_1" in a.modified_loss and a.basis == "declared"
 
 
 def test_caveat_when_lr_is_beyond_first_order_range():
-    """AdamW defaults: h beta2/(1-beta2) = 0.999; the report must not print a bare verdict."""
+    """AdamW defaults at h = 1e-3: |M|/|F| > 1; the report must not print a bare verdict."""
     a = analyze(memless.get_optimizer("adamw"), **FAST)
-    assert any("memory number h*beta/(1-beta) = 0.999" in c for c in a.caveats)
-    assert any("|M|/|F| reaches" in c for c in a.caveats)
+    assert a.memory_ratio > 1 and any("|M|/|F| reaches" in c for c in a.caveats)
     small = analyze(memless.get_optimizer("heavy-ball", beta=0.5), loss="logistic", **FAST)
     assert small.caveats == []
     assert 1.7 < small.order["corrected"] < 2.3 and 0.8 < small.order["uncorrected"] < 1.2
@@ -133,3 +144,88 @@ def test_report_snapshot_with_caution():
 def test_compare_snapshot():
     analyses = [analyze(memless.get_optimizer(name), **FAST) for name in ("adamw", "lion")]
     check_snapshot("compare-adamw-lion.txt", text_of(render_comparison(analyses)))
+
+
+# -- verdicts: declared where the theory is exact, measured where it is not ---------------
+
+ALL_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
+
+
+def test_lion_l2_is_heavy_ball_and_regularizes():
+    """K = ||x||^2/2, rho1 = rho2 = beta: Lion is heavy-ball with an EMA, i.e. heavy-ball at lr h (1 - beta):
+    h (F + M) of Lion at h equals h' (F + M) of heavy-ball at h' = h (1 - beta)."""
+    from memless.losses import curvy
+    from memless.objective import Objective
+    beta, h = 0.8, 1e-3
+    lion = memless.get_optimizer("lion", k="l2", rho1=beta, rho2=beta)
+    ball = memless.get_optimizer("heavy-ball", beta=beta)
+    gradient = Objective(curvy).gradient
+    for theta in (REFERENCE_START, REFERENCE_START[::-1]):
+        lion_step = h * (lion.limit_direction(theta, gradient) + memless.correction(lion, curvy, theta, lr=h))
+        ball_step = h * (1 - beta) * (ball.limit_direction(theta, gradient)
+                                      + memless.correction(ball, curvy, theta, lr=h * (1 - beta)))
+        np.testing.assert_allclose(lion_step, ball_step, rtol=1e-12)
+    a = analyze(lion, **FAST)
+    assert a.sharpness == "||grad L||^2" and a.net_effect == "regularizing" and a.basis == "declared"
+    assert all(e.agrees is not False for e in a.evidence)
+
+
+def test_default_lion_verdict_is_the_same_on_every_loss():
+    verdicts = {loss: analyze(memless.get_optimizer("lion"), loss=loss, **FAST) for loss in ALL_LOSSES}
+    assert {str(a.net_effect) for a in verdicts.values()} == {"regularizing"}
+    for a in verdicts.values():
+        assert a.basis == "declared" and "small where every |g_i| >> sqrt(eps)" in a.verdict
+        assert all(e.measured != "anti-regularizing" for e in a.evidence)
+
+
+def test_adamw_threshold_decides_exactly():
+    """eps inside, no decay: the weight of component i is (c1 - c2) g_i^2 + c1 eps. Large eps puts every
+    |g_i| below tau on logistic (regularizing), the default eps puts them above (anti-regularizing)."""
+    big = analyze(memless.get_optimizer("adam", beta1=0.9, beta2=0.99, eps=100.0), loss="logistic", **FAST)
+    small = analyze(memless.get_optimizer("adam", beta1=0.9, beta2=0.99), loss="logistic", **FAST)
+    assert big.net_effect == "regularizing" and "every |g_i| < tau" in big.regime
+    assert small.net_effect == "anti-regularizing" and "every |g_i| > tau" in small.regime
+    assert big.evidence[0].agrees and small.evidence[0].agrees      # the measurement on this loss agrees
+    assert "||grad L||^2/(2 sqrt(eps))" in big.modified_loss           # the small-gradient regime's loss
+
+
+class GenericAdam(memless.MemoryOptimizer):
+    """Adam in the history form only (no channels, no declared structure)."""
+
+    hyperparameters = (memless.decay("beta1", 0.5), memless.decay("beta2", 0.9), memless.positive("eps", 0.05))
+    window = 40
+
+    def direction(self, history, gradient):
+        n = len(history) - 1
+        m = v = 0.0
+        for k, theta in enumerate(history[: self.window]):
+            g = gradient(theta)
+            m = m + self.beta1 ** k * g
+            v = v + self.beta2 ** k * g ** 2
+        m = m * (1 - self.beta1) / (1 - self.beta1 ** (n + 1))
+        v = v * (1 - self.beta2) / (1 - self.beta2 ** (n + 1))
+        return m / anp.sqrt(v + self.eps)
+
+
+def test_generic_optimizer_whose_signs_disagree_depends_on_the_loss():
+    opt = GenericAdam(beta1=0.5, beta2=0.9, eps=1.0)     # small gradients on logistic, large elsewhere
+    a = analyze(opt, loss="logistic", points=3, evidence_steps=20, steps=60)
+    measured = {str(e.measured) for e in a.evidence}
+    assert {"regularizing", "anti-regularizing"} <= measured
+    assert a.net_effect == "depends on the loss" and a.basis == "measured"
+    assert "depends on the loss" in a.verdict
+
+
+def test_adamw_with_decay_is_declared_as_eps_vanishes():
+    a = analyze(memless.get_optimizer("adamw", weight_decay=0.1), **FAST)
+    assert a.net_effect == "anti-regularizing" and a.basis == "declared"
+    assert a.sharpness == "||grad L||_{1,eps} + lambda (grad L . theta - L)"
+    assert "lambda (grad L . theta - L)" in a.modified_loss and "as eps -> 0" in a.regime
+
+
+def test_json_carries_regime_evidence_and_declared_signs():
+    data = json.loads(to_json(analyze(memless.get_optimizer("adamw"), **FAST)))
+    assert data["regime"] and data["basis"] == "declared"
+    assert [e["loss"] for e in data["evidence"]] == list(ALL_LOSSES)
+    assert {c["name"]: c["declared"] for c in data["channels"]} == \
+        {"first-moment": 1, "second-moment": -1, "weight-decay": None}

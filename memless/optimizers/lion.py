@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import autograd.numpy as anp
 
-from ..core import Channel, DecoupledWeightDecay, ImplicitLoss, MomentumOptimizer, gradient_signal
+import numpy as np
+
+from ..core import Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
 from ..errors import HyperparameterError
 from ..hyperparameters import choice, decay, positive, weight_decay
-from .sgd import gradient_penalty
+from .sgd import gradient_penalty, gradient_penalty_structure
 
 
 class _LionK(MomentumOptimizer):
@@ -98,6 +100,29 @@ class Lion(DecoupledWeightDecay, _LionK):
             return "L + h rho1/(2(1-rho2)) ||grad L||^2 (lambda = 0; heavy-ball's form when rho1 = rho2)"
         return ("L, up to a term of size h rho1/(1-rho2) eps/|g_i|^3 |(H F)_i|: small where every "
                 "|g_i| >> sqrt(eps), P = D^(-1/2)")
+
+    def structure(self, gradients):
+        """The sign of <grad N, M> with N the proxy K implies (lambda = 0; with decay: measured)."""
+        weight = self.rho1 / (1.0 - self.rho2)
+        if self.rho1 == 0.0:
+            return Structure(Effect.NONE, "exact", "rho1 = 0: the step reads the current gradient only",
+                             "L", {"momentum": 0})
+        if self.k == "sign":
+            return Structure(Effect.NONE, "exact", "grad K = sign has zero derivative, so M = 0", self.modified_loss,
+                             {"momentum": 0})
+        if self.weight_decay:
+            return None
+        if self.k == "l2":
+            return gradient_penalty_structure(weight, "rho1/(1-rho2)", self.modified_loss)
+        g = np.abs(np.asarray(gradients, dtype=float))
+        smallest = float(np.min(g)) / np.sqrt(self.eps) if g.size else float("nan")
+        size = ("small" if smallest >= 10 else "not small") + \
+            f" here: min |g_i|/sqrt(eps) = {smallest:.3g} along the path (small where every |g_i| >> sqrt(eps))"
+        return Structure(
+            Effect.REGULARIZING, "exact in sign, on every loss",
+            f"M = h rho1/(1-rho2) hess K(-g) H F with hess K(-g)_i = eps/(g_i^2 + eps)^(3/2) > 0 and grad N = H F, "
+            f"so <grad N, M> = h {weight:.4g} sum_i eps/(g_i^2+eps)^(3/2) (H F)_i^2 >= 0; its size is {size}",
+            self.modified_loss, {"momentum": 1})
 
     def implicit_loss(self, loss, lr):
         """lambda = 0: l2 -> L + h rho1/(2(1-rho2)) ||grad L||^2; l1-smooth -> L as eps -> 0; sign -> L."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import autograd.numpy as anp
 from autograd import grad
 
-from ..core import Channel, ImplicitLoss, MomentumOptimizer, gradient_signal
+from ..core import Channel, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
 from ..hyperparameters import decay
 
 
@@ -28,6 +28,9 @@ class GD(MomentumOptimizer):
 
     def implicit_loss(self, loss, lr):
         return ImplicitLoss(loss, lambda theta, grad: 1.0, self.modified_loss)
+
+    def structure(self, gradients):
+        return Structure(Effect.NONE, "exact", "no memory: M = 0", self.modified_loss)
 
     def combine(self, m):
         return m["gradient"]
@@ -65,6 +68,10 @@ class HeavyBall(MomentumOptimizer):
         return gradient_penalty(loss, lr * self.beta / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
                                 self.modified_loss)
 
+    def structure(self, gradients):
+        return gradient_penalty_structure(self.beta / (1.0 - self.beta) ** 3, "beta/(1-beta)^3",
+                                          self.modified_loss)
+
     def combine(self, m):
         return m["momentum"]
 
@@ -96,6 +103,10 @@ class Nesterov(MomentumOptimizer):
         return gradient_penalty(loss, lr * self.beta ** 2 / (1.0 - self.beta) ** 2, 1.0 / (1.0 - self.beta),
                                 self.modified_loss)
 
+    def structure(self, gradients):
+        return gradient_penalty_structure(self.beta ** 2 / (1.0 - self.beta) ** 3, "beta^2/(1-beta)^3",
+                                          self.modified_loss)
+
     def combine(self, m):
         return m["momentum"] + m["gradient"]
 
@@ -108,3 +119,13 @@ def gradient_penalty(loss, weight: float, step: float, formula: str) -> Implicit
         return loss(theta) + 0.5 * weight * anp.sum(gradient(theta) ** 2)
 
     return ImplicitLoss(modified, lambda theta, g: step, formula)
+
+
+def gradient_penalty_structure(c: float, c_text: str, modified_loss: str, channel: str = "momentum") -> Structure:
+    """M = h c H grad L: <grad ||grad L||^2, M> = 2 h c |H grad L|^2, of the sign of c on every loss."""
+    if c == 0:
+        return Structure(Effect.NONE, "exact", f"{c_text} = 0: no memory", "L", {channel: 0})
+    effect = Effect.REGULARIZING if c > 0 else Effect.ANTI_REGULARIZING
+    return Structure(effect, "exact, on every loss",
+                     f"M = h c H grad L with c = {c_text} = {c:.4g}, so <grad N, M> = 2 h c |H grad L|^2 "
+                     f"{'>=' if c > 0 else '<='} 0", modified_loss, {channel: 1 if c > 0 else -1})
