@@ -4,17 +4,26 @@
 * :func:`minibatch_trajectory` -- the optimizer itself on that order (streaming);
 * :func:`minibatch_correction` -- M^(n) of Eq. (12) for a given order, where the
   history's gradients come from different batches;
-* :func:`permutation_average` -- E over the epoch's permutations of M^(n) for
-  heavy-ball, in closed form, split into the full-batch term and the
-  gradient-variance term (constants :func:`C3`, :func:`C4`).
+* :func:`permutation_average` -- the FIRST epoch: E over its permutations of M^(n) at
+  its last step (n = m - 1), heavy-ball, in closed form (constants :func:`C3`, :func:`C4`);
+* :func:`multi_epoch_average` -- LATER epochs: E of M^(n) as n -> infinity with the
+  batches reshuffled every epoch, at position p of the epoch (constant :func:`kappa`).
 
-With m = n + 1 batches used once each in steps 0..n and g_k = grad L_k::
+Both split into the full-batch term and the gradient-variance term.  With g_k =
+grad L_k, H_k its Hessian and Cov = E[(H_k - Hbar)(g_k - gbar)] = 1/2 grad E||grad L_k
+- grad L||^2 (the gradient variance across batches):
 
-    E[M^(n)] / h = C3 A + C4 B,   A = mean_k H_k g_k,   B = mean_{k != l} H_k g_l
-                 = (C3 + C4) Hbar gbar + (C3 - C4/(m-1)) E[(H_k - Hbar)(g_k - gbar)]
+* first epoch (m = n + 1 batches used once each in steps 0..n)::
 
-and E[(H_k - Hbar)(g_k - gbar)] = 1/2 grad E||grad L_k - grad L||^2: mini-batch
-noise adds a penalty on the gradient variance across batches.
+      E[M^(n)] / h = (C3 + C4) Hbar gbar + (C3 - C4/(m-1)) Cov
+
+* reshuffled every epoch, n -> infinity, step n at position p (0 = first of its epoch)::
+
+      E[M^(n)] / h = beta/(1-beta)^3 Hbar gbar + kappa_p Cov
+
+  where kappa_p > 0 (a finite sum over the epochs, :func:`kappa`): mini-batch noise then
+  adds a penalty on the gradient variance.  The first-epoch weight C3 - C4/(m-1) is a
+  different number (negative for beta = 0.9 and small m): do not use it past the first epoch.
 """
 from __future__ import annotations
 
@@ -196,7 +205,8 @@ class PermutationAverage:
 
 def permutation_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], theta,
                         lr: float) -> PermutationAverage:
-    """Closed-form E[M^(n)] over the random order of one epoch (n + 1 = len(losses) steps), heavy-ball.
+    """Closed-form E[M^(n)] over the random order of the FIRST epoch, at its last step (n + 1 =
+    len(losses) steps from the start), heavy-ball.  Later epochs: :func:`multi_epoch_average`.
 
     >>> import memless, numpy as np
     >>> from memless.minibatch import permutation_average
@@ -242,3 +252,93 @@ def permutation_monte_carlo(optimizer: MemoryOptimizer, losses: Sequence[Callabl
     draws = np.array([minibatch_correction(optimizer, losses, rng.permutation(len(losses)), theta, lr)
                       for _ in range(samples)])
     return draws.mean(axis=0), draws.std(axis=0, ddof=1) / math.sqrt(samples)
+
+
+# ----------------------------------------------------------------------------
+# Later epochs: reshuffled every epoch, n -> infinity (heavy-ball)
+# ----------------------------------------------------------------------------
+
+
+def _check_position(position, m):
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position < m:
+        raise MemlessError(f"position must be an integer in 0..{m - 1} (the step's place in its epoch), "
+                           f"got {position!r}")
+    return int(position)
+
+
+def kappa(beta: float, m: int, position: int) -> float:
+    """kappa_p: the weight of the gradient-variance term Cov in E[M^(n)]/h for heavy-ball, batches
+    reshuffled every epoch, n -> infinity, step n at ``position`` p of its epoch.
+
+    With lags a, b >= 1 of the Hessian's and the gradient's steps, the weight of H_(n-a) g_(n-b)
+    in M^(n)/h is w(a, b) = beta^(a + b - min(a, b)) (1 - beta^min(a, b)) / (1 - beta); same step:
+    E = A, same epoch: E = B, different epochs: Hbar gbar.  So
+    kappa_p = sum_a w(a, a) - 1/(m-1) sum_{a != b in one epoch} w(a, b), summed until beta^a < 1e-18.
+
+    >>> round(kappa(0.9, 2, 0), 3), round(kappa(0.9, 2, 1), 3)
+    (4.501, 4.972)
+    """
+    beta = _check_decay(beta)
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2:
+        raise MemlessError(f"m must be an integer >= 2 (the number of batches), got {m!r}")
+    position = _check_position(position, m)
+    if beta == 0.0:
+        return 0.0
+    lags = int(math.ceil(math.log(1e-18) / math.log(beta))) + 2 * m
+    a = np.arange(1, lags + 1, dtype=float)[:, None]
+    b = a.T
+    shortest = np.minimum(a, b)
+    w = beta ** (a + b - shortest) * (1.0 - beta ** shortest) / (1.0 - beta)
+    same_epoch = np.floor((position - a) / m) == np.floor((position - b) / m)
+    same_step = a == b
+    return float(np.trace(w) - w[same_epoch & ~same_step].sum() / (m - 1))
+
+
+@dataclass
+class EpochAverage:
+    """E of M^(n) over reshuffled epochs as n -> infinity, split as in Section 5.2."""
+
+    total: np.ndarray           #: E[M^(n)]
+    full_batch: np.ndarray      #: h beta/(1-beta)^3 Hbar gbar: the full-batch heavy-ball correction
+    variance: np.ndarray        #: h kappa_p Cov: the mini-batch noise term
+    kappa: float
+    batches: int
+    position: int
+
+
+def multi_epoch_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], theta, lr: float,
+                        position: int) -> EpochAverage:
+    """Closed-form E[M^(n)] for heavy-ball with the batches reshuffled every epoch, n -> infinity,
+    step n at ``position`` (0 = the first step of its epoch).  For the first epoch use
+    :func:`permutation_average`.
+
+    >>> import memless, numpy as np
+    >>> same = [lambda t: (t ** 4).sum() / 4] * 3
+    >>> avg = multi_epoch_average(memless.get_optimizer("heavy-ball", beta=0.5), same, np.ones(2), lr=0.01,
+    ...                           position=1)
+    >>> np.allclose(avg.total, memless.correction(memless.get_optimizer("heavy-ball", beta=0.5),
+    ...                                           same[0], np.ones(2), lr=0.01))
+    True
+    """
+    check_optimizer(optimizer)
+    if not isinstance(optimizer, HeavyBall):
+        raise MemlessError(f"the multi-epoch closed form is for heavy-ball; got {optimizer.label}: "
+                           "average minibatch_correction over random orders instead")
+    theta = check_theta(theta)
+    lr = check_lr(lr)
+    objs = _check_losses(losses, theta)
+    m = len(objs)
+    if m < 2:
+        raise MemlessError("multi_epoch_average needs at least two batches")
+    position = _check_position(position, m)
+    beta = optimizer.beta
+    gradients = [obj.gradient(theta) for obj in objs]
+    g_bar = np.mean(gradients, axis=0)
+    own = np.mean([np.asarray(jvp(obj.gradient, theta, g)[1], dtype=float) for obj, g in zip(objs, gradients)],
+                  axis=0)
+    H_bar_g_bar = np.mean([np.asarray(jvp(obj.gradient, theta, g_bar)[1], dtype=float) for obj in objs], axis=0)
+    k = kappa(beta, m, position)
+    full = lr * beta / (1.0 - beta) ** 3 * H_bar_g_bar
+    variance = lr * k * (own - H_bar_g_bar)
+    return EpochAverage(total=full + variance, full_batch=full, variance=variance, kappa=k, batches=m,
+                        position=position)

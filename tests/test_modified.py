@@ -227,6 +227,71 @@ def test_permutation_average_matches_monte_carlo():
     assert np.all(se < 0.1 * np.abs(average.total))          # the test has power
 
 
+def _hand_written_correction(beta, h, gradients, hessians, orders):
+    """Eq. (12) for heavy-ball, written out, for each row of ``orders`` at once: F^(s) streamed over
+    the batches at the constant history, v_k = sum_{s=n-k..n-1} F^(s), M = h sum_k beta^k H_(order[n-k]) v_k."""
+    orders = np.atleast_2d(orders)
+    G, Hs = np.asarray(gradients), np.asarray(hessians)
+    n = orders.shape[1] - 1
+    momentum, directions = np.zeros((len(orders), G.shape[1])), []
+    for s in range(n):
+        momentum = beta * momentum + G[orders[:, s]]
+        directions.append(momentum)
+    M, v = np.zeros_like(momentum), np.zeros_like(momentum)
+    for k in range(1, n + 1):
+        v = v + directions[n - k]
+        M = M + beta ** k * np.einsum("sij,sj->si", Hs[orders[:, n - k]], v)
+    return h * M
+
+
+@pytest.mark.parametrize("m", [2, 4, 8])
+def test_multi_epoch_average_matches_monte_carlo_over_reshuffled_epochs(m):
+    """Batches reshuffled every epoch, step n deep in training at position p of its epoch: the closed
+    form h [beta/(1-beta)^3 Hbar gbar + kappa_p Cov] equals the average of Eq. (12) over random
+    epoch orders within 4 standard errors, and the first-epoch weight would not."""
+    from autograd import hessian
+    from memless.minibatch import kappa, multi_epoch_average
+    beta, t = 0.6, ref.POINTS[1]
+    losses = [lambda x, s=s: ref.loss(x) + 2.0 * np.sin(1.0 + 2.0 * s) * anp.sum(x ** 3) + 0.3 * s * x[0] * x[1]
+              for s in range(m)]
+    gradients = [np.asarray(memless.objective.Objective(f).gradient(t)) for f in losses]
+    hessians = [np.asarray(hessian(f)(t)) for f in losses]
+    opt = memless.get_optimizer("heavy-ball", beta=beta)
+    rng = np.random.default_rng(m)
+    epochs = int(np.ceil(90 / m))                   # beta^90 < 1e-19: n -> infinity to rounding
+    for position in sorted({0, m // 2, m - 1}):
+        average = multi_epoch_average(opt, losses, t, H, position)
+        assert average.kappa == pytest.approx(kappa(beta, m, position)) and average.kappa > 0
+        orders = np.concatenate([rng.permuted(np.tile(np.arange(m), (4000, 1)), axis=1) for _ in range(epochs + 1)],
+                                axis=1)[:, : epochs * m + position + 1]
+        draws = _hand_written_correction(beta, H, gradients, hessians, orders)
+        mean, se = draws.mean(axis=0), draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
+        assert np.all(np.abs(mean - average.total) <= 4 * se + 1e-15), (position, mean, average.total, se)
+        # power: the variance term is resolved, and the first-epoch weight would be many errors away
+        assert np.max(np.abs(average.variance) / se) > 8
+        first_epoch = average.full_batch + average.variance / average.kappa * (C3(beta) - C4(beta) / (m - 1))
+        assert np.max(np.abs(first_epoch - mean) / se) > 8
+    # the hand-written Eq. (12) is the engine's, for one order
+    order = np.concatenate([rng.permutation(m) for _ in range(3)])
+    np.testing.assert_allclose(minibatch_correction(opt, losses, order, t, H),
+                               _hand_written_correction(beta, H, gradients, hessians, order)[0], rtol=1e-10)
+
+
+def test_kappa_numbers_and_the_first_epoch_weight_differ():
+    """beta = 0.9: kappa_p in [4.50, 4.97] for m = 2 and [7.10, 7.80] for m = 4 (always > 0), while the
+    first-epoch weight C3 - C4/(m - 1) of the n -> infinity constants is -805 and -237."""
+    from memless.minibatch import kappa
+    assert [round(kappa(0.9, 2, p), 2) for p in range(2)] == [4.50, 4.97]
+    assert min(kappa(0.9, 4, p) for p in range(4)) == pytest.approx(7.10, abs=0.01)
+    assert max(kappa(0.9, 4, p) for p in range(4)) == pytest.approx(7.80, abs=0.01)
+    assert C3(0.9) - C4(0.9) / 1 == pytest.approx(-805.26, abs=0.01)
+    assert C3(0.9) - C4(0.9) / 3 == pytest.approx(-236.84, abs=0.01)
+    with pytest.raises(memless.MemlessError, match="position must be an integer in 0..3"):
+        kappa(0.9, 4, 4)
+    with pytest.raises(memless.MemlessError, match="beta must be a number in \\[0, 1\\)"):
+        C3(1.0)
+
+
 def test_variance_term_vanishes_for_equal_batches_and_not_otherwise():
     opt = memless.get_optimizer("heavy-ball", beta=0.6)
     equal = permutation_average(opt, [BATCHES[0]] * 4, ref.POINTS[0], H)
