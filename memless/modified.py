@@ -240,7 +240,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     name = optimizer.label
     if declared is None:
         note = ("the optimizer declares none" if type(optimizer).implicit_loss is MemoryOptimizer.implicit_loss
-                else "not a preconditioned gradient field with these hyperparameters (e.g. weight decay)")
+                else "the optimizer declares none with these hyperparameters")
         return ImplicitLossCheck(name, None, "", "none", asymmetry, residual, bool(asymmetry <= tol), note)
     curl_free = bool(asymmetry <= tol)
     note = "" if curl_free else (f"(F + M - lambda theta)/P is not curl-free here (asymmetry {asymmetry:.1e}): the implicit loss holds "

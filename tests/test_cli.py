@@ -92,7 +92,10 @@ def test_modified_command_says_when_there_is_no_implicit_loss_or_no_evidence():
     console = Console(file=StringIO(), width=100, color_system=None)
     console.print(render_modified(summarize(get_optimizer("adamw"), lr=1e-3)))
     text = console.file.getvalue()
-    assert "implicit loss: none" in text and "weight decay" in text
+    assert "lambda (grad L . theta - L)" in text           # AdamW with decay: the paper's Section 4 form
+    console = Console(file=StringIO(), width=100, color_system=None)
+    console.print(render_modified(summarize(get_optimizer("lion", weight_decay=0.1), lr=1e-3)))
+    assert "implicit loss: none" in console.file.getvalue()
     assert "outside the range" in text          # |h G2| ~ |G1| at AdamW's defaults: said, not hidden
     result = run("modified", "heavy-ball", "--no-color")
     assert result.returncode == 0 and "diverged" in result.stdout and "Traceback" not in result.stderr
