@@ -227,6 +227,19 @@ class MemoryOptimizer(abc.ABC):
     def validate(self) -> None:
         """Hook for cross-parameter validation; raise HyperparameterError."""
 
+    def tamed(self) -> "MemoryOptimizer":
+        """A copy with every hyperparameter that declares a ``tame`` value set to it (decays 0.5,
+        smoothing constants large): where the first-order theory holds within a short horizon.
+        The conformance kit and the report's evidence use it."""
+        values = dict(self.hyper)
+        for hp in type(self).hyperparameters:
+            if hp.tame is not None:
+                values[hp.name] = hp.tame
+        copy = type(self)(**values)
+        if getattr(copy, "name", None) is None and getattr(self, "name", None) is not None:
+            copy.name = self.name
+        return copy
+
     @property
     def hyper(self) -> Dict[str, Any]:
         """The hyperparameters in force, as an ordered dict."""

@@ -36,7 +36,7 @@ from .errors import MemlessError
 from .losses import REFERENCE_LOSSES
 from .objective import objective
 from .registry import get_optimizer
-from .trajectory import memoryless_path, optimizer_path, order_study
+from .trajectory import first_order_lrs, optimizer_path, order_study
 
 #: (name, loss, start) the kit runs on by default
 KIT_LOSSES = ("curvy", "logistic")
@@ -75,15 +75,9 @@ class Conformance:
 
 
 def tame(optimizer: MemoryOptimizer) -> MemoryOptimizer:
-    """A copy of ``optimizer`` with every hyperparameter that declares a ``tame`` value set to it."""
-    values = dict(optimizer.hyper)
-    for hp in type(optimizer).hyperparameters:
-        if hp.tame is not None:
-            values[hp.name] = hp.tame
-    copy = type(optimizer)(**values)
-    if getattr(copy, "name", None) is None:
-        copy.name = getattr(optimizer, "name", None)
-    return copy
+    """A copy of ``optimizer`` with every hyperparameter that declares a ``tame`` value set to it
+    (:meth:`MemoryOptimizer.tamed`)."""
+    return optimizer.tamed()
 
 
 def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orders: bool = True,
@@ -201,14 +195,7 @@ def _check_order(optimizer, loss, theta, lrs, horizon, band, target=0.2, max_red
     the corrected path at the largest lr is <= target: where the first-order theory applies."""
     tamed = tame(optimizer)
     obj = objective(loss, theta)
-    scale = 1.0
-    for _ in range(4):
-        lr = lrs[0] * scale
-        _, ratio = memoryless_path(tamed, obj, theta, lr, max(1, int(round(horizon / lr))), True, "exact", 1e-13)
-        if ratio <= target or scale <= 1.0 / max_reduction:
-            break
-        scale = max(scale * max(target / ratio, 0.25), 1.0 / max_reduction)
-    lrs = [lr * scale for lr in lrs]
+    lrs, _ = first_order_lrs(tamed, obj, theta, lrs, horizon, target=target, max_reduction=max_reduction)
     study = order_study(tamed, loss, theta, horizon=horizon, lrs=lrs)
     if study.exact:
         return True, "the memoryless iteration reproduces the optimizer exactly (no memory)"

@@ -216,3 +216,19 @@ def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
             callback(lr, corrected[-1], uncorrected[-1])
     return OrderStudy(lrs, steps, float(horizon), corrected, uncorrected,
                       fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios)
+
+
+def first_order_lrs(optimizer: MemoryOptimizer, obj: Objective, theta, lrs: Sequence[float], horizon: float, *,
+                    target: float = 0.2, max_reduction: float = 16.0) -> Tuple[List[float], float]:
+    """``lrs`` scaled down (at most ``max_reduction`` times) until the largest |M|/|F| met along the
+    corrected memoryless path at the largest lr is at most ``target``: where the first-order theory
+    applies.  Returns (scaled lrs, that largest |M|/|F|)."""
+    scale, ratio = 1.0, float("nan")
+    for _ in range(4):
+        lr = max(lrs) * scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, ratio = memoryless_path(optimizer, obj, theta, lr, max(1, int(round(horizon / lr))), True, "exact")
+        if ratio <= target or scale <= 1.0 / max_reduction:
+            break
+        scale = max(scale * max(target / ratio, 0.25), 1.0 / max_reduction)
+    return [lr * scale for lr in lrs], float(ratio)
