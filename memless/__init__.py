@@ -20,7 +20,7 @@ from .core import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer,
                    ema, ema_bias_correction)
 from .engine import CorrectionInfo, correction, correction_terms
 from .errors import (DivergenceError, HyperparameterError, LossError, MemlessError,
-                     MemoryTruncationWarning, PluginError, UnknownOptimizerError)
+                     MemoryTruncationWarning, OptimizerError, PluginError, UnknownOptimizerError)
 from .hyperparameters import Hyperparameter, choice, decay, flag, nonnegative, positive, weight_decay
 from .modified import ModifiedEquation, implicit_loss, modified_equation
 from .registry import PluginWarning, available, get_optimizer
@@ -35,5 +35,5 @@ __all__ = [
     "modified_equation", "ModifiedEquation", "implicit_loss",
     "get_optimizer", "available",
     "MemlessError", "HyperparameterError", "UnknownOptimizerError", "LossError",
-    "DivergenceError", "PluginError", "MemoryTruncationWarning", "PluginWarning",
+    "DivergenceError", "PluginError", "OptimizerError", "MemoryTruncationWarning", "PluginWarning",
 ]

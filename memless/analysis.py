@@ -169,6 +169,7 @@ def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float =
         verdict=_verdict(net_effect, optimizer.sharpness_formula, structure, evidence),
         modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence)
     analysis.caveats = _caveats(analysis)
+    tick.finish()
     return analysis
 
 
@@ -177,9 +178,14 @@ class _Ticker:
         self.progress, self.total, self.done = progress, total, 0
 
     def __call__(self, label):
-        self.done = min(self.done + 1, self.total)
+        self.done = min(self.done + 1, self.total - 1)      # the last tick is finish()'s
         if self.progress is not None:
             self.progress(self.done, self.total, label)
+
+    def finish(self):
+        self.done = self.total
+        if self.progress is not None:
+            self.progress(self.total, self.total, "done")
 
 
 @dataclass
@@ -199,6 +205,7 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     obj = objective(loss_fn, theta)
     with np.errstate(all="ignore"):
         path = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
+    tick("trajectory")
     grad_N = _grad(optimizer.sharpness_proxy(obj.gradient, obj.loss))
     names, along_M, sizes, along_F, ratios, gradients = None, [], [], [], [], []
     for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:

@@ -13,6 +13,25 @@ import numpy as np
 from .errors import LossError, MemlessError
 
 # ----------------------------------------------------------------------------
+# Showing a value in a one-line message
+# ----------------------------------------------------------------------------
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line, at most ``limit`` characters (arrays summarized)."""
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, separator=", ", threshold=8, edgeitems=3, max_line_width=10 ** 6)
+        text = f"array({text}) of shape {value.shape}" if value.ndim != 1 else text
+    else:
+        try:
+            text = repr(value)
+        except Exception:
+            text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------
 # Numbers
 # ----------------------------------------------------------------------------
 
@@ -41,7 +60,7 @@ def in_range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = True):
 def check_positive(value: Any, name: str) -> float:
     """A finite number > 0, named ``name`` in the error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise MemlessError(f"{name} must be a finite number > 0, got {value!r}")
+        raise MemlessError(f"{name} must be a finite number > 0, got {shown(value)}")
     return float(value)
 
 
@@ -56,14 +75,14 @@ def check_n(n: Any, allow_none: bool = True, name: str = "n") -> Optional[int]:
         return None
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         allowed = "an integer >= 0 (or None for the n -> infinity limit)" if allow_none else "an integer >= 0"
-        raise MemlessError(f"{name} must be {allowed}, got {n!r}")
+        raise MemlessError(f"{name} must be {allowed}, got {shown(n)}")
     return int(n)
 
 
 def check_choice(value: Any, options: Sequence[str], name: str) -> str:
     """One of ``options``."""
     if not isinstance(value, str) or value not in options:
-        raise MemlessError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+        raise MemlessError(f"{name} must be one of {', '.join(options)}; got {shown(value)}")
     return value
 
 
@@ -75,7 +94,7 @@ def check_lrs(lrs: Any) -> list:
         raise MemlessError(f"lrs must be a list of learning rates, got {type(lrs).__name__}") from None
     values = [check_positive(lr, "each of lrs") for lr in values]
     if len(set(values)) < 2:
-        raise MemlessError(f"lrs must hold at least two learning rates, all different, to fit an order, got {values}")
+        raise MemlessError(f"lrs must hold at least two learning rates, all different, to fit an order, got {shown(values)}")
     return values
 
 
@@ -97,7 +116,7 @@ def check_theta(theta: Any, name: str = "theta") -> np.ndarray:
             f"{name} must be a non-empty 1-D array of parameters, got shape {arr.shape}; "
             "flatten structured parameters first (e.g. autograd.misc.flatten)")
     if not np.all(np.isfinite(arr)):
-        raise LossError(f"{name} must be finite, got {arr}")
+        raise LossError(f"{name} must be finite, got {shown(arr)}")
     return arr.copy()
 
 

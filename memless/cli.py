@@ -1,31 +1,48 @@
 """``python -m memless``: report, compare, modified, list, list-losses.
 
-Every usage error prints one line, ``memless: error: ...``, and exits with 2.
+Every usage error prints one line, ``memless: error: ...``, on stderr and exits with 2
+(with ``--json``, a JSON object ``{"error": ...}`` on stdout too).  Ctrl-C exits with
+130 and a closed pipe (``list --json | head``) with 141, quietly.
 """
+from __future__ import annotations
+
 import argparse
 import json
+import os
+import re
 import sys
+import time
 import warnings
 
-from .errors import MemlessError
+from .errors import DivergenceError, MemlessError
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
+BROKEN_PIPE = 141
+
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+# ----------------------------------------------------------------------------
+# Parsing --set
+# ----------------------------------------------------------------------------
 
 
 def parse_value(text: str):
-    """A --set value: bool, int, float or string -- parsed, never evaluated."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
+    """A --set value: true/false, an integer, a decimal number, or else a string -- parsed by
+    plain ASCII patterns (no '1_000', no non-ASCII digits, no 'inf'), never evaluated."""
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false"):
+        return stripped.lower() == "true"
+    if _INT.fullmatch(stripped):
+        return int(stripped)
+    if _FLOAT.fullmatch(stripped):
+        return float(stripped)
     return text
 
 
 def parse_settings(items) -> dict:
+    """``["beta2=0.99", ...]`` -> ``{"beta2": 0.99, ...}``."""
     settings = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -35,43 +52,102 @@ def parse_settings(items) -> dict:
     return settings
 
 
+def parse_targeted_settings(items, names) -> list:
+    """For compare: ``--set NAME.KEY=VALUE`` (every entry named NAME) or ``--set N.KEY=VALUE``
+    (the N-th entry, from 1); returns one settings dict per entry."""
+    per_entry = [{} for _ in names]
+    for item in items or []:
+        target, dot, rest = item.partition(".")
+        key, sep, value = rest.partition("=")
+        if not dot or not sep or not key.strip() or not target.strip():
+            raise MemlessError(f"compare --set takes NAME.KEY=VALUE or N.KEY=VALUE (e.g. --set adamw.beta2=0.99 or "
+                               f"--set 2.beta2=0.99), got {item!r}")
+        target = target.strip()
+        if target.isdigit():
+            index = int(target)
+            if not 1 <= index <= len(names):
+                raise MemlessError(f"--set {item!r}: entry {index} does not exist; there are {len(names)}")
+            chosen = [index - 1]
+        else:
+            chosen = [i for i, name in enumerate(names) if name == target]
+            if not chosen:
+                raise MemlessError(f"--set {item!r}: {target!r} is not among the compared names "
+                                   f"({', '.join(names)})")
+        for i in chosen:
+            per_entry[i][key.strip()] = parse_value(value)
+    return per_entry
+
+
+# ----------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------
+
+
 def _console(args):
     from rich.console import Console
     return Console(no_color=getattr(args, "no_color", False), highlight=False)
 
 
-def _analyze_all(args, names, settings):
-    """Run the analyses with a progress bar on stderr (shown only on a terminal)."""
+def _analysis_options(args) -> dict:
+    if getattr(args, "fast", False):
+        return {"points": 4, "steps": 100, "evidence_losses": ()}
+    return {}
+
+
+def _analyze_all(args, optimizers):
+    """Run the analyses with progress on stderr: a bar on a terminal, one line per optimizer
+    otherwise (none with --quiet).  A diverging optimizer becomes an entry naming it."""
     from rich.console import Console
     from rich.progress import Progress
 
     from .analysis import analyze
+
+    err = Console(stderr=True)
+    quiet = getattr(args, "quiet", False)
+    results = []
+    bar = Progress(console=err, transient=True) if err.is_terminal and not quiet else None
+    if bar is not None:
+        bar.start()
+    try:
+        for optimizer in optimizers:
+            start = time.perf_counter()
+            follow = None
+            if bar is not None:
+                task = bar.add_task(f"analyzing {optimizer.label}", total=None)
+
+                def follow(done, total, label, task=task):
+                    bar.update(task, completed=done, total=total)
+            try:
+                results.append(analyze(optimizer, loss=args.loss, lr=args.lr, progress=follow,
+                                       **_analysis_options(args)))
+            except DivergenceError as exc:
+                results.append(exc)
+            if bar is None and not quiet:
+                print(f"memless: analyzed {optimizer.label} in {time.perf_counter() - start:.1f} s",
+                      file=sys.stderr, flush=True)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return results
+
+
+def _check_common(args):
     from .checks import check_lr
     from .losses import get_loss
-    from .registry import get_optimizer
-
-    # fail fast, before any progress bar, on every bad input
-    optimizers = [get_optimizer(name, **settings) for name in names]
     check_lr(args.lr)
     get_loss(args.loss)
-    bar = Progress(console=Console(stderr=True), transient=True)
-    analyses = []
-    with bar:
-        for optimizer in optimizers:
-            task = bar.add_task(f"analyzing {optimizer.label}", total=None)
-
-            def follow(done, total, label, task=task):
-                bar.update(task, completed=done, total=total)
-
-            analyses.append(analyze(optimizer, loss=args.loss, lr=args.lr, progress=follow))
-    return analyses
 
 
 def cmd_report(args):
     from .analysis import to_json
+    from .registry import get_optimizer
     from .report import render
 
-    (analysis,) = _analyze_all(args, [args.name], parse_settings(args.set))
+    optimizer = get_optimizer(args.name, **parse_settings(args.set))
+    _check_common(args)
+    (analysis,) = _analyze_all(args, [optimizer])
+    if isinstance(analysis, DivergenceError):
+        raise analysis
     if args.json:
         print(to_json(analysis))
     else:
@@ -81,26 +157,31 @@ def cmd_report(args):
 
 def cmd_compare(args):
     from .analysis import to_json
+    from .registry import get_optimizer
     from .report import render_comparison
 
-    analyses = _analyze_all(args, args.names, {})
+    settings = parse_targeted_settings(args.set, args.names)
+    optimizers = [get_optimizer(name, **hp) for name, hp in zip(args.names, settings)]
+    _check_common(args)
+    results = _analyze_all(args, optimizers)
+    failures = {i: str(r) for i, r in enumerate(results) if isinstance(r, DivergenceError)}
     if args.json:
-        print(to_json(analyses))
+        rows = [json.loads(to_json(r)) if i not in failures else {"optimizer": optimizers[i].label,
+                                                                    "error": failures[i]}
+                for i, r in enumerate(results)]
+        print(json.dumps(rows, indent=2))
     else:
-        _console(args).print(render_comparison(analyses))
+        _console(args).print(render_comparison(results, optimizers))
     return 0
 
 
 def cmd_modified(args):
-    from .checks import check_lr
-    from .losses import get_loss
     from .modified import summarize
     from .registry import get_optimizer
     from .report import render_modified
 
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
-    check_lr(args.lr)
-    get_loss(args.loss)
+    _check_common(args)
     summary = summarize(optimizer, loss=args.loss, lr=args.lr)
     if args.json:
         print(summary.to_json())
@@ -112,6 +193,7 @@ def cmd_modified(args):
 def cmd_list(args):
     from rich.table import Table
     from rich.text import Text
+
     from .registry import entries
 
     rows = []
@@ -127,7 +209,7 @@ def cmd_list(args):
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    table = Table(title="memless optimizers (entry-point group memless.optimizers)")
+    table = Table(title="memless optimizers (built-ins, and plugins of the entry-point group memless.optimizers)")
     for column in ("name", "from", "hyperparameters (defaults)", "what it is"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -143,22 +225,38 @@ def cmd_list(args):
 def cmd_list_losses(args):
     from .losses import REFERENCE_LOSSES
 
+    if args.json:
+        print(json.dumps([{"name": name, "description": ref.description, "start": ref.start.tolist()}
+                          for name, ref in REFERENCE_LOSSES.items()], indent=2))
+        return 0
     for name, ref in REFERENCE_LOSSES.items():
         print(f"{name:12s} {ref.description}")
     return 0
 
 
-def _common(parser):
+# ----------------------------------------------------------------------------
+# The parser and main
+# ----------------------------------------------------------------------------
+
+
+def _common(parser, analysis=True):
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate h (default 1e-3)")
     parser.add_argument("--loss", default="bilinear", help="reference loss (default bilinear; see 'list-losses')")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--no-color", action="store_true", help="plain text")
+    if analysis:
+        parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+        parser.add_argument("--fast", action="store_true",
+                            help="less work: 4 points, 100 steps, no evidence on the other reference losses")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="python -m memless",
         description="How memory in an optimizer implicitly modifies the loss (Cattaneo & Shigida 2025).")
+    parser.add_argument("--version", action="version", version=f"memless {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="what an optimizer's memory does to the loss")
     report.add_argument("name", help="a registered optimizer (see 'list')")
@@ -168,10 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     modified = sub.add_parser("modified", help="the modified equation and implicit loss of an optimizer")
     modified.add_argument("name", help="a registered optimizer (see 'list')")
     modified.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
-    _common(modified)
+    _common(modified, analysis=False)
     modified.set_defaults(run=cmd_modified)
     compare = sub.add_parser("compare", help="several optimizers side by side")
-    compare.add_argument("names", nargs="+", metavar="NAME", help="registered optimizers, with their defaults")
+    compare.add_argument("names", nargs="+", metavar="NAME", help="registered optimizers (a name may repeat)")
+    compare.add_argument("--set", action="append", metavar="NAME.KEY=VALUE",
+                         help="override a hyperparameter of every entry NAME, or of entry N (from 1): N.KEY=VALUE")
     _common(compare)
     compare.set_defaults(run=cmd_compare)
     listing = sub.add_parser("list", help="registered optimizers")
@@ -179,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--no-color", action="store_true")
     listing.set_defaults(run=cmd_list)
     losses = sub.add_parser("list-losses", help="reference losses")
+    losses.add_argument("--json", action="store_true", help="print JSON")
     losses.set_defaults(run=cmd_list_losses)
     return parser
 
@@ -192,7 +293,9 @@ def _discover_plugins():
         entries()
     for warning in caught:
         if issubclass(warning.category, PluginWarning):
-            print(f"memless: warning: {str(warning.message).removeprefix('memless: ')}", file=sys.stderr)
+            message = str(warning.message)
+            message = message[len("memless: "):] if message.startswith("memless: ") else message
+            print(f"memless: warning: {message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
@@ -205,4 +308,17 @@ def main(argv=None) -> int:
         return args.run(args)
     except MemlessError as exc:
         print(f"memless: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
         return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("memless: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): say nothing more, and keep Python from complaining at exit
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return BROKEN_PIPE

@@ -29,9 +29,9 @@ import autograd.numpy as anp
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import check_choice, check_lr, check_n, check_optimizer, check_positive
+from .checks import check_choice, check_lr, check_n, check_optimizer, check_positive, shown
 from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
-from .errors import MemlessError, MemoryTruncationWarning
+from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
 from .objective import LossLike, Objective, objective, resolve_loss
 
 METHODS = ("auto", "momentum", "history")
@@ -134,17 +134,24 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
         raise MemlessError(f"method='momentum' needs a MomentumOptimizer; {optimizer.label} defines only direction()")
     with np.errstate(all="ignore"):      # non-finite results are reported below, by name
         obj = objective(loss, theta, linearize=True)
-        if method == "momentum":
-            terms = momentum_terms(optimizer, obj, theta, lr, n, tol, split=split)
-            info = CorrectionInfo(n, "momentum")
-        else:
-            total, info = history_correction(optimizer, obj, theta, lr, n, tol, max_history)
-            terms = {optimizer.terms()[0].name if split else "total": total}
+        try:
+            if method == "momentum":
+                terms = momentum_terms(optimizer, obj, theta, lr, n, tol, split=split)
+                info = CorrectionInfo(n, "momentum")
+            else:
+                total, info = history_correction(optimizer, obj, theta, lr, n, tol, max_history)
+                terms = {optimizer.terms()[0].name if split else "total": total}
+        except MemlessError:
+            raise
+        except Exception as exc:          # the optimizer's own code: say whose, and what to check
+            raise OptimizerError(
+                f"{optimizer.label}: differentiating its direction raised {type(exc).__name__}: {exc} (write "
+                "direction()/combine() with autograd.numpy, returning theta's shape)") from exc
     for name, vector in terms.items():
         if not np.all(np.isfinite(vector)):
             raise MemlessError(
                 f"{optimizer.label}: the correction{'' if name == 'total' else ' term ' + repr(name)} is not "
-                f"finite at theta={theta}; the optimizer's direction is not differentiable there")
+                f"finite at theta={shown(theta)}; the optimizer's direction is not differentiable there")
     if not split:
         return {"total": terms["total"]}, info
     return terms, info

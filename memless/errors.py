@@ -30,7 +30,12 @@ class DivergenceError(MemlessError, FloatingPointError):
 
 
 class PluginError(MemlessError, RuntimeError):
-    """A third-party optimizer plugin could not be loaded."""
+    """A third-party optimizer plugin could not be loaded or constructed."""
+
+
+class OptimizerError(MemlessError, RuntimeError):
+    """An optimizer's own code misbehaved at run time: it raised, or returned a value of the wrong
+    shape, or a non-finite value at a finite iterate with a finite gradient."""
 
 
 class MemoryTruncationWarning(UserWarning):

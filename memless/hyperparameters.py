@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .checks import in_range, real
+from .checks import in_range, real, shown
 from .errors import HyperparameterError
 
 
@@ -38,7 +38,7 @@ class Hyperparameter:
             return self.check(value)
         except (TypeError, ValueError) as exc:
             raise HyperparameterError(
-                f"{owner}: {self.name}={value!r} is invalid; allowed: {self.allowed}"
+                f"{owner}: {self.name}={shown(value)} is invalid; allowed: {self.allowed}"
             ) from exc
 
 

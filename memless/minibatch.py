@@ -34,7 +34,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import check_lr, check_n, check_optimizer, check_theta, in_range
+from .checks import check_lr, check_n, check_optimizer, check_theta, in_range, shown
 from .core import MemoryOptimizer, memory_sum, slot_gradient
 from .errors import MemlessError
 from .objective import objective
@@ -57,12 +57,12 @@ def _check_decay(beta) -> float:
     try:
         return in_range(0.0, 1.0)(beta)
     except (TypeError, ValueError):
-        raise MemlessError(f"beta must be a number in [0, 1), got {beta!r}") from None
+        raise MemlessError(f"beta must be a number in [0, 1), got {shown(beta)}") from None
 
 
 def _check_seed(seed):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise MemlessError(f"seed must be an integer or None, got {seed!r}")
+        raise MemlessError(f"seed must be an integer or None, got {shown(seed)}")
     return seed
 
 
@@ -73,7 +73,7 @@ def batch_order(num_batches: int, steps: int, seed: Optional[int] = 0) -> np.nda
     True
     """
     if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
-        raise MemlessError(f"num_batches must be an integer >= 1, got {num_batches!r}")
+        raise MemlessError(f"num_batches must be an integer >= 1, got {shown(num_batches)}")
     steps = check_n(steps, allow_none=False, name="steps")
     rng = np.random.default_rng(_check_seed(seed))
     epochs = -(-steps // num_batches) if steps else 0
@@ -131,7 +131,7 @@ def minibatch_correction(optimizer: MemoryOptimizer, losses: Sequence[Callable],
     with np.errstate(all="ignore"):
         M = _minibatch_correction(optimizer, [obj.frozen(theta) for obj in objs], order, theta, lr)
     if not np.all(np.isfinite(M)):
-        raise MemlessError(f"{optimizer.label}: the mini-batch correction is not finite at theta={theta}")
+        raise MemlessError(f"{optimizer.label}: the mini-batch correction is not finite at theta={shown(theta)}")
     return M
 
 
@@ -262,7 +262,7 @@ def permutation_monte_carlo(optimizer: MemoryOptimizer, losses: Sequence[Callabl
 def _check_position(position, m):
     if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position < m:
         raise MemlessError(f"position must be an integer in 0..{m - 1} (the step's place in its epoch), "
-                           f"got {position!r}")
+                           f"got {shown(position)}")
     return int(position)
 
 
@@ -280,7 +280,7 @@ def kappa(beta: float, m: int, position: int) -> float:
     """
     beta = _check_decay(beta)
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2:
-        raise MemlessError(f"m must be an integer >= 2 (the number of batches), got {m!r}")
+        raise MemlessError(f"m must be an integer >= 2 (the number of batches), got {shown(m)}")
     position = _check_position(position, m)
     if beta == 0.0:
         return 0.0

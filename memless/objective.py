@@ -17,7 +17,7 @@ import numpy as np
 from autograd import grad as _autograd_grad, make_vjp, value_and_grad as _value_and_grad
 
 from ._autodiff import Point, frozen_gradient, independent_outputs_allowed
-from .checks import check_theta
+from .checks import check_theta, shown
 from .errors import LossError, MemlessError
 
 #: a loss: a callable theta -> scalar, or a reference loss's name
@@ -123,10 +123,10 @@ class Objective:
         except (TypeError, ValueError):
             raise LossError(f"loss must return a real scalar, got {type(value).__name__}") from None
         if not math.isfinite(value):
-            raise LossError(f"loss returned {value} at theta={theta}; it must be finite")
+            raise LossError(f"loss returned {value} at theta={shown(theta)}; it must be finite")
         g = np.asarray(g, dtype=float)
         if g.shape != np.shape(theta) or not np.all(np.isfinite(g)):
-            raise LossError(f"the loss gradient at theta={theta} is not finite: {g}")
+            raise LossError(f"the loss gradient at theta={shown(theta)} is not finite: {shown(g)}")
         self._checked = Point(theta, g, hvp)
         return self
 

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional
 import entrypoints
 
 from .core import MemoryOptimizer
+from .checks import shown
 from .errors import MemlessError, PluginError, UnknownOptimizerError
 
 GROUP = "memless.optimizers"
@@ -165,20 +166,20 @@ def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
     table = entries()
     entry = table.get(name)
     if entry is None:
-        raise UnknownOptimizerError(f"unknown optimizer {name!r}; available: {', '.join(available())}")
+        raise UnknownOptimizerError(f"unknown optimizer {shown(name)}; available: {', '.join(available())}")
     if entry.broken:
         raise UnknownOptimizerError(
-            f"optimizer {name!r} from {entry.distribution} is broken ({entry.error}); "
+            f"optimizer {shown(name)} from {entry.distribution} is broken ({entry.error}); "
             f"available: {', '.join(available())}")
     try:
         optimizer = entry.factory(**hyperparameters)
     except MemlessError:
         raise
     except Exception as exc:     # a plugin's own constructor failing is the plugin's fault: say whose
-        raise PluginError(f"optimizer plugin {name!r} from {entry.distribution} failed to construct: "
+        raise PluginError(f"optimizer plugin {shown(name)} from {entry.distribution} failed to construct: "
                           f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(optimizer, MemoryOptimizer):
-        raise MemlessError(f"optimizer plugin {name!r} from {entry.distribution} returned "
+        raise MemlessError(f"optimizer plugin {shown(name)} from {entry.distribution} returned "
                            f"{type(optimizer).__name__}, not a memless.MemoryOptimizer")
     if getattr(optimizer, "name", None) is None:
         optimizer.name = name

@@ -9,7 +9,7 @@ Every rich import is inside these functions, so computing never loads rich.
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Optional
 
 from .analysis import Analysis, Effect
 
@@ -124,27 +124,47 @@ def _order_table(analysis):
     return Group(table, Text("\n".join(lines)))
 
 
-def render_comparison(analyses: List[Analysis]):
-    """One table, one row per analysis: the paper's AdamW-vs-Lion comparison and more."""
+def render_comparison(analyses: List, optimizers: Optional[List] = None):
+    """One table, one row per analysis: the paper's AdamW-vs-Lion comparison and more.
+
+    An entry that is an exception (an optimizer that diverged) becomes a row saying so."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"What memory does to the loss ({analyses[0].loss} loss, lr = {analyses[0].lr:g})",
+    done = [a for a in analyses if isinstance(a, Analysis)]
+    where = f"{done[0].loss} loss, lr = {done[0].lr:g}" if done else "no optimizer completed"
+    table = Table(title=f"What memory does to the loss ({where})",
                   box=box.SIMPLE_HEAD, pad_edge=False,
                   caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
                           "the path; order = empirical order with/without M; * = caution: run 'report NAME'")
-    table.add_column("optimizer", no_wrap=True)
+    table.add_column("optimizer", ratio=2)
     table.add_column("net effect", no_wrap=True)
     table.add_column("basis", no_wrap=True)
     table.add_column("strength", justify="right", no_wrap=True)
     table.add_column("|M|/|F|", justify="right", no_wrap=True)
     table.add_column("order", justify="right", no_wrap=True)
-    for a in analyses:
-        name = a.optimizer + ("*" if a.caveats else "")
+    failures = []
+    for i, a in enumerate(analyses):
+        label = _entry_label(optimizers[i]) if optimizers else getattr(a, "optimizer", "?")
+        if not isinstance(a, Analysis):
+            table.add_row(label, Text("diverged", style="red"), "-", "-", "-", "-")
+            failures.append(str(a))
+            continue
+        name = label + ("*" if a.caveats else "")
         table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
                       _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}")
-    return table
+    if not failures:
+        return table
+    from rich.console import Group
+    return Group(table, Text("\n".join(failures), style="red"))
+
+
+def _entry_label(optimizer) -> str:
+    """The registered name, with the hyperparameters that differ from the defaults."""
+    changed = [f"{hp.name}={getattr(optimizer, hp.name)}" for hp in type(optimizer).hyperparameters
+               if getattr(optimizer, hp.name) != hp.default]
+    return optimizer.label + (f" ({', '.join(changed)})" if changed else "")
 
 
 def _order(order, which):
@@ -174,7 +194,7 @@ def render_modified(summary):  # summary: memless.modified.ModifiedSummary
 
     hp = ", ".join(f"{k}={v}" for k, v in summary.hyperparameters.items()) or "none"
     head = Text.assemble((summary.optimizer, "bold"), f"  hyperparameters: {hp}\n",
-                         f"reference loss: {summary.loss} from {summary.theta}, lr h = {summary.lr:g}")
+                         f"loss: {summary.loss} from {summary.theta}, lr h = {summary.lr:g}")
     equation = Text.assemble(
         ("modified equation (Section 5.1):  ", "bold"),
         "theta' = G1 + h G2,  G1 = -F,  G2 = -(M/h + 1/2 dF.F)\n",
@@ -193,8 +213,9 @@ def render_modified(summary):  # summary: memless.modified.ModifiedSummary
                              f"{implicit.asymmetry:.2g}, |P grad Ltilde - (F + M)|/|F + M| = {implicit.residual:.2g} "
                              f"({status})")
         title = "implicit loss"
+    where = "at your settings" if summary.check_setting == "yours" else f"at the {summary.check_setting}"
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  title=f"check: max distance to the memoryless iteration over t = {summary.horizon:g}")
+                  title=f"check {where}: max distance to the memoryless iteration over t = {summary.horizon:g}")
     for column in ("lr", "modified equation", "plain flow"):
         table.add_column(column, justify="right")
     for h, a, b in zip(summary.lrs, summary.errors_ode, summary.errors_flow):

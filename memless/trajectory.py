@@ -15,13 +15,17 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checks import check_choice, check_lr, check_lrs, check_n, check_optimizer, check_positive
+from .checks import check_choice, check_lr, check_lrs, check_n, check_optimizer, check_positive, shown
 from .core import MemoryOptimizer
 from .engine import terms_at
-from .errors import DivergenceError
+from .errors import DivergenceError, MemlessError, OptimizerError
 from .objective import LossLike, Objective, objective, resolve_loss
 
 CORRECTIONS = ("exact", "limit")
+#: most steps one path may take, and most bytes its iterates may fill: larger requests are refused
+#: before any work (raise these module constants to allow them)
+MAX_STEPS = 10_000_000
+MAX_BYTES = 2 ** 31
 #: "streaming": the optimizer's own advance() (O(1) per step for momentum optimizers);
 #: "history": F^(n) applied to the whole history, as Eq. (1) writes it ("auto" = "streaming")
 FORMS = ("auto", "streaming", "history")
@@ -54,7 +58,7 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     check_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     lr = check_lr(lr)
-    steps = check_n(steps, allow_none=False, name="steps")
+    steps = check_size(check_n(steps, allow_none=False, name="steps"), theta.size)
     check_choice(correction, CORRECTIONS, "correction")
     check_choice(form, FORMS, "form")
     obj = objective(loss, theta)
@@ -85,10 +89,20 @@ def optimizer_path(optimizer: MemoryOptimizer, gradient: Callable, theta, lr: fl
     state = begin(theta)
     for n in range(steps):
         g = gradient if gradient_at_step is None else gradient_at_step(n)
-        F, state = advance(state, theta, g, n)
-        theta = theta - lr * _direction_array(optimizer, F, theta, n)
+        F, state = _call(optimizer, "direction()", n, advance, state, theta, g, n)
+        theta = theta - lr * _direction_array(optimizer, F, theta, n, g)
         _store(optimizer, path, n + 1, theta, lr)
     return path
+
+
+def _call(optimizer, what, n, function, *args, **kwargs):
+    """Call the optimizer's own code; anything it raises becomes an OptimizerError naming it."""
+    try:
+        return function(*args, **kwargs)
+    except MemlessError:
+        raise
+    except Exception as exc:
+        raise OptimizerError(f"{optimizer.label}: {what} raised {type(exc).__name__} at step {n}: {exc}") from exc
 
 
 def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float, steps: int,
@@ -100,11 +114,13 @@ def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float
     ratio = 0.0
     for n in range(steps):
         gradient = obj.frozen(theta, linearize=corrected)
-        F = _direction_array(optimizer, optimizer.memoryless_direction(theta, gradient, n), theta, n)
+        F = _call(optimizer, "direction()", n, optimizer.memoryless_direction, theta, gradient, n)
+        F = _direction_array(optimizer, F, theta, n, gradient)
         step = F
         if corrected:
             at = None if correction == "limit" else n
-            M = terms_at(optimizer, obj, theta, lr, at, gradient=gradient, split=False, tol=tol)["total"]
+            M = _call(optimizer, "the correction (differentiating direction())", n, terms_at, optimizer, obj, theta,
+                      lr, at, gradient=gradient, split=False, tol=tol)["total"]
             step = F + M
             scale = np.linalg.norm(F)
             ratio = max(ratio, np.linalg.norm(M) / scale if scale > 0 else 0.0)
@@ -113,13 +129,36 @@ def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float
     return path, ratio
 
 
-def _direction_array(optimizer, F, theta, n):
-    F = np.asarray(F, dtype=float)
+def _direction_array(optimizer, F, theta, n, gradient=None):
+    """F as a float array of theta's shape; a non-finite F at a finite iterate with a finite
+    gradient is the optimizer's fault (not divergence) and says so."""
+    try:
+        F = np.asarray(F, dtype=float)
+    except (TypeError, ValueError):
+        raise OptimizerError(f"{optimizer.label}: direction() returned {type(F).__name__} at step {n}; "
+                             f"it must return an array of theta's shape {theta.shape}") from None
     if F.shape != theta.shape:
-        from .errors import MemlessError
-        raise MemlessError(f"{optimizer.label}: direction() returned shape {F.shape} at step {n}; "
-                           f"it must return theta's shape {theta.shape}")
+        raise OptimizerError(f"{optimizer.label}: direction() returned shape {F.shape} at step {n}; "
+                             f"it must return theta's shape {theta.shape}")
+    if not np.all(np.isfinite(F)) and np.all(np.isfinite(theta)) and gradient is not None:
+        g = np.asarray(gradient(theta), dtype=float)
+        if np.all(np.isfinite(g)):
+            raise OptimizerError(f"{optimizer.label}: direction() returned a non-finite value at step {n} where the "
+                                 f"iterate and the loss gradient are finite: the optimizer, not the lr, is at fault")
     return F
+
+
+def check_size(steps: int, d: int, name: str = "steps") -> int:
+    """Refuse, before any work, a path longer than MAX_STEPS or larger than MAX_BYTES."""
+    if steps > MAX_STEPS:
+        raise MemlessError(f"{name}={steps} is more than memless.trajectory.MAX_STEPS={MAX_STEPS} steps; "
+                           "raise that constant to run it")
+    size = (steps + 1) * d * 8
+    if size > MAX_BYTES:
+        raise MemlessError(f"{name}={steps} with {d} parameters would hold {size / 2 ** 30:.3g} GiB of iterates, "
+                           f"more than memless.trajectory.MAX_BYTES={MAX_BYTES / 2 ** 30:.3g} GiB; raise that "
+                           "constant to run it")
+    return steps
 
 
 def _store(optimizer, path, n, theta, lr):
@@ -195,6 +234,10 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     loss, theta, _ = resolve_loss(loss, theta)
     horizon = check_positive(horizon, "horizon")
     lrs = check_lrs(lrs)
+    if horizon < max(lrs):
+        raise MemlessError(f"horizon={shown(horizon)} is shorter than one step of the largest lr ({max(lrs)!r}); "
+                           "it must be at least max(lrs)")
+    check_size(int(round(horizon / min(lrs))), theta.size, name="horizon/min(lrs)")
     check_choice(correction, CORRECTIONS, "correction")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):

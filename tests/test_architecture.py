@@ -138,11 +138,12 @@ def test_generic_optimizer_report_matches_the_builtin():
     assert generic.net_strength == pytest.approx(builtin.net_strength, rel=1e-8)
     assert generic.order["corrected"] == pytest.approx(builtin.order["corrected"], rel=1e-6)
     (row,) = generic.channels
-    assert row.name == "memory" and row.decay is None and row.memory_number is None
+    assert row.name == "memory" and row.decay is None and row.declared is None
     console = Console(file=io.StringIO(), width=100, color_system=None)
     console.print(render(generic))
-    assert "Driven by memory (the whole correction of direction())" in " ".join(
-        console.file.getvalue().replace("│", " ").split())
+    text = " ".join(console.file.getvalue().replace("│", " ").split())
+    assert "Memory regularizes: it penalizes ||grad L||^2. Measured on every evidence loss" in text
+    assert generic.basis == "measured" and builtin.basis == "declared"
     data = json.loads(generic.to_json())
     assert data["channels"][0]["decay"] is None and data["net_effect"] == "regularizing"
 

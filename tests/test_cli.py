@@ -97,8 +97,9 @@ def test_modified_command_says_when_there_is_no_implicit_loss_or_no_evidence():
     console.print(render_modified(summarize(get_optimizer("lion", weight_decay=0.1), lr=1e-3)))
     assert "implicit loss: none" in console.file.getvalue()
     assert "outside the range" in text          # |h G2| ~ |G1| at AdamW's defaults: said, not hidden
-    result = run("modified", "heavy-ball", "--no-color")
-    assert result.returncode == 0 and "diverged" in result.stdout and "Traceback" not in result.stderr
+    result = run("modified", "heavy-ball", "--no-color")       # diverges at its defaults: the check is tamed
+    assert result.returncode == 0 and "check at the tamed: HeavyBall(beta=0.5)" in result.stdout
+    assert "outside the range" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_modified_command_errors_are_one_line():
