@@ -79,6 +79,13 @@ def check_n(n: Any, allow_none: bool = True, name: str = "n") -> Optional[int]:
     return int(n)
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise MemlessError(f"{name} must be True or False, got {shown(value)}")
+    return bool(value)
+
+
 def check_choice(value: Any, options: Sequence[str], name: str) -> str:
     """One of ``options``."""
     if not isinstance(value, str) or value not in options:

@@ -29,7 +29,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import check_choice, check_lr, check_n, check_optimizer, check_positive, shown
+from .checks import check_choice, check_flag, check_lr, check_n, check_optimizer, check_positive, shown
 from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
 from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
 from .objective import LossLike, Objective, objective, resolve_loss
@@ -85,6 +85,7 @@ def correction(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: 
     >>> np.allclose(M, 0.01 * 0.5 / 0.5 ** 3 * np.array([3.0, 12.0 * 8.0]))   # h b/(1-b)^3 H g
     True
     """
+    full_output = check_flag(full_output, "full_output")
     terms, info = _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split=False)
     total = terms["total"]
     return (total, info) if full_output else total

@@ -39,7 +39,7 @@ from .core import MemoryOptimizer, memory_sum, slot_gradient
 from .errors import MemlessError
 from .objective import objective
 from .optimizers.sgd import HeavyBall
-from .trajectory import optimizer_path
+from .trajectory import check_size, optimizer_path
 
 # ----------------------------------------------------------------------------
 # Inputs
@@ -47,7 +47,7 @@ from .trajectory import optimizer_path
 
 
 def _check_losses(losses, theta) -> list:
-    if callable(losses) or isinstance(losses, str) or not hasattr(losses, "__len__") or len(losses) < 1:
+    if not isinstance(losses, (list, tuple)) or len(losses) < 1:
         raise MemlessError("losses must be a non-empty list of per-batch losses (callables theta -> scalar), "
                            f"got {type(losses).__name__}")
     return [objective(loss, theta) for loss in losses]
@@ -61,8 +61,8 @@ def _check_decay(beta) -> float:
 
 
 def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise MemlessError(f"seed must be an integer or None, got {shown(seed)}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise MemlessError(f"seed must be an integer >= 0 or None, got {shown(seed)}")
     return seed
 
 
@@ -74,7 +74,8 @@ def batch_order(num_batches: int, steps: int, seed: Optional[int] = 0) -> np.nda
     """
     if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
         raise MemlessError(f"num_batches must be an integer >= 1, got {shown(num_batches)}")
-    steps = check_n(steps, allow_none=False, name="steps")
+    steps = check_size(check_n(steps, allow_none=False, name="steps"), 1)
+    check_size(int(num_batches), 1, name="num_batches")
     rng = np.random.default_rng(_check_seed(seed))
     epochs = -(-steps // num_batches) if steps else 0
     order = [rng.permutation(num_batches) for _ in range(epochs)]
@@ -95,7 +96,7 @@ def minibatch_trajectory(optimizer: MemoryOptimizer, losses: Sequence[Callable],
     check_optimizer(optimizer)
     theta = check_theta(theta)
     lr = check_lr(lr)
-    steps = check_n(steps, allow_none=False, name="steps")
+    steps = check_size(check_n(steps, allow_none=False, name="steps"), theta.size)
     objs = _check_losses(losses, theta)
     order = batch_order(len(objs), steps, seed) if order is None else _check_order(order, len(objs), steps)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -245,7 +246,7 @@ def permutation_monte_carlo(optimizer: MemoryOptimizer, losses: Sequence[Callabl
     For any optimizer; the closed form of :func:`permutation_average` is heavy-ball's.
     """
     check_optimizer(optimizer)
-    samples = check_n(samples, allow_none=False, name="samples")
+    samples = check_size(check_n(samples, allow_none=False, name="samples"), 1, name="samples")
     if samples < 2:
         raise MemlessError(f"samples must be >= 2 to estimate a standard error, got {samples}")
     rng = np.random.default_rng(_check_seed(seed))
@@ -284,7 +285,7 @@ def kappa(beta: float, m: int, position: int) -> float:
     position = _check_position(position, m)
     if beta == 0.0:
         return 0.0
-    lags = int(math.ceil(math.log(1e-18) / math.log(beta))) + 2 * m
+    lags = int(math.ceil(math.log(1e-18) / math.log(beta))) + 1
     a = np.arange(1, lags + 1, dtype=float)[:, None]
     b = a.T
     shortest = np.minimum(a, b)

@@ -208,8 +208,8 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     check_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     lr = check_lr(lr)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise MemlessError(f"seed must be an integer, got {shown(seed)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise MemlessError(f"seed must be an integer >= 0, got {shown(seed)}")
     obj = objective(loss, theta)
     declared = optimizer.implicit_loss_at(obj.loss, lr, obj.gradient(theta))
     decay = 0.0 if declared is None else float(declared.decay)

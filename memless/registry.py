@@ -163,6 +163,9 @@ def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
     """
     if isinstance(name, MemoryOptimizer):
         raise MemlessError("get_optimizer takes a registered name; you passed an optimizer instance")
+    if not isinstance(name, str):
+        raise UnknownOptimizerError(f"optimizer name must be a string, got {shown(name)}; available: "
+                                    f"{', '.join(available())}")
     table = entries()
     entry = table.get(name)
     if entry is None:

@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checks import check_choice, check_lr, check_lrs, check_n, check_optimizer, check_positive, shown
+from .checks import check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer, check_positive, shown
 from .core import MemoryOptimizer
 from .engine import terms_at
 from .errors import DivergenceError, MemlessError, OptimizerError
@@ -61,6 +61,8 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     steps = check_size(check_n(steps, allow_none=False, name="steps"), theta.size)
     check_choice(correction, CORRECTIONS, "correction")
     check_choice(form, FORMS, "form")
+    memoryless, corrected = check_flag(memoryless, "memoryless"), check_flag(corrected, "corrected")
+    tol = check_positive(tol, "tol")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
         if memoryless:
