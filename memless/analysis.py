@@ -330,11 +330,31 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
         why = (f"at your settings |M|/|F| reaches {ratio:.3g} > {FIRST_ORDER_RATIO}: outside the first-order "
                "range, where no order 2 is expected")
     tamed = optimizer.tamed()
+    order = dict(_tamed_study(tamed, tick))
+    order.update(common, setting="tamed", optimizer=repr(tamed), loss=EVIDENCE_LOSS, why=why)
+    return order
+
+
+#: the tamed evidence depends only on the tamed optimizer: computed once per process
+_TAMED_STUDIES: Dict[tuple, dict] = {}
+
+
+def _tamed_study(tamed, tick):
+    key = tamed._state()
+    try:
+        hash(key)
+    except TypeError:            # unhashable state: no caching
+        key = None
+    if key is not None and key in _TAMED_STUDIES:
+        for _ in range(3):
+            tick("order study")
+        return _TAMED_STUDIES[key]
     f, start, _ = resolve_loss(EVIDENCE_LOSS)
     lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
     order = _study(tamed, f, start, lrs, TAMED_HORIZON, tick)
-    order.update(common, setting="tamed", optimizer=repr(tamed), loss=EVIDENCE_LOSS,
-                 memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length(), why=why)
+    order["memory_lengths"] = TAMED_HORIZON / lrs[1] / tamed.memory_length()
+    if key is not None and len(_TAMED_STUDIES) < 256:
+        _TAMED_STUDIES[key] = order
     return order
 
 

@@ -135,25 +135,28 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
     done = [a for a in analyses if isinstance(a, Analysis)]
     where = f"{done[0].loss} loss, lr = {done[0].lr:g}" if done else "no optimizer completed"
     table = Table(title=f"What memory does to the loss ({where})",
-                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1),
                   caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
-                          "the path; order = empirical order with/without M; * = caution: run 'report NAME'")
-    table.add_column("optimizer", ratio=2)
+                          "the path; order = empirical order with/without M (want 2/1), at your settings or at the "
+                          "tamed optimizer (decays 0.5, on curvy); * = caution: run 'report NAME'")
+    table.add_column("optimizer", no_wrap=True)
     table.add_column("net effect", no_wrap=True)
     table.add_column("basis", no_wrap=True)
     table.add_column("strength", justify="right", no_wrap=True)
     table.add_column("|M|/|F|", justify="right", no_wrap=True)
     table.add_column("order", justify="right", no_wrap=True)
+    table.add_column("at", no_wrap=True)
     failures = []
     for i, a in enumerate(analyses):
         label = _entry_label(optimizers[i]) if optimizers else getattr(a, "optimizer", "?")
         if not isinstance(a, Analysis):
-            table.add_row(label, Text("diverged", style="red"), "-", "-", "-", "-")
+            table.add_row(label, Text("diverged", style="red"), "-", "-", "-", "-", "-")
             failures.append(str(a))
             continue
         name = label + ("*" if a.caveats else "")
         table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
-                      _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}")
+                      _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}",
+                      "yours" if a.order["setting"] == "yours" else "tamed")
     if not failures:
         return table
     from rich.console import Group

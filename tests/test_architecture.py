@@ -180,8 +180,9 @@ def test_progress_is_a_callback_the_renderer_supplies():
     calls = []
     analyze(memless.get_optimizer("heavy-ball", beta=0.3), points=3, evidence_steps=20,
             progress=lambda done, total, label: calls.append((done, total, label)))
-    assert [c[0] for c in calls] == list(range(1, len(calls) + 1))
-    assert calls[-1][0] == calls[-1][1] and calls[0][2] == "trajectory"
+    done = [c[0] for c in calls]
+    assert done == sorted(done) and done[0] == 1 and len(calls) >= 5
+    assert calls[-1][0] == calls[-1][1] and calls[-1][2] == "done" and calls[0][2] == "trajectory"
 
 
 # -- one source of truth per optimizer -------------------------------------------------

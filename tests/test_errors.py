@@ -121,5 +121,5 @@ def test_correction_not_finite_is_named():
     """eps outside the root and a zero gradient component: sqrt'(0) is infinite."""
     opt = memless.get_optimizer("adam", eps_inside=False)
     loss = lambda t: t[0] ** 2 + t[1] ** 4         # gradient (0, .) at t[0] = 0
-    with pytest.raises(memless.MemlessError, match=r"the correction.* is not finite at theta=\[0\. 1\.\]"):
+    with pytest.raises(memless.MemlessError, match=r"the correction.* is not finite at theta=\[0\., 1\.\]"):
         memless.correction(opt, loss, np.array([0.0, 1.0]), lr=0.01)
