@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 import memless
+import memless.optimizers
 from memless.optimizers import RMSProp
 from memless.analysis import analyze, to_json
 from memless.report import render, render_comparison
@@ -235,3 +236,39 @@ def test_json_carries_regime_evidence_and_declared_signs():
     assert [e["loss"] for e in data["evidence"]] == list(ALL_LOSSES)
     assert {c["name"]: c["declared"] for c in data["channels"]} == \
         {"first-moment": 1, "second-moment": -1, "weight-decay": None}
+
+
+def test_adamw_with_decay_at_large_eps_is_in_the_small_gradient_regime():
+    a = analyze(memless.get_optimizer("adamw", beta2=0.99, eps=100.0), loss="logistic", **FAST)
+    assert a.net_effect == "regularizing" and a.basis == "declared"
+    assert "every |g_i| << sqrt(eps)" in a.regime
+    assert "||grad L||^2/(2 sqrt(eps))" in a.modified_loss and "lambda (grad L . theta - L)" in a.modified_loss
+    assert a.evidence[0].agrees
+
+
+# -- first contact: the defaults demonstrate the theory ---------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(memless.optimizers.BUILTIN))
+def test_default_report_evidence_shows_the_orders(name):
+    """With every default (bilinear, lr 1e-3), the evidence shows order ~2 with M and ~1 without,
+    at the user's settings or at the tamed copy, labelled; gd has no memory: exact."""
+    a = analyze(memless.get_optimizer(name))
+    order = a.order
+    assert order["setting"] in ("yours", "tamed") and order["optimizer"] and order["loss"]
+    if name == "gd":
+        assert order["exact_corrected"] and order["exact_uncorrected"]
+        return
+    assert abs(order["corrected"] - 2) <= 0.3 and abs(order["uncorrected"] - 1) <= 0.2, order
+    assert not any("did not settle" in c for c in a.caveats)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(memless.optimizers.BUILTIN))
+def test_modified_succeeds_for_every_builtin_at_its_defaults(name):
+    from memless.modified import summarize
+    summary = summarize(memless.get_optimizer(name))
+    assert all(np.isfinite(summary.errors_ode)) and all(np.isfinite(summary.errors_flow))
+    assert summary.check_setting == "yours" or summary.check_setting.startswith("tamed: ")
+    if max(summary.errors_ode) > 1e-12:
+        assert abs(summary.order_ode - 2) <= 0.3 and abs(summary.order_flow - 1) <= 0.3
