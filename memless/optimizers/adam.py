@@ -160,14 +160,14 @@ class Adaptive(MomentumOptimizer):
         signs = {"first-moment": 1 if c1 > 0 else 0, "second-moment": -1 if c2 > 0 else 0}
         weights = (f"c1 = {self.first_text} = {c1:.4g}" if self.first_text else "c1 = 0") + \
             f", c2 = {self.second_text} = {c2:.4g}"
-        if regime == "small" and c1 > 0:
-            scale = np.sqrt(self.eps)
-            return Structure(Effect.REGULARIZING, f"every |g_i| << sqrt(eps) (here max |g_i|/sqrt(eps) = "
-                                                  f"{np.max(g) / scale:.3g})",
-                             f"M = h c1 eps^(-1/2) H F (1 + O(g^2/eps)) with {weights}: the second moment's term is "
-                             "smaller by g^2/eps, and <grad N, M> = h c1 eps^(-1/2) |H F|^2 (1 + O(g^2/eps)) >= 0",
-                             modified, {"first-moment": 1, "second-moment": -1 if c2 > 0 else 0})
         if self.weight_decay or not self.eps_inside:
+            if regime == "small" and c1 > 0:
+                scale = np.sqrt(self.eps)
+                return Structure(Effect.REGULARIZING, f"every |g_i| << sqrt(eps) (here max |g_i|/sqrt(eps) = "
+                                                      f"{np.max(g) / scale:.3g})",
+                                 f"M = h c1 eps^(-1/2) H F (1 + O(g^2/eps)) with {weights}: the second moment's term is "
+                                 "smaller by g^2/eps, and <grad N, M> = h c1 eps^(-1/2) |H F|^2 (1 + O(g^2/eps)) >= 0",
+                                 modified, {"first-moment": 1, "second-moment": -1 if c2 > 0 else 0})
             if regime != "large" or c1 == c2:
                 return None          # no exact statement there: the measurement decides
             scale = np.sqrt(self.eps) if self.eps_inside else self.eps
