@@ -13,15 +13,14 @@ This module computes; :mod:`memless.report` draws.  Nothing here imports rich.
 """
 from __future__ import annotations
 
-import enum
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from autograd import grad as _grad
 
+from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
 from .core import Effect, MemoryOptimizer, Structure, Term
 from .engine import terms_at
@@ -39,7 +38,7 @@ EVIDENCE_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
 #: progress(done, total, label): how a renderer follows :func:`analyze`
 Progress = Callable[[int, int, str], None]
 
-__all__ = ["analyze", "Analysis", "ChannelEffect", "Evidence", "Effect", "to_json", "describe"]
+__all__ = ["analyze", "Analysis", "ChannelEffect", "Evidence", "Effect", "to_json"]
 
 
 @dataclass
@@ -90,23 +89,10 @@ class Analysis:
     caveats: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return _strict(asdict(self))
+        return strict(asdict(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
-
-
-def _strict(x):
-    """JSON-safe: non-finite floats become None, enums their values."""
-    if isinstance(x, enum.Enum):
-        return x.value
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict(v) for v in x]
-    return x
 
 
 def to_json(analysis) -> str:
@@ -369,14 +355,6 @@ def _exact(errors: Sequence[float]) -> bool:
 # ----------------------------------------------------------------------------
 # Words
 # ----------------------------------------------------------------------------
-
-
-def describe(row: ChannelEffect) -> str:
-    """A term in words, with its decay and weight."""
-    if row.decay is None:
-        return f"{row.name} (the whole correction of direction())"
-    weight = f", weight b*beta/(1-beta)^2 = {row.coefficient:.4g}" if row.coefficient else ""
-    return f"{row.name} (beta = {row.decay:g}{weight})"
 
 
 def _measured_list(evidence: List[Evidence]) -> str:

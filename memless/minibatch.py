@@ -192,6 +192,16 @@ def C4(beta: float, n: Optional[int] = None) -> float:
     return total - C3(beta, n)
 
 
+def _batch_moments(objs, theta):
+    """(A, Hbar gbar): A = mean_k H_k g_k and Hbar gbar, by 2m Hessian-vector products;
+    Cov = A - Hbar gbar is the gradient-variance term of both closed forms."""
+    gradients = [obj.gradient(theta) for obj in objs]
+    g_bar = np.mean(gradients, axis=0)
+    A = np.mean([np.asarray(jvp(obj.gradient, theta, g)[1], dtype=float) for obj, g in zip(objs, gradients)], axis=0)
+    H_bar_g_bar = np.mean([np.asarray(jvp(obj.gradient, theta, g_bar)[1], dtype=float) for obj in objs], axis=0)
+    return A, H_bar_g_bar
+
+
 @dataclass
 class PermutationAverage:
     """E over permutations of M^(n), split as in Section 5.2."""
@@ -227,11 +237,7 @@ def permutation_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], 
     if m < 2:
         raise MemlessError("permutation_average needs at least two batches")
     beta, n = optimizer.beta, m - 1
-    gradients = [obj.gradient(theta) for obj in objs]
-    g_bar = np.mean(gradients, axis=0)
-    own = [np.asarray(jvp(obj.gradient, theta, g)[1], dtype=float) for obj, g in zip(objs, gradients)]
-    A = np.mean(own, axis=0)
-    H_bar_g_bar = np.mean([np.asarray(jvp(obj.gradient, theta, g_bar)[1], dtype=float) for obj in objs], axis=0)
+    A, H_bar_g_bar = _batch_moments(objs, theta)
     c3, c4 = C3(beta, n), C4(beta, n)
     B = (m * H_bar_g_bar - A) / (m - 1)
     covariance = A - H_bar_g_bar
@@ -333,11 +339,7 @@ def multi_epoch_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], 
         raise MemlessError("multi_epoch_average needs at least two batches")
     position = _check_position(position, m)
     beta = optimizer.beta
-    gradients = [obj.gradient(theta) for obj in objs]
-    g_bar = np.mean(gradients, axis=0)
-    own = np.mean([np.asarray(jvp(obj.gradient, theta, g)[1], dtype=float) for obj, g in zip(objs, gradients)],
-                  axis=0)
-    H_bar_g_bar = np.mean([np.asarray(jvp(obj.gradient, theta, g_bar)[1], dtype=float) for obj in objs], axis=0)
+    own, H_bar_g_bar = _batch_moments(objs, theta)
     k = kappa(beta, m, position)
     full = lr * beta / (1.0 - beta) ** 3 * H_bar_g_bar
     variance = lr * k * (own - H_bar_g_bar)

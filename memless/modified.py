@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ._autodiff import jvp
+from ._json import strict
 from .checks import check_lr, check_n, check_optimizer, check_theta, shown
 from .core import MemoryOptimizer
 from .engine import correction
@@ -280,22 +281,10 @@ class ModifiedSummary:
         data = asdict(self)
         data["implicit"].pop("loss", None)
         data["implicit"]["has_loss"] = self.implicit.loss is not None
-        return _strict(data)
+        return strict(data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
-
-
-def _strict(x):
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict(v) for v in x]
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return _strict(x.item())
-    return x
 
 
 def summarize(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float = 1e-3, *, theta=None,
@@ -336,8 +325,7 @@ def summarize(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float
                "modified equation holds")
         summary.caveats.append(why + f"; at these hyperparameters expect it below lr ~ {lr * 0.3 / ratio:.2g}")
     if summary.check_setting != "yours":
-        from .objective import resolve_loss as named
-        f, start, _ = named("curvy")
+        f, start, _ = resolve_loss("curvy")
         summary.lrs, summary.errors_ode, summary.errors_flow = [], [], []
         tamed = optimizer.tamed()
         _check(summary, tamed, f, start, (0.02, 0.01), steps)

@@ -147,7 +147,7 @@ class Adaptive(MomentumOptimizer):
             return self.implicit_loss(loss, lr)
         c1, _ = self.weights()
         eps = self.eps
-        return _implicit(loss, lr * c1, self.weight_decay, eps, lambda g: 1.0 / np.sqrt(eps) + 0.0 * g,
+        return _implicit(loss, lr * c1, self.weight_decay, eps, lambda g: 1.0 / np.sqrt(eps),
                          "every |g_i| << sqrt(eps): " + self._small_loss_text(), "every |g_i| << sqrt(eps)", l1=False)
 
     def structure(self, gradients):
