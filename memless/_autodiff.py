@@ -1,6 +1,7 @@
-"""autograd machinery, private: one forward-mode helper, one warning filter, and
-the recorded-gradient primitive through which the engine's JVPs reuse a gradient
-and its Hessian-vector products instead of recomputing them.
+"""autograd machinery, private: one JVP helper (forward mode, or reverse mode where
+autograd has no forward rule), one warning filter, and the recorded-gradient
+primitive through which the engine's JVPs reuse a gradient and its Hessian-vector
+products instead of recomputing them.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import warnings
 
 import numpy as np
-from autograd import make_jvp
+from autograd import make_jvp, make_vjp
 from autograd.extend import defjvp, defvjp, primitive
 
 # ----------------------------------------------------------------------------
@@ -26,10 +27,48 @@ def independent_outputs_allowed():
         yield
 
 
+#: how :func:`jvp` differentiates: "auto" (forward mode, reverse mode where a primitive has no
+#: forward rule), "forward" or "reverse"; tests switch it with :func:`jvp_mode`
+_MODE = ["auto"]
+
+
+@contextlib.contextmanager
+def jvp_mode(mode: str):
+    """Within the block, :func:`jvp` uses ``mode`` ("auto", "forward" or "reverse")."""
+    if mode not in ("auto", "forward", "reverse"):
+        raise ValueError(f"jvp mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    _MODE.append(mode)
+    try:
+        yield
+    finally:
+        _MODE.pop()
+
+
 def jvp(fun, x, direction):
-    """(fun(x), d fun(x) . direction), by one forward-mode pass."""
+    """(fun(x), d fun(x) . direction): one forward-mode pass, or -- where autograd has no
+    forward rule (``svd``, ``eigh``, ...: NotImplementedError) -- two reverse-mode passes."""
+    mode = _MODE[-1]
     with independent_outputs_allowed():
-        return make_jvp(fun)(x)(direction)
+        if mode != "reverse":
+            try:
+                return make_jvp(fun)(x)(direction)
+            except NotImplementedError:
+                if mode == "forward":
+                    raise
+        return reverse_jvp(fun, x, direction)
+
+
+def reverse_jvp(fun, x, direction):
+    """(fun(x), J direction) by reverse mode only: J v is the vector-Jacobian product of the
+    linear map u -> J^T u (itself a VJP of ``fun``) with v.  Costs two reverse passes.
+
+    The map is linear, so any u gives the same result; u = ones, not zeros, because some
+    reverse rules skip a branch whose cotangent is zero (autograd's ``eigh`` drops its
+    eigenvector part), which would leave it out of the trace."""
+    with independent_outputs_allowed():
+        backward, value = make_vjp(fun)(x)
+        transpose_backward, _ = make_vjp(backward)(np.ones(np.shape(value)))
+        return value, transpose_backward(direction)
 
 
 # ----------------------------------------------------------------------------

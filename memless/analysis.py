@@ -22,18 +22,19 @@ from autograd import grad as _grad
 
 from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
-from .core import Effect, MemoryOptimizer, Structure, Term
+from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
 from .engine import terms_at
 from .errors import DivergenceError
-from .objective import LossLike, objective, resolve_loss
+from .objective import LossLike, bound, objective, resolve_loss
 from .trajectory import first_order_lrs, optimizer_path, order_study
 
 #: |M|/|F| above this along the trajectory: the correction is not small (this decides the caution)
 RATIO_LIMIT = 0.3
 #: |strength| at or below this is rounding, not a measured sign
 ROUNDING = 1e-12
-#: the losses every analysis also measures on, as evidence for the verdict
-EVIDENCE_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
+#: the losses every analysis of an optimizer on vectors also measures on, as evidence for the verdict
+#: (an optimizer that acts on matrices uses ``MATRIX_LOSSES``: its ``reference_losses``)
+EVIDENCE_LOSSES = VECTOR_LOSSES
 
 #: progress(done, total, label): how a renderer follows :func:`analyze`
 Progress = Callable[[int, int, str], None]
@@ -107,9 +108,9 @@ def to_json(analysis) -> str:
 # ----------------------------------------------------------------------------
 
 
-def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float = 1e-3, *, theta=None,
+def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: float = 1e-3, *, theta=None,
             steps: int = 200, points: int = 12, evidence_steps: Optional[int] = None,
-            evidence_losses: Sequence[str] = EVIDENCE_LOSSES, progress: Optional[Progress] = None) -> Analysis:
+            evidence_losses: Optional[Sequence[str]] = None, progress: Optional[Progress] = None) -> Analysis:
     """What the optimizer's memory does to the loss: a verdict, and the measurements behind it.
 
     The verdict comes first from the optimizer's declared structure (each term is
@@ -120,7 +121,8 @@ def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float =
     the loss" when they disagree.  The evidence for the correction itself (Theorem 3.3) runs
     ``evidence_steps`` steps at ``lr`` (default: 20 memory lengths, clipped to [100, 200]),
     and half / twice as many at 2 lr / lr/2.  ``progress(done, total, label)``, if given, is
-    called as the work advances.
+    called as the work advances.  ``loss`` and ``evidence_losses`` default to the optimizer's
+    ``reference_losses`` ("bilinear" first; "factorization" for an optimizer that acts on matrices).
 
     >>> import memless
     >>> from memless.analysis import analyze
@@ -128,7 +130,10 @@ def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float =
     'regularizing'
     """
     check_optimizer(optimizer)
-    loss_fn, theta, loss_name = resolve_loss(loss, theta)
+    references = optimizer.reference_losses
+    loss_fn, theta, loss_name = resolve_loss(references[0] if loss is None else loss, theta)
+    optimizer = bound(optimizer, loss_fn)
+    evidence_losses = references if evidence_losses is None else evidence_losses
     lr = check_lr(lr)
     steps = check_n(steps, allow_none=False, name="steps")
     points = max(1, check_n(points, allow_none=False, name="points"))
@@ -139,7 +144,7 @@ def analyze(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float =
     evidence = [Evidence(loss_name, primary.net, _measured_effect(primary.net))]
     for name in others:
         f, start, _ = resolve_loss(name)
-        other = _measure(optimizer, f, start, lr, min(steps, 100), 4, None)
+        other = _measure(bound(optimizer, f), f, start, lr, min(steps, 100), 4, None)
         evidence.append(Evidence(name, other.net, _measured_effect(other.net)))
         tick(f"evidence on {name}")
     net_effect, basis, regime = _decide(structure, evidence, primary)
@@ -317,7 +322,7 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
                "range, where no order 2 is expected")
     tamed = optimizer.tamed()
     order = dict(_tamed_study(tamed, tick))
-    order.update(common, setting="tamed", optimizer=repr(tamed), loss=EVIDENCE_LOSS, why=why)
+    order.update(common, setting="tamed", optimizer=repr(tamed), loss=tamed.evidence_loss, why=why)
     return order
 
 
@@ -335,7 +340,8 @@ def _tamed_study(tamed, tick):
         for _ in range(3):
             tick("order study")
         return _TAMED_STUDIES[key]
-    f, start, _ = resolve_loss(EVIDENCE_LOSS)
+    f, start, _ = resolve_loss(tamed.evidence_loss)
+    tamed = bound(tamed, f)
     lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
     order = _study(tamed, f, start, lrs, TAMED_HORIZON, tick)
     order["memory_lengths"] = TAMED_HORIZON / lrs[1] / tamed.memory_length()

@@ -135,7 +135,8 @@ def _check_common(args):
     from .checks import check_lr
     from .losses import get_loss
     check_lr(args.lr)
-    get_loss(args.loss)
+    if args.loss is not None:
+        get_loss(args.loss)
 
 
 def cmd_report(args):
@@ -241,7 +242,9 @@ def cmd_list_losses(args):
 
 def _common(parser, analysis=True):
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate h (default 1e-3)")
-    parser.add_argument("--loss", default="bilinear", help="reference loss (default bilinear; see 'list-losses')")
+    parser.add_argument("--loss", default=None,
+                        help="reference loss (default bilinear; factorization for optimizers on matrices; "
+                             "see 'list-losses')")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--no-color", action="store_true", help="plain text")
     if analysis:

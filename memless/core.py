@@ -29,6 +29,7 @@ The callers (:mod:`memless.engine`, :mod:`memless.trajectory`,
 from __future__ import annotations
 
 import abc
+import copy
 import enum
 import math
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ import numpy as np
 
 from .errors import HyperparameterError
 from .hyperparameters import Hyperparameter
+from .parameters import Layout
+
+#: the reference losses an analysis measures on (:mod:`memless.losses`), by what the optimizer acts on
+VECTOR_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
+MATRIX_LOSSES = ("factorization", "network")
 
 #: the history length at which a generic optimizer without a ``window`` stands for its
 #: n -> infinity limit (a momentum optimizer has the limit in closed form)
@@ -205,6 +211,8 @@ class MemoryOptimizer(abc.ABC):
     sharpness: ClassVar[str] = "l2"
     #: the implicitly modified loss, in words, where there is one
     modified_loss: ClassVar[str] = ""
+    #: how theta is cut into named arrays (set by :meth:`bind`; None: one flat vector)
+    layout: Optional[Layout] = None
 
     def __init__(self, **values: Any):
         cls = type(self)
@@ -227,6 +235,42 @@ class MemoryOptimizer(abc.ABC):
     def validate(self) -> None:
         """Hook for cross-parameter validation; raise HyperparameterError."""
 
+    # -- parameters with structure ---------------------------------------------
+
+    @property
+    def needs_matrices(self) -> bool:
+        """True for an optimizer that acts per matrix (it needs a loss over named 2-D arrays)."""
+        return False
+
+    @property
+    def reference_losses(self) -> Tuple[str, ...]:
+        """The reference losses an analysis measures on, the default one first."""
+        return MATRIX_LOSSES if self.needs_matrices else VECTOR_LOSSES
+
+    @property
+    def evidence_loss(self) -> str:
+        """The reference loss of the tamed evidence (:meth:`tamed`)."""
+        return MATRIX_LOSSES[0] if self.needs_matrices else "curvy"
+
+    def check_layout(self, layout: Optional[Layout]) -> None:
+        """Hook: raise HyperparameterError if the optimizer cannot act on parameters with this layout."""
+        if self.needs_matrices and (layout is None or not layout.matrices):
+            raise HyperparameterError(
+                f"{self.label} acts on matrices: give a loss over named 2-D arrays (theta as a dict of "
+                "arrays, or memless.structured(loss, params)) or a matrix reference loss such as "
+                "'factorization'; got one flat vector")
+
+    def bind(self, layout: Optional[Layout]) -> "MemoryOptimizer":
+        """The optimizer as it acts on parameters with this :class:`~memless.parameters.Layout`
+        (None: one flat vector).  Every analysis binds the optimizer to its loss's layout once;
+        optimizers that act per matrix read ``self.layout``."""
+        self.check_layout(layout)
+        if layout == self.layout:
+            return self
+        bound = copy.copy(self)
+        bound.layout = layout
+        return bound
+
     def tamed(self) -> "MemoryOptimizer":
         """A copy with every hyperparameter that declares a ``tame`` value set to it (decays 0.5,
         smoothing constants large): where the first-order theory holds within a short horizon.
@@ -235,10 +279,12 @@ class MemoryOptimizer(abc.ABC):
         for hp in type(self).hyperparameters:
             if hp.tame is not None:
                 values[hp.name] = hp.tame
-        copy = type(self)(**values)
-        if getattr(copy, "name", None) is None and getattr(self, "name", None) is not None:
-            copy.name = self.name
-        return copy
+        tamed = type(self)(**values)
+        if getattr(tamed, "name", None) is None and getattr(self, "name", None) is not None:
+            tamed.name = self.name
+        if self.layout is not None:
+            tamed.layout = self.layout
+        return tamed
 
     @property
     def hyper(self) -> Dict[str, Any]:

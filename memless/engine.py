@@ -32,7 +32,7 @@ from ._autodiff import jvp
 from .checks import check_choice, check_flag, check_lr, check_n, check_optimizer, check_positive, shown
 from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
 from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
-from .objective import LossLike, Objective, objective, resolve_loss
+from .objective import LossLike, Objective, bound, objective, resolve_loss
 
 METHODS = ("auto", "momentum", "history")
 #: most history terms the history method sums by default
@@ -124,6 +124,7 @@ def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: 
 def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split):
     check_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
+    optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
     n = check_n(n)
     method = check_choice(method, METHODS, "method")

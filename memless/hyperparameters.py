@@ -85,4 +85,32 @@ def choice(name: str, default: str, options: Iterable[str], doc: str = "") -> Hy
     return Hyperparameter(name, default, "one of " + ", ".join(repr(o) for o in options), check, doc)
 
 
-__all__ = ["Hyperparameter", "decay", "positive", "nonnegative", "weight_decay", "flag", "choice", "real"]
+def integer(name: str, default: int, lo: int, hi: int, doc: str = "") -> Hyperparameter:
+    """An integer in [lo, hi] (an integral float such as 5.0 is accepted)."""
+
+    def check(value):
+        value = real(value)
+        if value != int(value) or not lo <= value <= hi:
+            raise ValueError("not an integer in range")
+        return int(value)
+
+    return Hyperparameter(name, default, f"an integer in [{lo}, {hi}]", check, doc)
+
+
+def coefficients(name: str, default, length: int, doc: str = "") -> Hyperparameter:
+    """A tuple of ``length`` finite numbers (also given as the string "a,b,c", as the CLI's --set does)."""
+
+    def check(value):
+        if isinstance(value, str):
+            value = [part for part in value.split(",")]
+            value = [float(part) for part in value]
+        values = tuple(real(v) for v in value)
+        if len(values) != length:
+            raise ValueError("wrong length")
+        return values
+
+    return Hyperparameter(name, tuple(default), f"{length} finite numbers (a tuple, or 'a,b,c')", check, doc)
+
+
+__all__ = ["Hyperparameter", "decay", "positive", "nonnegative", "weight_decay", "flag", "choice", "integer",
+           "coefficients", "real"]

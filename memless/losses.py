@@ -9,6 +9,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from .errors import LossError, MemlessError
+from .parameters import structured
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,52 @@ def logistic(theta):
     return anp.mean(anp.logaddexp(0.0, z) - _Y * z)
 
 
+# ----------------------------------------------------------------------------
+# Losses over matrices (for optimizers that act per matrix: Muon, Lion-K nuclear, Shampoo)
+# ----------------------------------------------------------------------------
+
+
+def _factorization_data(seed=1):
+    rng = np.random.default_rng(seed)
+    target = 1.5 * rng.normal(size=(6, 5))
+    start = {"U": 0.5 * rng.normal(size=(6, 3)), "V": 0.5 * rng.normal(size=(5, 3))}
+    return target, start
+
+
+_FACTOR_TARGET, _FACTOR_START = _factorization_data()
+
+
+def factorization(params):
+    """||U V^T - Y||_F^2 / 2 for a seeded full-rank target Y (6 x 5) and a rank-3 model U V^T
+    (U 6 x 3, V 5 x 3): quartic in (U, V), and its gradient matrices stay of full rank."""
+    residual = anp.dot(params["U"], anp.transpose(params["V"])) - _FACTOR_TARGET
+    return 0.5 * anp.sum(residual ** 2)
+
+
+def _network_data(seed=2, samples=32):
+    rng = np.random.default_rng(seed)
+    inputs = rng.normal(size=(samples, 4))
+    targets = 3.0 * np.tanh(inputs @ rng.normal(size=(4, 6))) @ rng.normal(size=(6, 3))
+    start = {"W1": 0.5 * rng.normal(size=(4, 6)), "W2": 0.5 * rng.normal(size=(6, 3))}
+    return inputs, targets, start
+
+
+_NET_INPUTS, _NET_TARGETS, _NET_START = _network_data()
+
+
+def network(params):
+    """A two-layer tanh network without biases, ``tanh(X W1) W2`` (W1 4 x 6, W2 6 x 3), mean squared
+    error against a seeded teacher on 32 Gaussian inputs."""
+    outputs = anp.dot(anp.tanh(anp.dot(_NET_INPUTS, params["W1"])), params["W2"])
+    return 0.5 * anp.mean(anp.sum((outputs - _NET_TARGETS) ** 2, axis=1))
+
+
+def _matrix_loss(name, loss, start, description):
+    flat = structured(loss, start)
+    flat.__name__ = name
+    return ReferenceLoss(name, flat, flat.start, description)
+
+
 REFERENCE_LOSSES = {
     "bilinear": ReferenceLoss("bilinear", bilinear, np.array([2.8, 3.5]),
                               "E = (3/2 - 2 theta1 theta2)^2 / 2, the model of Figure 1 in Cattaneo et al. 2023"),
@@ -62,6 +109,10 @@ REFERENCE_LOSSES = {
                            "3-d loss with sines, quartics and a cubic coupling (real third derivatives)"),
     "logistic": ReferenceLoss("logistic", logistic, np.full(4, 0.3),
                               "logistic regression, 4 features, 64 seeded synthetic samples"),
+    "factorization": _matrix_loss("factorization", factorization, _FACTOR_START,
+                                  "matrices: ||U V^T - Y||^2/2, Y full rank (6 x 5), U 6 x 3, V 5 x 3 (33 parameters)"),
+    "network": _matrix_loss("network", network, _NET_START,
+                            "matrices: two-layer tanh network tanh(X W1) W2, W1 4 x 6, W2 6 x 3, 32 samples"),
 }
 
 

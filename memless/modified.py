@@ -30,7 +30,7 @@ from .checks import check_lr, check_n, check_optimizer, check_theta, shown
 from .core import MemoryOptimizer
 from .engine import correction
 from .errors import DivergenceError, LossError, MemlessError
-from .objective import LossLike, objective, resolve_loss
+from .objective import LossLike, bound, objective, resolve_loss
 
 # ----------------------------------------------------------------------------
 # The direction F and the modified equation
@@ -144,6 +144,7 @@ def modified_equation(optimizer: MemoryOptimizer, loss: LossLike, lr: float,
     """
     check_optimizer(optimizer)
     loss, _, _ = resolve_loss(loss, need_theta=False)
+    optimizer = bound(optimizer, loss)
     return ModifiedEquation(optimizer, loss, check_lr(lr), check_n(n))
 
 
@@ -208,6 +209,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     """
     check_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
+    optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise MemlessError(f"seed must be an integer >= 0, got {shown(seed)}")
@@ -287,7 +289,7 @@ class ModifiedSummary:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def summarize(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float = 1e-3, *, theta=None,
+def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: float = 1e-3, *, theta=None,
               steps: int = 40) -> ModifiedSummary:
     """Modified equation and implicit loss of ``optimizer`` on a loss, with a measured check.
 
@@ -302,7 +304,8 @@ def summarize(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float
     steps = check_n(steps, allow_none=False, name="steps")
     if steps < 2:
         raise MemlessError(f"steps must be at least 2 (the check compares two learning rates), got {steps}")
-    loss_fn, theta, loss_name = resolve_loss(loss, theta)
+    loss_fn, theta, loss_name = resolve_loss(optimizer.reference_losses[0] if loss is None else loss, theta)
+    optimizer = bound(optimizer, loss_fn)
     eq = modified_equation(optimizer, loss_fn, lr)
     F, M, dF_F = eq._parts(theta)
     hG2 = -(M + 0.5 * lr * dF_F)
@@ -325,11 +328,12 @@ def summarize(optimizer: MemoryOptimizer, loss: LossLike = "bilinear", lr: float
                "modified equation holds")
         summary.caveats.append(why + f"; at these hyperparameters expect it below lr ~ {lr * 0.3 / ratio:.2g}")
     if summary.check_setting != "yours":
-        f, start, _ = resolve_loss("curvy")
+        evidence = optimizer.evidence_loss
+        f, start, _ = resolve_loss(evidence)
         summary.lrs, summary.errors_ode, summary.errors_flow = [], [], []
         tamed = optimizer.tamed()
         _check(summary, tamed, f, start, (0.02, 0.01), steps)
-        summary.check_setting = f"tamed: {tamed!r} on curvy ({why})"
+        summary.check_setting = f"tamed: {tamed!r} on {evidence} ({why})"
     if not implicit.curl_free and implicit.loss is not None:
         summary.caveats.append(implicit.note)
     return summary

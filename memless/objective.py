@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Callable, Optional, Tuple, Union
 
 import autograd.numpy as anp
@@ -19,6 +20,7 @@ from autograd import grad as _autograd_grad, make_vjp, value_and_grad as _value_
 from ._autodiff import Point, frozen_gradient, independent_outputs_allowed
 from .checks import check_theta, shown
 from .errors import LossError, MemlessError
+from .parameters import StructuredLoss, layout_of, structured
 
 #: a loss: a callable theta -> scalar, or a reference loss's name
 LossLike = Union[Callable, str]
@@ -32,7 +34,9 @@ def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tupl
     """``(callable, theta, name)`` for a loss given as a callable or a reference-loss name.
 
     A name supplies its start point when ``theta`` is None; a callable needs ``theta``
-    (unless ``need_theta=False``).
+    (unless ``need_theta=False``).  ``theta`` may be a dict of named arrays, with ``loss``
+    taking that dict: the callable returned is then a :class:`~memless.parameters.StructuredLoss`
+    on the flat vector, carrying the layout.
 
     >>> f, theta, name = resolve_loss("curvy")
     >>> name, theta.shape
@@ -42,12 +46,21 @@ def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tupl
         from .losses import get_loss
         reference = get_loss(loss)
         start = reference.start if theta is None else theta
+        if isinstance(start, Mapping):
+            start = layout_of(reference.loss).flatten(start) if layout_of(reference.loss) else start
         return reference.loss, check_theta(start), reference.name
     if isinstance(loss, Objective):
         loss = loss.loss
     if not callable(loss):
         raise LossError(f"loss must be a callable theta -> scalar or a reference-loss name "
                         f"(see 'python -m memless list-losses'), got {type(loss).__name__}")
+    if isinstance(theta, Mapping):          # a loss over named arrays, at this dict of them
+        if isinstance(loss, StructuredLoss):
+            return loss, check_theta(loss.layout.flatten(theta)), loss.__name__
+        loss = structured(loss, theta)
+        return loss, check_theta(loss.start), loss.__name__
+    if theta is None and isinstance(loss, StructuredLoss) and loss.start is not None:
+        theta = loss.start
     if theta is None:
         if need_theta:
             raise LossError("theta is required with a loss given as a callable (a reference-loss name "
@@ -177,3 +190,9 @@ def objective(loss: Union[Callable, Objective], theta, linearize: bool = False) 
     """
     obj = loss if isinstance(loss, Objective) else Objective(loss)
     return obj.check(theta, linearize=linearize)
+
+
+def bound(optimizer, loss: Callable):
+    """The optimizer as it acts on this loss's parameters: bound to the loss's layout
+    (:meth:`memless.MemoryOptimizer.bind`); every analysis calls this once."""
+    return optimizer.bind(layout_of(loss))

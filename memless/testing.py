@@ -30,11 +30,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import MemoryOptimizer
+from .core import MATRIX_LOSSES, MemoryOptimizer
 from .engine import correction, terms_at
 from .errors import MemlessError
 from .losses import REFERENCE_LOSSES
-from .objective import objective
+from .objective import bound, objective, resolve_loss
 from .registry import get_optimizer
 from .trajectory import first_order_lrs, optimizer_path, order_study
 
@@ -87,7 +87,9 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
     """Run the conformance checks; raise :class:`ConformanceError` naming each failure.
 
     ``optimizer``: an instance or a registered name.  ``losses``: a list of
-    ``(name, loss, theta0)``, default the kit's reference losses.  ``order_band``:
+    ``(name, loss, theta0)`` (theta0 may be a dict of named arrays), default the kit's
+    reference losses ("curvy", "logistic"; "factorization", "network" for an optimizer
+    that acts on matrices).  ``order_band``:
     allowed distance of the corrected / uncorrected orders from 2 / 1.  ``adapt_lrs``:
     scale ``lrs`` down (at most 16x) until the correction is small along the path,
     where the first-order theory applies; False runs exactly ``lrs``.
@@ -97,10 +99,17 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
     if not isinstance(optimizer, MemoryOptimizer):
         raise MemlessError(f"check_optimizer needs a MemoryOptimizer or a registered name, got {optimizer!r}")
     if losses is None:
-        losses = [(name, REFERENCE_LOSSES[name].loss, REFERENCE_LOSSES[name].start) for name in KIT_LOSSES]
+        names = MATRIX_LOSSES if optimizer.needs_matrices else KIT_LOSSES
+        losses = [(name, REFERENCE_LOSSES[name].loss, REFERENCE_LOSSES[name].start) for name in names]
     result = Conformance(repr(optimizer))
+    unbound = optimizer
     for loss_name, loss, theta in losses:
-        theta = np.asarray(theta, dtype=float)
+        loss, theta, _ = resolve_loss(loss, theta)
+        try:
+            optimizer = bound(unbound, loss)
+        except MemlessError as exc:
+            result.checks.append(Check("layout", loss_name, False, str(exc)))
+            continue
         obj = objective(loss, theta)
         checks = [("direction", _check_direction), ("streaming", _check_streaming),
                   ("correction", _check_correction)]

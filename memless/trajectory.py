@@ -19,7 +19,7 @@ from .checks import check_choice, check_flag, check_lr, check_lrs, check_n, chec
 from .core import MemoryOptimizer
 from .engine import terms_at
 from .errors import DivergenceError, MemlessError, OptimizerError
-from .objective import LossLike, Objective, objective, resolve_loss
+from .objective import LossLike, Objective, bound, objective, resolve_loss
 
 CORRECTIONS = ("exact", "limit")
 #: most steps one path may take, and most bytes its iterates may fill: larger requests are refused
@@ -57,6 +57,7 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     """
     check_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
+    optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
     steps = check_size(check_n(steps, allow_none=False, name="steps"), theta.size)
     check_choice(correction, CORRECTIONS, "correction")
@@ -234,6 +235,7 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     """
     check_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
+    optimizer = bound(optimizer, loss)
     horizon = check_positive(horizon, "horizon")
     lrs = check_lrs(lrs)
     if horizon < max(lrs):

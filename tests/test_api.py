@@ -58,7 +58,10 @@ def test_every_optimizer_is_usable_for_any_loss():
     for name in memless.available():
         opt = memless.get_optimizer(name)
         assert opt.name == name
-        M = memless.correction(opt, quartic, theta, lr=1e-3)
+        if opt.needs_matrices:      # the same loss over one 2 x 2 matrix
+            M = memless.correction(opt, lambda p: quartic(anp.ravel(p["W"])), {"W": theta.reshape(2, 2)}, lr=1e-3)
+        else:
+            M = memless.correction(opt, quartic, theta, lr=1e-3)
         assert M.shape == theta.shape and np.all(np.isfinite(M))
 
 
@@ -68,7 +71,7 @@ def test_hyperparameters_and_repr():
     assert repr(opt) == "AdamW(beta1=0.9, beta2=0.99, eps=1e-08, weight_decay=0.01, eps_inside=True)"
     assert opt == memless.get_optimizer("adamw", beta2=0.99) != memless.get_optimizer("adamw")
     assert memless.get_optimizer("lion").hyper == dict(rho1=0.9, rho2=0.99, weight_decay=0.0,
-                                                       k="l1-smooth", eps=1e-8)
+                                                       k="l1-smooth", eps=1e-8, kappa=1e4)
 
 
 def _modules():

@@ -188,7 +188,9 @@ def test_progress_is_a_callback_the_renderer_supplies():
 # -- one source of truth per optimizer -------------------------------------------------
 
 CLOSED_FORM_CASES = [(name, hp) for name in sorted(BUILTIN) for hp in (
-    {}, {"eps": 0.05, "eps_inside": False}, {"weight_decay": 0.1}, {"k": "l2"}, {"k": "sign"})
+    {}, {"eps": 0.05, "eps_inside": False}, {"weight_decay": 0.1}, {"k": "l2"}, {"k": "sign"},
+    {"k": "logcosh", "kappa": 3.0}, {"k": "nuclear"}, {"orthogonalize": "polar"}, {"nesterov": False},
+    {"adjust_lr_fn": "match_rms_adamw", "weight_decay": 0.0})
     if set(hp) <= {h.name for h in BUILTIN[name].hyperparameters}]
 
 
@@ -200,13 +202,15 @@ def test_every_channel_formula_has_its_function_and_it_equals_the_engine(name, h
     from memless.objective import Objective
 
     opt = memless.get_optimizer(name, **hp)
-    obj = Objective(curvy)
+    loss = REFERENCE_LOSSES["factorization"] if opt.needs_matrices else LOSS
+    opt = opt.bind(getattr(loss.loss, "layout", None))
+    obj = Objective(loss.loss)
     h = 1e-3
-    for theta in (LOSS.start, np.array([-0.7, 0.2, 0.9])):
+    for theta in (loss.start, loss.start + np.sin(np.arange(loss.start.size))):
         g = obj.gradient(theta)
         F = np.asarray(opt.limit_direction(theta, obj.gradient), dtype=float)
         HF = np.asarray(jvp(obj.gradient, theta, F)[1], dtype=float)
-        terms = memless.correction_terms(opt, curvy, theta, lr=h)
+        terms = memless.correction_terms(opt, loss.loss, theta, lr=h)
         for ch in opt.channels():
             if ch.decay == 0:
                 assert not np.any(terms[ch.name])

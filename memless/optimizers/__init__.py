@@ -6,8 +6,9 @@ through the ``memless.optimizers`` entry-point group.
 """
 from .adam import Adam, Adaptive, AdamW, NAdam, RMSProp
 from .lion import Lion
+from .muon import Muon
 from .sgd import GD, HeavyBall, Nesterov
 
-BUILTIN = {cls.name: cls for cls in (GD, HeavyBall, Nesterov, Adam, AdamW, NAdam, RMSProp, Lion)}
+BUILTIN = {cls.name: cls for cls in (GD, HeavyBall, Nesterov, Adam, AdamW, NAdam, RMSProp, Lion, Muon)}
 
-__all__ = ["GD", "HeavyBall", "Nesterov", "Adam", "AdamW", "NAdam", "RMSProp", "Lion", "Adaptive", "BUILTIN"]
+__all__ = ["GD", "HeavyBall", "Nesterov", "Adam", "AdamW", "NAdam", "RMSProp", "Lion", "Muon", "Adaptive", "BUILTIN"]

@@ -1,4 +1,20 @@
-"""Lion-K (Cattaneo & Shigida 2025, Example 1.5; Chen et al. 2023; Chen, Liu et al. 2024)."""
+"""Lion-K (Cattaneo & Shigida 2025, Example 1.5; Chen et al. 2023; Chen, Liu et al. 2024).
+
+K is the convex function whose gradient shapes the step; five are built in:
+
+======================  ===============================  ====================================
+``k``                    K(x)                              hess K(x), the memory term's factor
+======================  ===============================  ====================================
+``"l1-smooth"``          sum sqrt(x^2 + eps)               eps/(x^2 + eps)^(3/2)
+``"sign"``               sum |x| (exact Lion)              0 (autograd's derivative of sign)
+``"l2"``                 ||x||^2/2                          1 (heavy-ball when rho1 = rho2)
+``"logcosh"``            sum log cosh(kappa x)/kappa       kappa sech^2(kappa x)  ("RLion")
+``"nuclear"``            sum of ||X_j||_* over matrices    d polar(X)[.], positive semidefinite
+======================  ===============================  ====================================
+
+``"nuclear"`` acts per matrix (grad K = the polar factor U V^T): Muon's idealization
+(Chen, Li & Liu 2025, "Muon optimizes under spectral norm constraints").
+"""
 from __future__ import annotations
 
 import autograd.numpy as anp
@@ -8,18 +24,46 @@ import numpy as np
 from ..core import Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
 from ..errors import HyperparameterError
 from ..hyperparameters import choice, decay, positive, weight_decay
+from ..linalg import nuclear_norm, polar, polar_derivative
+from .matrices import check_matrices, per_matrix, smallest_singular_values
 from .sgd import gradient_penalty, gradient_penalty_structure
+
+K_CHOICES = ("l1-smooth", "sign", "l2", "logcosh", "nuclear")
 
 
 class _LionK(MomentumOptimizer):
     """Lion-K's momenta and Phi, without weight decay."""
 
-    elementwise = True
+    @property
+    def elementwise(self):
+        return self.k != "nuclear"
+
+    @property
+    def needs_matrices(self) -> bool:
+        return self.k == "nuclear"
+
+    def check_layout(self, layout):
+        if self.k == "nuclear":
+            check_matrices(self.label, layout, "with k='nuclear' acts on matrices")
 
     @property
     def sharpness(self):
-        """The proxy K implies: ||grad L||^2 for K = ||x||^2/2, ||grad L||_{1,eps} for the sign-like K."""
-        return "l2" if self.k == "l2" else "l1"
+        """The proxy K implies: ||grad L||^2 for K = ||x||^2/2, ||grad L||_{1,eps} for the sign-like K,
+        K(grad L) itself for logcosh and the nuclear norm."""
+        return {"l2": "l2", "logcosh": "logcosh", "nuclear": "nuclear"}.get(self.k, "l1")
+
+    @property
+    def sharpness_formula(self) -> str:
+        if self.k == "logcosh":
+            return "sum log cosh(kappa grad L)/kappa"
+        if self.k == "nuclear":
+            return "sum_j ||grad_j L||_* (nuclear norms)"
+        return super().sharpness_formula
+
+    def sharpness_proxy(self, gradient, loss=None):
+        if self.k in ("logcosh", "nuclear"):
+            return lambda t: self.K(gradient(t))
+        return super().sharpness_proxy(gradient, loss)
 
     @property
     def linear(self):
@@ -32,21 +76,55 @@ class _LionK(MomentumOptimizer):
                 "lion: rho2=0 with rho1>0 reads the previous gradient without decay, which has "
                 "no momentum-variable form; allowed: rho2 in (0, 1), or rho1 = rho2 = 0")
 
+    # -- K, its gradient and its Hessian ----------------------------------------
+
+    def K(self, x):
+        """K(x)."""
+        if self.k == "sign":
+            return anp.sum(anp.abs(x))
+        if self.k == "l2":
+            return 0.5 * anp.sum(x ** 2)
+        if self.k == "logcosh":
+            kx = self.kappa * x
+            return anp.sum(anp.logaddexp(kx, -kx) - np.log(2.0)) / self.kappa
+        if self.k == "nuclear":
+            return sum(nuclear_norm(X) for X in self._matrices(x))
+        return anp.sum(anp.sqrt(x ** 2 + self.eps))
+
     def grad_k(self, x):
         """grad K(x) for the chosen K."""
         if self.k == "sign":
             return anp.sign(x)
         if self.k == "l2":
             return x
+        if self.k == "logcosh":
+            return anp.tanh(self.kappa * x)
+        if self.k == "nuclear":
+            return per_matrix(self._layout(), polar, x)
         return x / anp.sqrt(x ** 2 + self.eps)
 
-    def hess_k(self, x):
-        """The diagonal of hess K(x)."""
+    def hess_k_times(self, x, v):
+        """hess K(x) v."""
+        if self.k == "nuclear":
+            return per_matrix(self._layout(), polar_derivative, x, v)
         if self.k == "sign":
-            return anp.zeros_like(x)
+            return anp.zeros_like(x) * v
         if self.k == "l2":
-            return anp.ones_like(x)
-        return self.eps / (x ** 2 + self.eps) ** 1.5
+            return v
+        if self.k == "logcosh":
+            return self.kappa * (1.0 - anp.tanh(self.kappa * x) ** 2) * v
+        return self.eps / (x ** 2 + self.eps) ** 1.5 * v
+
+    def _layout(self):
+        check_matrices(self.label, self.layout, "with k='nuclear' acts on matrices")
+        return self.layout
+
+    def _matrices(self, x):
+        layout = self._layout()
+        parts = layout.unflatten(x)
+        return [parts[name] for name in layout.matrices]
+
+    # -- momentum form --------------------------------------------------------------
 
     def channels(self):
         ratio = self.rho1 / self.rho2 if self.rho2 > 0 else 0.0
@@ -54,7 +132,7 @@ class _LionK(MomentumOptimizer):
         return [
             Channel("momentum", self.rho2, gradient_signal, -ratio * (1.0 - self.rho2),
                     "+h rho1/(1-rho2) hess K(-g) H F",
-                    lambda h, theta, g, HF: h * weight * self.hess_k(-g) * HF),
+                    lambda h, theta, g, HF: h * weight * self.hess_k_times(-g, HF)),
             Channel("gradient", 0.0, gradient_signal, -(1.0 - ratio)),
         ]
 
@@ -69,9 +147,15 @@ class Lion(DecoupledWeightDecay, _LionK):
     ``k`` chooses K: ``"l1-smooth"`` (default) ``K = sum sqrt(x^2 + eps)``, a smooth
     sign; ``"sign"`` exact Lion, ``grad K = sign`` (autograd differentiates sign to 0,
     so the correction is exactly 0); ``"l2"`` ``K = ||x||^2/2`` (heavy-ball when
-    rho1 = rho2, lambda = 0).  The correction is ``M = h rho1/(1-rho2) hess K(-g) H F``:
-    for the smooth sign ``hess K(-g) = eps/(g^2 + eps)^(3/2)``, small where every
-    ``|g_i| >> sqrt(eps)``, so Lion's memory does not anti-regularize.
+    rho1 = rho2, lambda = 0); ``"logcosh"`` ``K = sum log cosh(kappa x)/kappa``, grad K =
+    tanh(kappa x) (a smooth sign, as in "RLion"); ``"nuclear"`` K = the sum of the nuclear
+    norms of the parameter matrices, grad K = their polar factors (Muon's idealization;
+    needs a loss over named matrices).  The correction is
+    ``M = h rho1/(1-rho2) hess K(-g) H F`` (Eq. 12's limit, Section 3.2): hess K is positive
+    semidefinite for every convex K, so with lambda = 0 memory never anti-regularizes
+    the proxy N = K(grad L); its size follows hess K: small where every ``|g_i| >> sqrt(eps)``
+    (l1-smooth), ``|g_i| >> 1/kappa`` (logcosh), or where the smallest singular value of each
+    gradient matrix is large (nuclear: ``|M| <= h rho1/(1-rho2) |H F| / sigma_min``).
 
     >>> import memless, numpy as np
     >>> M = memless.correction(memless.get_optimizer("lion", k="sign"),
@@ -85,8 +169,9 @@ class Lion(DecoupledWeightDecay, _LionK):
         decay("rho1", 0.9, "interpolation between momentum and gradient (optax b1)"),
         decay("rho2", 0.99, "momentum decay (optax b2)"),
         weight_decay(0.0),
-        choice("k", "l1-smooth", ("l1-smooth", "sign", "l2"), "the convex function K"),
+        choice("k", "l1-smooth", K_CHOICES, "the convex function K"),
         positive("eps", 1e-8, "smoothing of |x| in K = l1-smooth", tame=0.3),
+        positive("kappa", 1e4, "sharpness of tanh(kappa x) in K = logcosh", tame=2.0),
     )
     update_rule = ("c = rho1 m + (1-rho1) g;  theta <- theta - h [-grad K(-c) + lambda theta];  "
                    "m <- rho2 m + (1-rho2) g")
@@ -98,11 +183,17 @@ class Lion(DecoupledWeightDecay, _LionK):
             return "L exactly: autograd differentiates sign to 0, so M = 0"
         if self.k == "l2":
             return "L + h rho1/(2(1-rho2)) ||grad L||^2 (lambda = 0; heavy-ball's form when rho1 = rho2)"
+        if self.k == "logcosh":
+            return ("L, up to a term h rho1/(1-rho2) kappa sech^2(kappa g_i) (H F)_i: small where every "
+                    "|g_i| >> 1/kappa")
+        if self.k == "nuclear":
+            return ("no modified loss in closed form: M = h rho1/(1-rho2) d polar(G)[H F] per matrix, "
+                    "of size at most h rho1/(1-rho2) |H F| / sigma_min(G)")
         return ("L, up to a term of size h rho1/(1-rho2) eps/|g_i|^3 |(H F)_i|: small where every "
                 "|g_i| >> sqrt(eps), P = D^(-1/2)")
 
     def structure(self, gradients):
-        """The sign of <grad N, M> with N the proxy K implies (lambda = 0; with decay: measured)."""
+        """The sign of <grad N, M> with N = K(grad L), the proxy K implies (lambda = 0; with decay: measured)."""
         weight = self.rho1 / (1.0 - self.rho2)
         if self.rho1 == 0.0:
             return Structure(Effect.NONE, "exact", "rho1 = 0: the step reads the current gradient only",
@@ -115,18 +206,33 @@ class Lion(DecoupledWeightDecay, _LionK):
         if self.k == "l2":
             return gradient_penalty_structure(weight, "rho1/(1-rho2)", self.modified_loss)
         g = np.abs(np.asarray(gradients, dtype=float))
-        smallest = float(np.min(g)) / np.sqrt(self.eps) if g.size else float("nan")
-        size = ("small" if smallest >= 10 else "not small") + \
-            f" here: min |g_i|/sqrt(eps) = {smallest:.3g} along the path (small where every |g_i| >> sqrt(eps))"
+        if self.k == "nuclear":
+            sigma = float(np.min(smallest_singular_values(self.layout, gradients))) if g.size else float("nan")
+            hess, size = ("hess K(-G) = d polar(G), positive semidefinite (K is convex)",
+                          f"at most h rho1/(1-rho2) |H F|/sigma_min(G): small where the smallest singular "
+                          f"value of every gradient matrix is large; here min sigma_min(G) = {sigma:.3g} along "
+                          "the path")
+        elif self.k == "logcosh":
+            smallest = float(np.min(g)) * self.kappa if g.size else float("nan")
+            hess, size = ("hess K(-g)_i = kappa sech^2(kappa g_i) > 0",
+                          ("small" if smallest >= 10 else "not small") +
+                          f" here: min |g_i| kappa = {smallest:.3g} along the path (small where every |g_i| >> "
+                          "1/kappa)")
+        else:
+            smallest = float(np.min(g)) / np.sqrt(self.eps) if g.size else float("nan")
+            hess, size = ("hess K(-g)_i = eps/(g_i^2 + eps)^(3/2) > 0",
+                          ("small" if smallest >= 10 else "not small") +
+                          f" here: min |g_i|/sqrt(eps) = {smallest:.3g} along the path (small where every "
+                          "|g_i| >> sqrt(eps))")
         return Structure(
             Effect.REGULARIZING, "exact in sign, on every loss",
-            f"M = h rho1/(1-rho2) hess K(-g) H F with hess K(-g)_i = eps/(g_i^2 + eps)^(3/2) > 0 and grad N = H F, "
-            f"so <grad N, M> = h {weight:.4g} sum_i eps/(g_i^2+eps)^(3/2) (H F)_i^2 >= 0; its size is {size}",
+            f"M = h rho1/(1-rho2) hess K(-g) H F with {hess}, and grad N = H F for N = K(grad L), "
+            f"so <grad N, M> = h {weight:.4g} <H F, hess K(-g) H F> >= 0; its size is {size}",
             self.modified_loss, {"momentum": 1})
 
     def implicit_loss(self, loss, lr):
         """lambda = 0: l2 -> L + h rho1/(2(1-rho2)) ||grad L||^2; l1-smooth -> L as eps -> 0; sign -> L."""
-        if self.weight_decay:
+        if self.weight_decay or self.k in ("logcosh", "nuclear"):
             return None
         if self.k == "l2":
             return gradient_penalty(loss, lr * self.rho1 / (1.0 - self.rho2), 1.0, self.modified_loss)
