@@ -532,6 +532,10 @@ class MomentumOptimizer(MemoryOptimizer):
     #: True when Phi is linear in the memories (heavy-ball, Nesterov): the engine
     #: then sums finite-n histories as scalars, at a cost independent of n
     linear: ClassVar[bool] = False
+    #: True when F^(n)(theta) = F(theta) for every n: Phi is scale-invariant and every channel with
+    #: memory reads the same signal as the others (Muon, exact-sign Lion); the engine then skips the
+    #: finite-n residual sums (the conformance kit holds the claim to the generic history JVPs)
+    stationary: ClassVar[bool] = False
 
     @abc.abstractmethod
     def channels(self) -> Sequence[Channel]:

@@ -271,7 +271,8 @@ def _momentum_point(optimizer, theta, g, n, tol):
     else:
         point = {ch.name: float(ch.weight(n)) * sig for ch, sig in zip(channels, signals)}
         b_now = [float(channels[i].b(n + 1)) for i in memory]
-        residual = _residuals(optimizer, channels, signals, memory, n, F, tol)
+        residual = ([None] * len(memory) if optimizer.stationary
+                    else _residuals(optimizer, channels, signals, memory, n, F, tol))
     weights = [memory_sum(channels[i].decay, n) for i in memory]
     return _MomentumPoint(channels, signals, memory, point, b_now, weights, residual, F)
 

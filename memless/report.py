@@ -133,12 +133,17 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
     from rich.text import Text
 
     done = [a for a in analyses if isinstance(a, Analysis)]
-    where = f"{done[0].loss} loss, lr = {done[0].lr:g}" if done else "no optimizer completed"
+    losses = sorted({a.loss for a in done})
+    if len(losses) > 1:          # optimizers on vectors and on matrices: each on its own default loss
+        where = f"losses {' / '.join(losses)} (per row), lr = {done[0].lr:g}"
+    else:
+        where = f"{done[0].loss} loss, lr = {done[0].lr:g}" if done else "no optimizer completed"
     table = Table(title=f"What memory does to the loss ({where})",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1),
                   caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
                           "the path; order = empirical order with/without M (want 2/1), at your settings or at the "
-                          "tamed optimizer (decays 0.5, on curvy); * = caution: run 'report NAME'")
+                          "tamed optimizer (decays 0.5, on curvy; on factorization for optimizers on matrices); "
+                          "* = caution: run 'report NAME'")
     table.add_column("optimizer", no_wrap=True)
     table.add_column("net effect", no_wrap=True)
     table.add_column("basis", no_wrap=True)
@@ -153,7 +158,7 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
             table.add_row(label, Text("diverged", style="red"), "-", "-", "-", "-", "-")
             failures.append(str(a))
             continue
-        name = label + ("*" if a.caveats else "")
+        name = label + ("*" if a.caveats else "") + (f" ({a.loss})" if len(losses) > 1 else "")
         table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
                       _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}",
                       "yours" if a.order["setting"] == "yours" else "tamed")

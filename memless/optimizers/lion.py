@@ -39,6 +39,11 @@ class _LionK(MomentumOptimizer):
         return self.k != "nuclear"
 
     @property
+    def stationary(self):
+        """sign and the polar factor are scale-invariant and both channels read g: F^(n) = F."""
+        return self.k in ("sign", "nuclear")
+
+    @property
     def needs_matrices(self) -> bool:
         return self.k == "nuclear"
 

@@ -37,6 +37,10 @@ def lr_adjustment(shape, rule: str) -> float:
 class _Orthogonalized(MomentumOptimizer):
     """Muon's momenta and Phi, without weight decay."""
 
+    #: u^(n) = (1 - mu^(n+2)) g at a constant history, and orth(c X) = orth(X) for c > 0 (the quintic
+    #: normalizes by ||X||_F first), so F^(n)(theta) = F(theta): no finite-n residuals
+    stationary = True
+
     @property
     def needs_matrices(self) -> bool:
         return True
