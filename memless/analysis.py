@@ -22,8 +22,8 @@ from autograd import grad as _grad
 
 from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
-from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
-from .engine import terms_at
+from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, MomentumOptimizer, Structure, Term
+from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError
 from .objective import LossLike, bound, objective, resolve_loss
 from .trajectory import first_order_lrs, optimizer_path, order_study
@@ -88,6 +88,8 @@ class Analysis:
     memory_ratio: float
     evidence: List[Evidence] = field(default_factory=list)
     caveats: List[str] = field(default_factory=list)
+    #: the memory profile where it was measured: {"decays", "reason", "n", "ks", "values", "weights"}
+    memory: Dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return strict(asdict(self))
@@ -134,6 +136,10 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     loss_fn, theta, loss_name = resolve_loss(references[0] if loss is None else loss, theta)
     optimizer = bound(optimizer, loss_fn)
     evidence_losses = references if evidence_losses is None else evidence_losses
+    if not (isinstance(optimizer, MomentumOptimizer) or optimizer.window is not None):
+        profile = memory_profile(optimizer, loss_fn, theta)      # Assumption 3.1, measured
+        if not profile.decays:
+            return _outside(optimizer, loss_name, lr, profile, progress)
     lr = check_lr(lr)
     steps = check_n(steps, allow_none=False, name="steps")
     points = max(1, check_n(points, allow_none=False, name="points"))
@@ -162,6 +168,31 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     analysis.caveats = _caveats(analysis)
     tick.finish()
     return analysis
+
+
+def _profile_dict(profile: MemoryProfile) -> dict:
+    return {"decays": profile.decays, "reason": profile.reason, "n": profile.n, "ks": profile.ks.tolist(),
+            "values": profile.values.tolist(), "weights": profile.weights.tolist()}
+
+
+def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Analysis:
+    """Memory that does not decay: the paper's theorem does not apply, so no verdict and no evidence."""
+    nan = float("nan")
+    verdict = (f"Outside the theory: memory does not decay. The weight of a k-step-old iterate does not fall "
+               f"geometrically with k ({profile.reason}), so Assumption 3.1 of Cattaneo & Shigida (2025) fails, "
+               "the limit correction M does not exist and Eq. (12) has no O(h^2) guarantee: no verdict.")
+    order = {"setting": "none", "lrs": [], "horizon": nan, "corrected": nan, "uncorrected": nan,
+             "errors_corrected": [], "errors_uncorrected": [], "diverged": None, "exact_corrected": False,
+             "exact_uncorrected": False, "optimizer": repr(optimizer), "loss": loss_name,
+             "why": "memory does not decay"}
+    if progress is not None:
+        progress(1, 1, "done")
+    return Analysis(
+        optimizer=optimizer.label, hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
+        reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=optimizer.sharpness_formula,
+        channels=[], net_effect=Effect.OUTSIDE, net_strength=nan, verdict=verdict, basis="outside",
+        regime="Assumption 3.1 fails: memory does not decay", modified_loss="", order=order,
+        memory_ratio=nan, memory=_profile_dict(profile))
 
 
 class _Ticker:

@@ -62,6 +62,8 @@ class Effect(str, enum.Enum):
     ANTI_REGULARIZING = "anti-regularizing"
     NONE = "none"
     DEPENDS = "depends on the loss"
+    #: the optimizer's memory does not decay (Assumption 3.1 fails): no verdict
+    OUTSIDE = "outside the theory"
 
     def __str__(self) -> str:
         return self.value

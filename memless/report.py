@@ -13,7 +13,8 @@ from typing import List, Optional
 
 from .analysis import Analysis, Effect
 
-_STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim", Effect.DEPENDS: "yellow"}
+_STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim", Effect.DEPENDS: "yellow",
+          Effect.OUTSIDE: "magenta"}
 
 
 def _style(effect) -> str:
@@ -27,6 +28,8 @@ def render(analysis: Analysis):
     """A rich renderable of one analysis (print it with a rich Console)."""
     from rich.console import Group
 
+    if analysis.net_effect == Effect.OUTSIDE:
+        return Group(_header(analysis), _verdict_panel(analysis), _profile_table(analysis))
     parts = [_header(analysis), _channels(analysis), _legend(analysis), _verdict_panel(analysis),
              _order_table(analysis)]
     if analysis.caveats:
@@ -91,8 +94,25 @@ def _verdict_panel(analysis):
     for e in analysis.evidence:
         mark = "below rounding" if e.agrees is None else ("agrees" if e.agrees else "DISAGREES")
         marks.append(f"{e.loss} {e.strength:+.2g} ({mark})")
-    body.append("\nmeasured strength of M on each loss: " + ", ".join(marks))
+    if marks:
+        body.append("\nmeasured strength of M on each loss: " + ", ".join(marks))
     return Panel(body, title=f"verdict: {analysis.net_effect}", border_style=_style(analysis.net_effect))
+
+
+def _profile_table(analysis):
+    """The memory profile: the summands of Eq. (12) against the age k of the iterate."""
+    from rich import box
+    from rich.table import Table
+
+    memory = analysis.memory
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                  title=f"Memory profile at the start, n = {memory['n']}: |dF^(n)/dtheta^(n-k) . v_k| and "
+                        "gamma_k = that / |v_k| (geometric decay would fall like beta^k)")
+    for column in ("k", "|dF/dtheta^(n-k) . v_k|", "gamma_k"):
+        table.add_column(column, justify="right")
+    for k, value, weight in zip(memory["ks"], memory["values"], memory["weights"]):
+        table.add_row(f"{k:g}", f"{value:.3e}", f"{weight:.3e}")
+    return table
 
 
 def _order_table(analysis):
@@ -159,6 +179,9 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
             failures.append(str(a))
             continue
         name = label + ("*" if a.caveats else "") + (f" ({a.loss})" if len(losses) > 1 else "")
+        if a.net_effect == Effect.OUTSIDE:
+            table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, "-", "-", "-", "-")
+            continue
         table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
                       _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}",
                       "yours" if a.order["setting"] == "yours" else "tamed")

@@ -321,3 +321,71 @@ def test_newton_schulz_is_torch_quintic_and_approximates_the_polar_factor():
     np.testing.assert_allclose(newton_schulz(X), _newton_schulz(X), atol=1e-15)
     singular = np.linalg.svd(newton_schulz(X), compute_uv=False)
     assert np.all((singular > 0.6) & (singular < 1.3))
+
+
+# -- memory that does not decay ------------------------------------------------------------------
+
+def test_schedule_free_paths_are_its_z_x_y_recursion():
+    loss = REFERENCE_LOSSES["curvy"]
+    g = grad(loss.loss)
+    h, beta = 0.01, 0.9
+    z, x, y = loss.start.copy(), loss.start.copy(), loss.start.copy()
+    expected = [y.copy()]
+    for t in range(40):
+        z = z - h * g(y)
+        c = 1.0 / (t + 1)
+        x = (1 - c) * x + c * z
+        y = (1 - beta) * z + beta * x
+        expected.append(y.copy())
+    opt = memless.get_optimizer("schedule-free-sgd", beta=beta)
+    for form in ("streaming", "history"):
+        np.testing.assert_allclose(memless.trajectory(opt, "curvy", None, lr=h, steps=40, form=form),
+                                   np.array(expected), rtol=0, atol=1e-14)
+
+
+def test_memory_profile_tells_geometric_memory_from_memory_that_does_not_decay():
+    from memless.engine import memory_profile
+
+    class GenericHeavyBall(memless.MemoryOptimizer):      # no momentum form: the decay is measured
+        name = "generic-heavy-ball"
+
+        def direction(self, history, gradient):
+            return sum(0.8 ** k * gradient(theta) for k, theta in enumerate(history))
+
+    geometric = memory_profile(GenericHeavyBall(), "curvy")
+    assert geometric.decays and geometric.reason.startswith("measured")
+    # its profile is about k 0.8^k |H F|: log(profile / k) is a straight line of slope log 0.8
+    ks, values = geometric.ks, geometric.values
+    tail = (ks >= 20) & (values > 0)
+    slope = np.polyfit(ks[tail], np.log(values[tail] / ks[tail]), 1)[0]
+    assert abs(slope - np.log(0.8)) < 1e-3      # v_k is k F up to the finite-s terms near k = n
+    flat = memory_profile(memless.get_optimizer("schedule-free-sgd"), "curvy")
+    assert not flat.decays and "Assumption 3.1" in flat.reason
+    # the weight of a 100-step-old iterate is about that of a 1-step-old one: beta (n - k)/(n (n+1))
+    assert flat.weights[np.searchsorted(flat.ks, 98)] > 0.5 * flat.weights[0]
+    declared = memory_profile(memless.get_optimizer("adamw"), "curvy")
+    assert declared.decays and declared.reason.startswith("declared")
+
+
+def test_report_says_outside_the_theory_instead_of_a_verdict():
+    import io
+
+    from rich.console import Console
+
+    from memless.analysis import Effect, analyze
+    from memless.report import render
+
+    a = analyze(memless.get_optimizer("schedule-free-sgd"))
+    assert a.net_effect == Effect.OUTSIDE and a.basis == "outside" and not a.channels
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(render(a))
+    text = console.file.getvalue()
+    assert "outside the theory" in text and "memory does not decay" in text
+    assert "regularizes" not in text and "Memory profile" in text
+    assert json_ok(a.to_json())
+
+
+def json_ok(text):
+    import json
+    data = json.loads(text)
+    return data["net_effect"] == "outside the theory" and data["memory"]["decays"] is False
