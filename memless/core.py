@@ -424,7 +424,8 @@ class Channel:
     * ``name``: how reports and :func:`memless.correction_terms` call it;
     * ``decay``: beta_l in [0, 1); 0 means no memory (it reads theta^(n) only);
     * ``signal(theta, grad)``: g_l, given theta and the loss gradient at theta
-      (e.g. ``lambda theta, grad: grad ** 2``);
+      (e.g. ``lambda theta, grad: grad ** 2``); usually of theta's shape, but any fixed
+      shape works (Shampoo's accumulators read G G^T): Phi is what maps the memories to theta;
     * ``scale``: b_l^(t) as a function of the number of summed terms t = n + 1,
       vectorized over arrays of t and accepting ``t = inf`` for the limit b_l
       (see :func:`ema_bias_correction`), or a constant;

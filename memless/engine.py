@@ -163,6 +163,13 @@ def _as_float_array(value, like):
     return np.broadcast_to(np.asarray(value, dtype=float), np.shape(like)).copy()
 
 
+def _signal_array(value, theta):
+    """A channel signal as a float array: a scalar broadcasts to theta's shape; any other shape is
+    kept (Shampoo's signals G G^T are not theta-shaped)."""
+    value = np.asarray(value, dtype=float)
+    return _as_float_array(value, theta) if value.ndim == 0 else value.ravel() if value.ndim > 1 else value
+
+
 # ----------------------------------------------------------------------------
 # Momentum form: closed-form sums over the history (Remark 3.2, Section 3.2)
 # ----------------------------------------------------------------------------
@@ -259,7 +266,7 @@ class _MomentumPoint:
 
 def _momentum_point(optimizer, theta, g, n, tol):
     channels = list(optimizer.channels())
-    signals = [_as_float_array(ch.signal(theta, g), theta) for ch in channels]
+    signals = [_signal_array(ch.signal(theta, g), theta) for ch in channels]
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
     limit_weights = [float(ch.weight(math.inf)) for ch in channels]
     F = np.asarray(optimizer.combine({ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}),
@@ -291,7 +298,8 @@ def _signal_tangents(p: _MomentumPoint, frozen, theta):
     shared = [j for j, r in enumerate(p.residual) if r is None]
     if shared:
         _, tangent = jvp(lambda x: signals_at(x, [memory[j] for j in shared]), theta, p.F)
-        for j, part in zip(shared, np.split(np.asarray(tangent, dtype=float), len(shared))):
+        sizes = [np.size(p.signals[memory[j]]) for j in shared]
+        for j, part in zip(shared, np.split(np.asarray(tangent, dtype=float), np.cumsum(sizes)[:-1])):
             along[j] = p.weights[j] * part
     for j, r in enumerate(p.residual):
         if r is not None:

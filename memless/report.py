@@ -79,6 +79,9 @@ def _legend(analysis):
     if forms:
         legend += ("\nclosed forms (Cattaneo & Shigida 2025, Sec. 3.2 and 4; F = the limit direction, "
                    "H = the Hessian, D = g^2 + eps):\n" + "\n".join(forms))
+    else:
+        legend += ("\nno closed form: the optimizer states none for its terms, so M comes from the engine "
+                   "(Eq. 12, by JVPs of its direction)")
     return Text(legend, style="dim")
 
 
