@@ -22,7 +22,7 @@ from autograd import grad as _grad
 
 from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
-from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, MomentumOptimizer, Structure, Term
+from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
 from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError
 from .objective import LossLike, bound, objective, resolve_loss
@@ -136,7 +136,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     loss_fn, theta, loss_name = resolve_loss(references[0] if loss is None else loss, theta)
     optimizer = bound(optimizer, loss_fn)
     evidence_losses = references if evidence_losses is None else evidence_losses
-    if not (isinstance(optimizer, MomentumOptimizer) or optimizer.window is not None):
+    if optimizer.declared_decay() is None:
         profile = memory_profile(optimizer, loss_fn, theta)      # Assumption 3.1, measured
         if not profile.decays:
             return _outside(optimizer, loss_name, lr, profile, progress)

@@ -366,6 +366,13 @@ class MemoryOptimizer(abc.ABC):
         """How many steps the memory spans: ``window`` (or 10 if undeclared) for a generic optimizer."""
         return float(self.window or 10)
 
+    def declared_decay(self) -> Optional[str]:
+        """Why memory decays (Assumption 3.1), where the optimizer's form says so, else None: then
+        :func:`memless.engine.memory_profile` measures it."""
+        if self.window is not None:
+            return f"declared: F^(n) reads the last {self.window} iterates only"
+        return None
+
     def sharpness_proxy(self, gradient: Callable, loss: Optional[Callable] = None) -> Callable:
         """N(theta), the quantity whose change tells regularizing from anti-regularizing:
         ``||grad L||^2`` for ``sharpness = "l2"``, ``||grad L||_{1,eps}`` for ``"l1"``."""
@@ -593,6 +600,11 @@ class MomentumOptimizer(MemoryOptimizer):
 
     def terms(self) -> List[Term]:
         return [Term(ch.name, ch.decay, ch.coefficient, ch.formula) for ch in self.channels()]
+
+    def declared_decay(self) -> Optional[str]:
+        decays = [ch.decay for ch in self.channels() if ch.decay > 0]
+        return (f"declared: every channel decays geometrically (beta <= {max(decays):g})" if decays
+                else "declared: no channel has memory")
 
     def memory_length(self) -> float:
         """1/(1 - beta) of the slowest-decaying channel (1 without memory)."""

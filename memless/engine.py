@@ -469,16 +469,11 @@ def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n:
     points = check_n(points, allow_none=False, name="points")
     with np.errstate(all="ignore"):
         obj = objective(loss, theta)
-        if isinstance(optimizer, MomentumOptimizer) or optimizer.window is not None:
+        declared = optimizer.declared_decay()
+        if declared is not None:
             size = check_n(n, allow_none=False, name="n") if n is not None else PROFILE_STEPS[-1]
             ks, values, weights = _profile(optimizer, obj, theta, size, points)
-            if isinstance(optimizer, MomentumOptimizer):
-                decays = [ch.decay for ch in optimizer.channels() if ch.decay > 0]
-                reason = (f"declared: every channel decays geometrically (beta <= {max(decays):g})" if decays
-                          else "declared: no channel has memory")
-            else:
-                reason = f"declared: F^(n) reads the last {optimizer.window} iterates only"
-            return MemoryProfile(size, ks, values, weights, True, reason)
+            return MemoryProfile(size, ks, values, weights, True, declared)
         sums = []
         for size in PROFILE_STEPS:
             ks, values, weights = _profile(optimizer, obj, theta, size, points)

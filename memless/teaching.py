@@ -95,7 +95,38 @@ def _memory_numbers(answer):
     return True, "right: h beta/(1-beta) and h rho/(1-rho); the second is ~1 at Figure 1's settings"
 
 
+def _muon_memory_weight(answer):
+    """answer(mu, nesterov) -> w in Muon's limit correction M = h w r d polar(G)[H F]."""
+    from . import correction, get_optimizer
+    from ._autodiff import jvp
+    from .linalg import polar_derivative
+    from .losses import REFERENCE_LOSSES
+    from .objective import Objective
+    reference = REFERENCE_LOSSES["factorization"]
+    layout, theta, h = reference.loss.layout, reference.start, 1e-3
+    obj = Objective(reference.loss)
+    for mu, nesterov in [(0.95, True), (0.9, False), (0.5, True), (0.8, False)]:
+        muon = get_optimizer("muon", momentum=mu, nesterov=nesterov, orthogonalize="polar", weight_decay=0.0,
+                             adjust_lr_fn="none").bind(layout)
+        F = muon.limit_direction(theta, obj.gradient)
+        HF = jvp(obj.gradient, theta, F)[1]
+        unit = h * layout.map(lambda name, G, E: polar_derivative(G, E), obj.gradient(theta), HF)
+        expected = correction(muon, reference.loss, theta, lr=h)
+        try:
+            got = answer(mu, nesterov)
+            ok = got is not None and np.allclose(float(got) * unit, expected, rtol=1e-8, atol=1e-14)
+        except Exception as exc:       # the learner's code: any error is feedback
+            return False, f"answer({mu}, {nesterov}) raised {type(exc).__name__}: {exc}"
+        if not ok:
+            true = float(expected @ unit / (unit @ unit))
+            return False, (f"at mu={mu}, nesterov={nesterov}: the engine's M is {true:.6g} h d polar(G)[H F], "
+                           f"you gave {got!r}. Hint: Muon is Lion-K with rho1 = mu^2 (nesterov; mu without) "
+                           "and rho2 = mu, and Lion-K's weight is rho1/(1-rho2)")
+    return True, "right: w = mu^2/(1-mu) with nesterov, mu/(1-mu) without; the engine agrees on every case"
+
+
 EXERCISES = {
+    "muon-memory-weight": _muon_memory_weight,
     "memory-numbers": _memory_numbers,
     "heavy-ball-correction": _heavy_ball_correction,
     "adamw-net-effect": _adamw_net_effect,

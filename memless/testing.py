@@ -31,7 +31,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .core import MATRIX_LOSSES, MemoryOptimizer
-from .engine import correction, terms_at
+from .engine import correction, memory_profile, terms_at
 from .errors import MemlessError
 from .losses import REFERENCE_LOSSES
 from .objective import bound, objective, resolve_loss
@@ -203,6 +203,9 @@ def _check_order(optimizer, loss, theta, lrs, horizon, band, target=0.2, max_red
     """The order study, at lrs scaled down (at most 16x) until the largest |M|/|F| met along
     the corrected path at the largest lr is <= target: where the first-order theory applies."""
     tamed = tame(optimizer)
+    profile = memory_profile(tamed, loss, theta)
+    if not profile.decays:
+        return False, f"memory does not decay ({profile.reason}): Theorem 3.3 does not apply, no order 2 is expected"
     obj = objective(loss, theta)
     lrs, _ = first_order_lrs(tamed, obj, theta, lrs, horizon, target=target, max_reduction=max_reduction)
     study = order_study(tamed, loss, theta, horizon=horizon, lrs=lrs)

@@ -117,11 +117,20 @@ def test_installed_example_plugin_is_listed():
 # -- the conformance kit -------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(BUILTIN))
+@pytest.mark.parametrize("name", sorted(set(BUILTIN) - {"schedule-free-sgd"}))
 def test_every_builtin_optimizer_conforms(name):
     """The built-ins, a fixed list (installed plugins run the kit in their own tests)."""
     result = memless.testing.check_optimizer(name)
     assert result.passed and len(result.checks) >= 7
+
+
+@pytest.mark.slow
+def test_the_kit_fails_schedule_free_on_the_order_alone():
+    """Schedule-Free's memory does not decay: its direction, streaming form and Eq. (12) at finite n
+    are right, but the memoryless iteration does not track it to O(h^2) -- nor to O(h)."""
+    result = memless.testing.check_optimizer("schedule-free-sgd", raise_on_failure=False)
+    assert {c.name for c in result.failures} == {"order"}
+    assert all("memory does not decay" in c.detail for c in result.failures)
 
 
 class StaleStreaming(HeavyBall):
