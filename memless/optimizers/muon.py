@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import autograd.numpy as anp
 import numpy as np
 
 from .._autodiff import jvp
