@@ -203,10 +203,14 @@ def case_cli(repeat):
     t_fast = min(run(["-m", "memless", "report", "lion", "--no-color", "--quiet", "--fast"]) for _ in range(repeat))
     t_compare = min(run(["-m", "memless", "compare", "adamw", "lion", "heavy-ball", "--no-color", "--quiet"])
                     for _ in range(repeat))
+    t_muon = min(run(["-m", "memless", "report", "muon", "--no-color", "--quiet"]) for _ in range(repeat))
+    t_matrix_compare = min(run(["-m", "memless", "compare", "adamw", "lion", "muon", "--no-color", "--quiet"])
+                           for _ in range(repeat))
     t_import = min(run(["-c", "import memless"]) for _ in range(repeat))
     t_import_cli = min(run(["-c", "import memless.cli"]) for _ in range(repeat))
     t_python = min(run(["-c", "pass"]) for _ in range(repeat))
-    return {"report_s": t_report, "report_fast_s": t_fast, "compare_s": t_compare, "import_s": t_import,
+    return {"report_s": t_report, "report_fast_s": t_fast, "compare_s": t_compare, "report_muon_s": t_muon,
+            "compare_matrix_s": t_matrix_compare, "import_s": t_import,
             "import_cli_s": t_import_cli, "python_startup_s": t_python}
 
 
@@ -258,6 +262,10 @@ def rows_of(results):
     rows.append(("`python -m memless report lion --fast`, seconds", cli["report_fast_s"], "(info)", ""))
     rows.append(("`python -m memless compare adamw lion heavy-ball`, seconds", cli["compare_s"], "< 5",
                  verdict(cli["compare_s"], 5)))
+    rows.append(("`python -m memless report muon`, seconds", cli["report_muon_s"], "< 3",
+                 verdict(cli["report_muon_s"], 3)))
+    rows.append(("`python -m memless compare adamw lion muon`, seconds", cli["compare_matrix_s"], "< 3",
+                 verdict(cli["compare_matrix_s"], 3)))
     rows.append(("`import memless`, seconds (python start-up included)", cli["import_s"], "(info)", ""))
     rows.append(("  `import memless.cli`, seconds", cli["import_cli_s"], "(info)", ""))
     rows.append(("  python start-up alone, seconds", cli["python_startup_s"], "(info)", ""))

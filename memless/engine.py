@@ -362,6 +362,10 @@ def history_correction(optimizer: MemoryOptimizer, obj: Objective, theta, lr: fl
     """
     if n is not None:
         return _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history)
+    decays, reason = _memory_decays(optimizer, obj, theta)
+    if not decays:
+        raise MemlessError(f"{optimizer.label}: the limit correction does not exist: memory does not decay ({reason}); "
+                           "outside the theory, only M^(n) at a finite n is defined")
     settle = max(tol, 1e-10)
     previous, n_try = None, 64
     while True:
@@ -426,6 +430,8 @@ def _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history):
 
 #: the history lengths the measured decay test compares
 PROFILE_STEPS = (128, 256)
+#: the longest history a profile samples (each sampled k costs one JVP through all n + 1 entries)
+PROFILE_MAX = 4096
 #: relative growth of sum_k k^2 gamma_k between them above which memory is said not to decay
 PROFILE_GROWTH = 0.1
 
@@ -467,24 +473,16 @@ def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n:
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     points = check_n(points, allow_none=False, name="points")
+    if not 2 <= points <= 1000:
+        raise MemlessError(f"points must be in 2..1000, got {shown(points)}")
     with np.errstate(all="ignore"):
         obj = objective(loss, theta)
-        declared = optimizer.declared_decay()
-        if declared is not None:
-            size = check_n(n, allow_none=False, name="n") if n is not None else PROFILE_STEPS[-1]
-            ks, values, weights = _profile(optimizer, obj, theta, size, points)
-            return MemoryProfile(size, ks, values, weights, True, declared)
-        sums = []
-        for size in PROFILE_STEPS:
-            ks, values, weights = _profile(optimizer, obj, theta, size, points)
-            y = ks ** 2 * weights                 # the trapezoid rule over the sampled k
-            sums.append(float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(ks))))
-        growth = (sums[1] - sums[0]) / sums[1] if sums[1] > 0 else 0.0
-        decays = growth <= PROFILE_GROWTH
-        reason = (f"measured: sum_k k^2 gamma_k is {sums[0]:.3g} at n={PROFILE_STEPS[0]} and {sums[1]:.3g} at "
-                  f"n={PROFILE_STEPS[1]} ({growth:+.0%} of the latter; Assumption 3.1 needs it bounded in n, "
-                  f"here within {PROFILE_GROWTH:.0%})")
-        return MemoryProfile(PROFILE_STEPS[-1], ks, values, weights, decays, reason)
+        size = check_n(n, allow_none=False, name="n") if n is not None else PROFILE_STEPS[-1]
+        if not 1 <= size <= PROFILE_MAX:
+            raise MemlessError(f"n must be in 1..{PROFILE_MAX} for a memory profile, got {shown(n)}")
+        ks, values, weights = _profile(optimizer, obj, theta, size, points)
+        decays, reason = _memory_decays(optimizer, obj, theta)
+        return MemoryProfile(size, ks, values, weights, decays, reason)
 
 
 def _profile(optimizer, obj, theta, n, points):
@@ -506,3 +504,33 @@ def _profile(optimizer, obj, theta, n, points):
         values.append(size)
         weights.append(size / max(float(np.linalg.norm(directions[k])), 1e-300))
     return ks.astype(float), np.array(values), np.array(weights)
+
+
+#: whether an optimizer without a declared decay was measured to decay, per optimizer state
+_DECAY_MEASURED: Dict[tuple, Tuple[bool, str]] = {}
+
+
+def _memory_decays(optimizer, obj, theta) -> Tuple[bool, str]:
+    """(decays, reason): declared, or measured once per optimizer (Assumption 3.1)."""
+    declared = optimizer.declared_decay()
+    if declared is not None:
+        return True, declared
+    key = optimizer._state()
+    try:
+        known = _DECAY_MEASURED.get(key)
+    except TypeError:                  # unhashable state: measure every time
+        key, known = None, None
+    if known is None:
+        sums = []
+        for size in PROFILE_STEPS:
+            ks, _, weights = _profile(optimizer, obj, theta, size, 24)
+            y = ks ** 2 * weights
+            sums.append(float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(ks))))
+        growth = (sums[1] - sums[0]) / sums[1] if sums[1] > 0 else 0.0
+        known = (growth <= PROFILE_GROWTH,
+                 f"measured: sum_k k^2 gamma_k is {sums[0]:.3g} at n={PROFILE_STEPS[0]} and {sums[1]:.3g} at "
+                 f"n={PROFILE_STEPS[1]} ({growth:+.0%} of the latter; Assumption 3.1 needs it bounded in n, "
+                 f"here within {PROFILE_GROWTH:.0%})")
+        if key is not None and len(_DECAY_MEASURED) < 256:
+            _DECAY_MEASURED[key] = known
+    return known

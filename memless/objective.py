@@ -150,6 +150,9 @@ class Objective:
         except MemlessError:
             raise
         except Exception as exc:
+            if isinstance(self.loss, StructuredLoss):
+                raise LossError(f"loss(params) raised {type(exc).__name__}: {exc} (params: "
+                                f"{self.loss.layout!r}, a dict of arrays)") from exc
             raise LossError(
                 f"loss(theta) raised {type(exc).__name__}: {exc} (theta has shape {np.shape(theta)})") from exc
         if np.ndim(value) != 0:

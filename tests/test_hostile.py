@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import memless
+from memless.engine import memory_profile
 from memless import minibatch
 from memless.analysis import analyze
 from memless.cli import main, parse_value
@@ -159,6 +160,13 @@ def test_sizes_and_ladders_are_refused_before_work(call, message):
     (lambda: memless.get_optimizer("adam", beta1=True), "beta1=True is invalid"),
     (lambda: memless.get_optimizer(3), "optimizer name must be a string, got 3"),
     (lambda: memless.correction(memless.get_optimizer("adam"), curvy, T0, lr=0.01, tol=-1), "tol must be"),
+    (lambda: memless.get_optimizer("muon", ns_coefficients=(1.0, 2.0)), "ns_coefficients=.* is invalid; allowed: 3"),
+    (lambda: memless.get_optimizer("muon", ns_steps=0), r"ns_steps=0 is invalid; allowed: an integer in \[1, 99\]"),
+    (lambda: memless.get_optimizer("muon", adjust_lr_fn="sqrt"), "adjust_lr_fn='sqrt' is invalid"),
+    (lambda: memless.get_optimizer("lion", k="spectral"), "k='spectral' is invalid"),
+    (lambda: memless.correction(memless.get_optimizer("adam"), curvy, {"W": [[1.0, 2.0]]}, lr=0.01),
+     r"loss\(params\) raised KeyError: 0 \(params: Layout\(W=\(1, 2\)\), a dict of arrays\)"),
+    (lambda: memless.structured(curvy, [1.0, 2.0]), "params must be a dict of named arrays"),
 ])
 def test_types_get_one_line_errors(call, message):
     with pytest.raises(memless.MemlessError, match=message) as exc:
@@ -195,6 +203,10 @@ def _quadratic(t):
     return anp.sum(t ** 2) + t[0] * t[1]
 
 
+def _of_matrix(p):
+    return anp.sum(p["W"] ** 4) / 4 + p["W"][0, 0] * p["W"][1, 1]
+
+
 def _batches():
     return [_quadratic, lambda t: _quadratic(t) + anp.sum(t ** 3)]
 
@@ -225,6 +237,11 @@ PUBLIC = [
     (minibatch.C3, dict(beta=0.5, n=3)),
     (minibatch.C4, dict(beta=0.5, n=3)),
     (minibatch.kappa, dict(beta=0.5, m=3, position=1)),
+    (memory_profile, dict(optimizer=memless.get_optimizer("heavy-ball"), loss=_quadratic, theta=np.ones(2), n=8,
+                          points=4)),
+    (memless.correction, dict(optimizer=memless.get_optimizer("muon", orthogonalize="polar"), loss=_of_matrix,
+                              theta={"W": np.array([[1.0, 0.2], [0.1, 0.8]])}, lr=0.01, n=2)),
+    (memless.structured, dict(loss=_of_matrix, params={"W": np.ones((2, 2))})),
 ]
 
 
