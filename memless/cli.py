@@ -146,9 +146,12 @@ def cmd_report(args):
 
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     _check_common(args)
+    plot = _plot_module(args)
     (analysis,) = _analyze_all(args, [optimizer])
     if isinstance(analysis, DivergenceError):
         raise analysis
+    if plot is not None:
+        _save(plot.report_figure(analysis, optimizer), args.plot)
     if args.json:
         print(to_json(analysis))
     else:
@@ -164,8 +167,11 @@ def cmd_compare(args):
     settings = parse_targeted_settings(args.set, args.names)
     optimizers = [get_optimizer(name, **hp) for name, hp in zip(args.names, settings)]
     _check_common(args)
+    plot = _plot_module(args)
     results = _analyze_all(args, optimizers)
     failures = {i: str(r) for i, r in enumerate(results) if isinstance(r, DivergenceError)}
+    if plot is not None:
+        _save(plot.comparison_figure(results), args.plot)
     if args.json:
         rows = [json.loads(to_json(r)) if i not in failures else {"optimizer": optimizers[i].label,
                                                                     "error": failures[i]}
@@ -173,6 +179,43 @@ def cmd_compare(args):
         print(json.dumps(rows, indent=2))
     else:
         _console(args).print(render_comparison(results, optimizers))
+    return 0
+
+
+def _plot_module(args):
+    """memless.plot if --plot was given (checked before any work), else None."""
+    if not getattr(args, "plot", None):
+        return None
+    from . import plot
+    plot.check_path(args.plot)
+    plot.pyplot()
+    return plot
+
+
+def _save(fig, path):
+    fig.savefig(path)
+    print(f"memless: wrote {path}", file=sys.stderr)
+
+
+def cmd_map(args):
+    from .checks import check_lr
+    from .registry import get_optimizer
+
+    optimizer = get_optimizer(args.name, **parse_settings(args.set))
+    check_lr(args.lr)
+    plot = _plot_module(args)
+    from .plot import regime_map
+    result = regime_map(optimizer, args.loss or "bilinear", x=args.x, y=args.y, grid=args.grid, lr=args.lr,
+                        steps=args.steps)
+    if plot is not None:
+        _save(result.figure(), args.plot)
+    if args.json or plot is None:
+        data = {"optimizer": result.optimizer, "loss": result.loss, "x": result.x, "y": result.y,
+                "xs": result.xs.tolist(), "ys": result.ys.tolist(), "steps": result.steps,
+                "order": result.order.tolist(), "order_uncorrected": result.order_uncorrected.tolist(),
+                "strength": result.strength.tolist()}
+        from ._json import strict
+        print(json.dumps(strict(data), indent=2))
     return 0
 
 
@@ -277,6 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a hyperparameter of every entry NAME, or of entry N (from 1): N.KEY=VALUE")
     _common(compare)
     compare.set_defaults(run=cmd_compare)
+    for sub_parser in (report, compare):
+        sub_parser.add_argument("--plot", metavar="FILE", help="also write the figure (.png, .svg or .pdf; "
+                                                               "needs matplotlib: pip install memless[plot])")
+    regime = sub.add_parser("map", help="regime map: the measured order and memory's sign over two settings")
+    regime.add_argument("name", help="a registered optimizer (see 'list')")
+    regime.add_argument("--x", default="lr", help="the horizontal setting: lr or a hyperparameter (default lr)")
+    regime.add_argument("--y", default="beta2", help="the vertical setting (default beta2)")
+    regime.add_argument("--grid", type=int, default=12, help="cells per axis (default 12)")
+    regime.add_argument("--steps", type=int, default=20, help="steps per cell at its lr (default 20)")
+    regime.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    regime.add_argument("--plot", metavar="FILE", help="write the map (.png, .svg or .pdf)")
+    _common(regime, analysis=False)
+    regime.set_defaults(run=cmd_map)
     listing = sub.add_parser("list", help="registered optimizers")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.add_argument("--no-color", action="store_true")
