@@ -12,7 +12,7 @@ one.  The data come from the computing modules; nothing here computes what they 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
