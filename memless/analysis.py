@@ -97,6 +97,18 @@ class Analysis:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def _repr_html_(self) -> str:
+        from ._display import rich_html
+        from .report import render
+        return rich_html(render(self))
+
+    def _repr_png_(self):
+        if not self.channels:
+            return None
+        from ._display import png
+        from .plot import channels
+        return png(lambda: channels(self))
+
 
 def to_json(analysis) -> str:
     """An analysis, or a list of them, as strict JSON."""

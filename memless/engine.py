@@ -55,6 +55,12 @@ class CorrectionInfo:
     evaluations: int = 0           #: finite-n directions F^(s) evaluated
     converged: bool = True         #: for the history-method limit: M^(n) settled within tol
 
+    def _repr_html_(self) -> str:
+        from ._display import table
+        return table("How the correction was computed", ("n", "method", "terms", "truncated", "tail", "converged"),
+                     [("limit" if self.n is None else self.n, self.method, self.terms, self.truncated, self.tail,
+                       self.converged)])
+
 
 def correction(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: Optional[int] = None, *,
                method: str = "auto", tol: float = 1e-13, max_history: int = MAX_HISTORY,
@@ -453,6 +459,18 @@ class MemoryProfile:
     weights: np.ndarray
     decays: bool
     reason: str
+
+    def _repr_html_(self) -> str:
+        from ._display import table
+        return table(f"Memory profile at n = {self.n}: {'decays' if self.decays else 'does not decay'}",
+                     ("k", "|dF/dtheta^(n-k) . v_k|", "gamma_k"),
+                     list(zip(self.ks.astype(int).tolist(), self.values.tolist(), self.weights.tolist())),
+                     [self.reason])
+
+    def _repr_png_(self):
+        from ._display import png
+        from .plot import memory_profile
+        return png(lambda: memory_profile(self))
 
 
 def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n: Optional[int] = None,

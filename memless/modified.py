@@ -57,6 +57,13 @@ class ModifiedEquation:
     lr: float
     n: Optional[int] = None
 
+    def _repr_html_(self) -> str:
+        from ._display import table
+        label = getattr(self.optimizer, "label", str(self.optimizer))
+        return table(f"Modified equation of {label} (Section 5.1)", ("equation", "lr h", "n"),
+                     [("theta' = G1 + h G2,  G1 = -F,  G2 = -(M/h + (dG1) G1 / 2)", self.lr,
+                       "limit" if self.n is None else self.n)])
+
     def _parts(self, theta, second_order=True):
         """(F, M, dF . F) at theta (the last two only with ``second_order``)."""
         theta = check_theta(theta)
@@ -165,6 +172,13 @@ class ImplicitLossCheck:
     residual: float             #: |P grad Ltilde - (F + M)| / |F + M| (nan without Ltilde)
     curl_free: bool             #: asymmetry below ``tol``
     note: str = ""
+
+    def _repr_html_(self) -> str:
+        from ._display import table
+        return table(f"Implicit loss of {self.optimizer}", ("implicit loss", "regime", "asymmetry", "residual",
+                                                             "curl-free"),
+                     [(self.formula if self.loss is not None else "none", self.regime, self.asymmetry, self.residual,
+                       self.curl_free)], [self.note] if self.note else [])
 
     def summary(self) -> str:
         if self.loss is None:
@@ -287,6 +301,11 @@ class ModifiedSummary:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def _repr_html_(self) -> str:
+        from ._display import rich_html
+        from .report import render_modified
+        return rich_html(render_modified(self))
 
 
 def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: float = 1e-3, *, theta=None,

@@ -208,6 +208,20 @@ class OrderStudy:
         rows.append(f"order: corrected {self.order_corrected:.2f}, uncorrected {self.order_uncorrected:.2f}")
         return "\n".join(rows)
 
+    def _repr_html_(self) -> str:
+        from ._display import table
+        rows = [(lr, n, ec, eu, r) for lr, n, ec, eu, r in zip(self.lrs, self.steps, self.errors_corrected,
+                                                            self.errors_uncorrected, self.memory_ratios)]
+        return table(f"Order study over t = {self.horizon:g} (Theorem 3.3)",
+                     ("lr", "steps", "error with M", "error without M", "|M|/|F|"), rows,
+                     [f"order: corrected {self.order_corrected:.2f} (want 2), uncorrected "
+                      f"{self.order_uncorrected:.2f} (want 1)"])
+
+    def _repr_png_(self):
+        from ._display import png
+        from .plot import order
+        return png(lambda: order(self))
+
 
 def fitted_order(lrs: Sequence[float], errors: Sequence[float]) -> float:
     """Least-squares slope of log(error) on log(lr) (nan where an error is not positive)."""

@@ -143,3 +143,25 @@ def test_cli_map_writes_a_map(tmp_path):
                           "--grid", "3", "--plot", str(path)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_jupyter_reprs_show_the_numbers_and_pictures():
+    from memless.modified import summarize
+
+    a = analyze(memless.get_optimizer("heavy-ball", beta=0.5), steps=50, points=3, evidence_losses=())
+    page = a._repr_html_()
+    assert "verdict: regularizing" in page and "<pre" in page and "heavy-ball" in page
+    assert a._repr_png_()[:4] == b"\x89PNG"
+    study = memless.order_study(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", None, horizon=0.2,
+                                lrs=[0.01, 0.005])
+    page = study._repr_html_()
+    assert f"{study.errors_corrected[0]:.4g}" in page and f"corrected {study.order_corrected:.2f}" in page
+    assert study._repr_png_()[:4] == b"\x89PNG"
+    profile = memory_profile(memless.get_optimizer("schedule-free-sgd"), "curvy")
+    assert "does not decay" in profile._repr_html_() and profile._repr_png_()[:4] == b"\x89PNG"
+    _, info = memless.correction(memless.get_optimizer("adam"), "curvy", None, lr=1e-3, full_output=True)
+    assert "momentum" in info._repr_html_()
+    assert "implicit" in summarize(memless.get_optimizer("heavy-ball", beta=0.5))._repr_html_().lower()
+    check = memless.implicit_loss(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", None, lr=0.01)
+    assert "curl-free" in check._repr_html_()
+    assert "theta&#x27; = G1 + h G2" in memless.modified_equation(memless.get_optimizer("adam"), "curvy", 1e-3)._repr_html_()
