@@ -67,13 +67,19 @@ def trajectories(optimizer, loss="bilinear", theta=None, lr: float = 1e-3, steps
 
     Over the loss's contours for a 2-D loss (with the line of minima or flat point marked
     where the reference loss declares them), else the distance of each memoryless
-    iteration from the optimizer against time t = n h.  Figure 1 of Cattaneo, Klusowski &
-    Shigida (2023) is ``trajectories(get_optimizer("adam", ...), "bilinear", lr=1e-3)``.
+    iteration from the optimizer against time t = n h.
+
+    ``optimizer`` may be a list: then each optimizer's own path is drawn, labelled by the
+    hyperparameters that differ between them -- Figure 1 of Cattaneo, Klusowski & Shigida
+    (2023) is one call, ``trajectories([adam(beta1=b, beta2=r) ...], "bilinear", lr=1e-3,
+    steps=12000)``.
     """
     from . import trajectory
     from .errors import DivergenceError
     from .objective import resolve_loss
 
+    if isinstance(optimizer, (list, tuple)):
+        return _several(list(optimizer), loss, theta, lr, steps, ax)
     loss_fn, theta, name = resolve_loss(loss, theta)
     paths, diverged = {}, []
     for key, options in (("optimizer", {}), ("corrected", dict(memoryless=True, correction=correction)),
@@ -119,6 +125,42 @@ def trajectories(optimizer, loss="bilinear", theta=None, lr: float = 1e-3, steps
         ax.text(0.02, 0.02, "diverged (not drawn): " + "; ".join(d.split(":")[0] for d in diverged),
                 transform=ax.transAxes, fontsize=7, color="tab:red")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _several(optimizers, loss, theta, lr, steps, ax):
+    from . import trajectory
+    from .objective import resolve_loss
+
+    loss_fn, theta, name = resolve_loss(loss, theta)
+    if theta.size != 2:
+        raise MemlessError(f"several optimizers are drawn over a 2-D loss's contours; {name} has {theta.size} "
+                           "parameters")
+    paths = [trajectory(opt, loss_fn, theta, lr, steps) for opt in optimizers]
+    varying = [k for k in optimizers[0].hyper if len({repr(o.hyper.get(k)) for o in optimizers}) > 1]
+    fig, ax = _axes(ax)
+    points = np.concatenate(paths + ([np.full((1, 2), np.sqrt(0.75))] if name == "bilinear" else []))
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    pad = 0.15 * np.maximum(hi - lo, 0.2)
+    a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 120)
+    b = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120)
+    A, B = np.meshgrid(a, b)
+    Z = np.array([[float(loss_fn(np.array([x, y]))) for x in a] for y in b])
+    ax.contour(A, B, np.log10(Z - Z.min() + 1e-6), levels=18, colors="0.85", linewidths=0.6)
+    _minima(ax, name, a)
+    for opt, path in zip(optimizers, paths):
+        label = opt.label + " " + ", ".join(f"{k}={opt.hyper[k]:g}" if isinstance(opt.hyper[k], float)
+                                            else f"{k}={opt.hyper[k]}" for k in varying)
+        ax.plot(path[:, 0], path[:, 1], linewidth=1.3, label=label.strip())
+        ax.plot(*path[-1], "o", markersize=3, color=ax.get_lines()[-1].get_color())
+    ax.plot(*theta, "o", color="black", markersize=4)
+    ax.set_xlim(a[0], a[-1])
+    ax.set_ylim(b[0], b[-1])
+    ax.set_xlabel("theta_1")
+    ax.set_ylabel("theta_2")
+    ax.set_title(f"{name}, h = {lr:g}, {steps} steps")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -165,3 +165,24 @@ def test_jupyter_reprs_show_the_numbers_and_pictures():
     check = memless.implicit_loss(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", None, lr=0.01)
     assert "curl-free" in check._repr_html_()
     assert "theta&#x27; = G1 + h G2" in memless.modified_equation(memless.get_optimizer("adam"), "curvy", 1e-3)._repr_html_()
+
+
+@pytest.mark.slow
+def test_readme_figures_come_from_the_script(tmp_path):
+    """The README's figures are made by tutorials/make_readme_figures.py from the package."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "tutorials/figures/figure1.png" in readme and "tutorials/figures/regime_map.png" in readme
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "make_readme_figures.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for name in ("figure1.png", "regime_map.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+        assert os.path.exists(os.path.join(ROOT, "tutorials", "figures", name))
+
+
+def test_several_optimizers_draw_one_path_each_labelled_by_what_differs():
+    adams = [memless.get_optimizer("adam", beta1=b, beta2=0.9, eps=1e-3) for b in (0.5, 0.8)]
+    fig = mp.trajectories(adams, "bilinear", lr=4e-3, steps=50)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "adam beta1=0.5" in labels and "adam beta1=0.8" in labels
+    plt.close(fig)
