@@ -2,7 +2,10 @@
 
 ``check(exercise, answer)`` compares the answer with an independent computation
 by memless (never with a stored number) and says whether it is right, with a hint
-when it is not.  Solutions live in ``tutorials/solutions/``.
+when it is not: a shape error, a sign error and a wrong magnitude each get their own.
+Solutions live in ``tutorials/solutions/`` and come only on request:
+``solution(exercise)`` loads one when the environment sets ``MEMLESS_SOLUTIONS=1``, and
+otherwise stops the tutorial there, so the learner gets to try first.
 
 >>> from memless import teaching
 >>> teaching.check("heavy-ball-correction", lambda beta, h, g, Hg: h * beta / (1 - beta) ** 3 * Hg, quiet=True)
@@ -10,6 +13,7 @@ True
 >>> teaching.check("heavy-ball-correction", lambda beta, h, g, Hg: h * beta / (1 - beta) ** 2 * Hg, quiet=True)
 False
 """
+import importlib
 import os
 
 import autograd.numpy as anp
@@ -31,6 +35,33 @@ def _cases(count=4, seed=0):
     return [(rng.uniform(0.1, 0.95), 10.0 ** rng.uniform(-4, -2), rng.uniform(-1, 1, size=2)) for _ in range(count)]
 
 
+def compare(got, expected, hint: str):
+    """(ok, feedback) for a numeric answer: right, or which kind of wrong -- a shape error, a sign
+    error, a wrong magnitude (the right direction scaled), or a wrong direction -- with ``hint``."""
+    expected = np.asarray(expected, dtype=float)
+    if got is None:
+        return False, f"no answer yet (got None). Hint: {hint}"
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        return False, f"expected numbers of shape {expected.shape}, got {type(got).__name__}. Hint: {hint}"
+    if got.shape != expected.shape:
+        return False, (f"shape error: expected shape {expected.shape}, got {got.shape} -- return the same "
+                       f"shape as the gradient (no extra axes, no transposes)")
+    if not np.all(np.isfinite(got)):
+        return False, f"your answer is not finite: {got}. Hint: {hint}"
+    if np.allclose(got, expected, rtol=1e-8, atol=1e-14):
+        return True, "right"
+    if np.allclose(got, -expected, rtol=1e-8, atol=1e-14):
+        return False, f"sign error: your answer is minus the right one. Hint: {hint}"
+    norm = float(np.linalg.norm(expected))
+    scale = float(got.ravel() @ expected.ravel()) / norm ** 2 if norm else 0.0
+    if norm and np.allclose(got, scale * expected, rtol=1e-8, atol=1e-14):
+        return False, (f"wrong magnitude: your answer points the right way but is {scale:.4g} times the right "
+                       f"size. Hint: {hint}")
+    return False, f"wrong direction: expected {expected}, got {got}. Hint: {hint}"
+
+
 def _heavy_ball_correction(answer):
     """answer(beta, h, g, Hg) -> M for heavy-ball (Section 2)."""
     from . import correction, get_optimizer
@@ -41,10 +72,10 @@ def _heavy_ball_correction(answer):
         g = obj.gradient(theta)
         Hg = jvp(obj.gradient, theta, g)[1]
         expected = correction(get_optimizer("heavy-ball", beta=beta), _test_loss, theta, lr=h)
-        got = answer(beta, h, g, Hg)
-        if got is None or not np.allclose(np.asarray(got, dtype=float), expected, rtol=1e-8, atol=1e-14):
-            return False, (f"at beta={beta:.3g}, h={h:.2g}: expected {expected}, got {got}. Hint: "
-                           "sum_k beta^k k over k >= 1 is beta/(1-beta)^2, and F = g/(1-beta)")
+        ok, feedback = compare(answer(beta, h, g, Hg), expected,
+                               "sum_k beta^k k over k >= 1 is beta/(1-beta)^2, F = g/(1-beta), and M adds to F")
+        if not ok:
+            return False, f"at beta={beta:.3g}, h={h:.2g}: {feedback}"
     return True, "right: M = h beta/(1-beta)^3 H g, the engine agrees on every case"
 
 
@@ -88,10 +119,10 @@ def _memory_numbers(answer):
     for h, beta, rho in [(1e-3, 0.9, 0.999), (4e-3, 0.5, 0.9), (1e-2, 0.99, 0.95)]:
         adam = get_optimizer("adam", beta1=beta, beta2=rho)
         expected = [h * ch.decay / (1 - ch.decay) for ch in adam.channels() if ch.decay > 0]
-        got = answer(h, beta, rho)
-        if got is None or not np.allclose(np.asarray(got, dtype=float), expected, rtol=1e-12):
-            return False, (f"at h={h}, beta={beta}, rho={rho}: expected {expected}, got {got}. Hint: a channel "
-                           "with decay b remembers about b/(1-b) past steps; multiply by the step h")
+        ok, feedback = compare(answer(h, beta, rho), expected, "a channel with decay b remembers about b/(1-b) past "
+                               "steps; multiply by the step h; first moment first")
+        if not ok:
+            return False, f"at h={h}, beta={beta}, rho={rho}: {feedback}"
     return True, "right: h beta/(1-beta) and h rho/(1-rho); the second is ~1 at Figure 1's settings"
 
 
@@ -132,6 +163,38 @@ EXERCISES = {
     "adamw-net-effect": _adamw_net_effect,
     "qhm-optimizer": _qhm_optimizer,
 }
+
+
+#: where each exercise's solution lives: (module in tutorials/solutions, name)
+SOLUTIONS = {
+    "heavy-ball-correction": ("s01_memory_as_modified_loss", "my_correction"),
+    "adamw-net-effect": ("s02_lion_vs_adamw", "net_effect"),
+    "memory-numbers": ("s03_figure1_and_where_theory_holds", "memory_numbers"),
+    "qhm-optimizer": ("s05_write_your_own_optimizer", "QHM"),
+    "muon-memory-weight": ("s06_muon", "muon_memory_weight"),
+}
+
+
+def solutions_requested() -> bool:
+    """True when the environment asks for the solutions (``MEMLESS_SOLUTIONS=1``)."""
+    return os.environ.get("MEMLESS_SOLUTIONS", "") == "1"
+
+
+def solution(exercise: str):
+    """The solution of ``exercise``, checked, if ``MEMLESS_SOLUTIONS=1``; otherwise stop here (SystemExit)
+    with a line saying how to go on -- the tutorial's next cells need a right answer."""
+    try:
+        module, name = SOLUTIONS[exercise]
+    except KeyError:
+        raise MemlessError(f"unknown exercise {exercise!r}; available: {', '.join(SOLUTIONS)}") from None
+    if not solutions_requested():
+        raise SystemExit(f"Exercise {exercise!r} is not solved yet: fix your answer above and run again, or run "
+                         f"with MEMLESS_SOLUTIONS=1 to load tutorials/solutions/{module}.py")
+    print(f"Loading the solution (MEMLESS_SOLUTIONS=1): tutorials/solutions/{module}.py")
+    value = getattr(importlib.import_module(f"solutions.{module}"), name)
+    if not check(exercise, value):
+        raise MemlessError(f"the stored solution of {exercise!r} fails its check")
+    return value
 
 
 def check(exercise: str, answer, *, quiet: bool = False) -> bool:

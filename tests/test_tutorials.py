@@ -1,8 +1,9 @@
 """Every tutorial runs as a script, in its own process, and asserts the claim it teaches.
 
-A tutorial that stops teaching the truth fails here.  Each runs with its
-exercises unanswered, so the checker must reject the stub and accept the
-solution it then reveals.
+A tutorial that stops teaching the truth fails here.  Each runs with its exercises
+unanswered twice: as a learner gets it (the checker rejects the stub and the tutorial
+stops there, loading no solution), and with ``MEMLESS_SOLUTIONS=1`` (the stored
+solution is loaded, accepted, and every later claim holds).
 """
 import os
 import subprocess
@@ -22,16 +23,33 @@ def test_there_are_six_tutorials():
     assert len(SCRIPTS) >= 6
 
 
+def _has_exercise(script):
+    return "teaching.check(" in open(os.path.join(TUTORIALS, script)).read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if _has_exercise(s)])
+def test_a_blank_exercise_stops_the_tutorial_without_revealing_the_solution(script, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MEMLESS_SOLUTIONS"}
+    env.update(PYTHONHASHSEED="0", MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, os.path.join(TUTORIALS, script)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=TIME_LIMIT)
+    assert result.returncode != 0 and "✗" in result.stdout and "✓" not in result.stdout
+    assert "not solved yet" in result.stderr and "MEMLESS_SOLUTIONS=1" in result.stderr
+    assert "Loading the solution" not in result.stdout and "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_tutorial_runs_and_its_claims_hold(script, tmp_path):
-    env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg")
+    env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", MEMLESS_SOLUTIONS="1")
     result = subprocess.run([sys.executable, os.path.join(TUTORIALS, script)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=TIME_LIMIT)
     assert result.returncode == 0, f"{script} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr
-    if "teaching.check(" in open(os.path.join(TUTORIALS, script)).read():
+    if _has_exercise(script):
         assert "✗" in result.stdout and "✓" in result.stdout     # the stub is rejected, the solution accepted
+        assert "Loading the solution (MEMLESS_SOLUTIONS=1)" in result.stdout
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -60,3 +78,37 @@ def test_plots_are_optional(capsys):
         assert "pip install memless[plot]" in capsys.readouterr().out
     else:
         assert teaching.pyplot() is not None
+
+
+def test_checker_tells_sign_shape_and_magnitude_errors_apart(capsys):
+    """Sign-flipped, transposed and scaled answers each get their own diagnosis and hint."""
+    def right(beta, h, g, Hg):
+        return h * beta / (1 - beta) ** 3 * Hg
+
+    answers = {
+        "sign error": lambda beta, h, g, Hg: -right(beta, h, g, Hg),
+        "shape error": lambda beta, h, g, Hg: right(beta, h, g, Hg)[None, :],          # shape (1, 2)
+        "wrong magnitude": lambda beta, h, g, Hg: h * beta / (1 - beta) ** 2 * Hg,     # off by 1/(1-beta)
+        "wrong direction": lambda beta, h, g, Hg: h * g,
+    }
+    seen = {}
+    for kind, answer in answers.items():
+        assert not teaching.check("heavy-ball-correction", answer)
+        out = capsys.readouterr().out
+        assert kind in out, out
+        seen[kind] = out
+    assert "Hint" in seen["sign error"] and "times the right size" in seen["wrong magnitude"]
+    assert "expected shape (2,), got (1, 2)" in seen["shape error"]
+    assert teaching.check("heavy-ball-correction", right, quiet=True)
+    assert not teaching.check("memory-numbers", lambda h, b, r: [h * r / (1 - r), h * b / (1 - b)], quiet=True)
+
+
+def test_solutions_come_only_on_request(monkeypatch):
+    monkeypatch.delenv("MEMLESS_SOLUTIONS", raising=False)
+    with pytest.raises(SystemExit, match="not solved yet.*MEMLESS_SOLUTIONS=1"):
+        teaching.solution("adamw-net-effect")
+    monkeypatch.setenv("MEMLESS_SOLUTIONS", "1")
+    monkeypatch.syspath_prepend(TUTORIALS)
+    assert teaching.solution("adamw-net-effect")(0.9, 0.999) == "anti-regularizing"
+    with pytest.raises(MemlessError, match="unknown exercise"):
+        teaching.solution("nope")

@@ -53,9 +53,7 @@ def net_effect(beta1, beta2):
 
 # %%
 if not teaching.check("adamw-net-effect", net_effect):
-    print("Revealing the solution: tutorials/solutions/s02_lion_vs_adamw.py")
-    from solutions.s02_lion_vs_adamw import net_effect
-    assert teaching.check("adamw-net-effect", net_effect)
+    net_effect = teaching.solution("adamw-net-effect")     # only with MEMLESS_SOLUTIONS=1
 
 # %% [markdown]
 # The engine agrees with your rule when beta1 > beta2 too:
