@@ -214,6 +214,19 @@ def case_cli(repeat):
             "import_cli_s": t_import_cli, "python_startup_s": t_python}
 
 
+def case_regime_map(grid):
+    """Wall time of memless.plot.regime_map for AdamW on the bilinear model over (beta1, beta2):
+    each cell a two-rung order study (20 steps at lr = 0.01, 40 at 0.005) and the sign of M."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return {"grid": grid, "seconds": float("nan"), "skipped": "matplotlib is not installed"}
+    from memless.plot import regime_map
+    start = time.perf_counter()
+    regime_map("adamw", "bilinear", x="beta1", y="beta2", grid=grid, lr=1e-2, steps=20)
+    return {"grid": grid, "seconds": time.perf_counter() - start}
+
+
 # ----------------------------------------------------------------------------
 # The table
 # ----------------------------------------------------------------------------
@@ -266,6 +279,9 @@ def rows_of(results):
                  verdict(cli["report_muon_s"], 3)))
     rows.append(("`python -m memless compare adamw lion muon`, seconds", cli["compare_matrix_s"], "< 3",
                  verdict(cli["compare_matrix_s"], 3)))
+    regime = results["regime_map"]
+    rows.append((f"regime map, AdamW on bilinear, {regime['grid']}x{regime['grid']} cells, seconds",
+                 regime["seconds"], "< 120", verdict(regime["seconds"], 120)))
     rows.append(("`import memless`, seconds (python start-up included)", cli["import_s"], "(info)", ""))
     rows.append(("  `import memless.cli`, seconds", cli["import_cli_s"], "(info)", ""))
     rows.append(("  python start-up alone, seconds", cli["python_startup_s"], "(info)", ""))
@@ -306,6 +322,7 @@ def main(argv=None):
         "trajectory_step": lambda: case_trajectory_step(big, repeat, steps),
         "streaming": lambda: case_streaming(small, repeat, short, long),
         "cli": lambda: case_cli(1 if args.quick else 3),
+        "regime_map": lambda: case_regime_map(3 if args.quick else 12),
     }
     results = {}
     for name, run in cases.items():
