@@ -59,8 +59,8 @@ def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tupl
             return loss, check_theta(loss.layout.flatten(theta)), loss.__name__
         loss = structured(loss, theta)
         return loss, check_theta(loss.start), loss.__name__
-    if theta is None and isinstance(loss, StructuredLoss) and loss.start is not None:
-        theta = loss.start
+    if theta is None and isinstance(getattr(loss, "start", None), np.ndarray):
+        theta = loss.start              # a structured or external loss that carries its start point
     if theta is None:
         if need_theta:
             raise LossError("theta is required with a loss given as a callable (a reference-loss name "

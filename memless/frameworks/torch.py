@@ -1,0 +1,76 @@
+"""A PyTorch model as a memless loss: gradients and Hessian-vector products by ``torch.func``.
+
+>>> import torch, memless                                      # doctest: +SKIP
+>>> from memless.frameworks.torch import objective            # doctest: +SKIP
+>>> loss = objective(model.double(), torch.nn.functional.mse_loss, (inputs, targets))   # doctest: +SKIP
+>>> M = memless.correction(memless.get_optimizer("adamw"), loss, None, lr=1e-3)         # doctest: +SKIP
+
+The parameters are flattened in ``model.named_parameters()`` order; their names and shapes
+become the loss's :class:`~memless.parameters.Layout`, so Muon and the other optimizers
+that act per matrix see them.  Use a float64 model for results comparable to autograd's.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import LossError
+from ..parameters import Layout
+from .external import ExternalLoss
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise LossError("memless.frameworks.torch needs PyTorch: pip install memless[torch]") from None
+    return torch
+
+
+def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> ExternalLoss:
+    """The loss ``loss_fn(model(*inputs), targets)`` of ``batch = (inputs, targets)`` (or
+    ``(inputs..., targets)``) as a function of the model's trainable parameters, flattened.
+
+    value: one forward pass; gradient: ``torch.func.grad``; Hessian-vector product:
+    ``torch.func.jvp`` of ``torch.func.grad`` (forward over reverse), at the model's own dtype and device.
+    The start point is the model's current parameters.
+    """
+    torch = _torch()
+    from torch.func import functional_call, grad, jvp
+
+    if not isinstance(model, torch.nn.Module):
+        raise LossError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise LossError(f"loss_fn must be a callable (outputs, targets) -> scalar, got {type(loss_fn).__name__}")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise LossError("batch must be (inputs, targets) or (inputs..., targets)")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise LossError("the model has no trainable parameters")
+    layout = Layout({n: tuple(p.shape) if p.dim() else (1,) for n, p in named})
+    dtype, device = named[0][1].dtype, named[0][1].device
+    inputs, targets = tuple(batch[:-1]), batch[-1]
+    frozen = {n: b for n, b in model.named_buffers()}
+
+    def flat_loss(flat):
+        params = {n: flat[cut].reshape(p.shape) for (n, p), (_, cut, _) in zip(named, layout)}
+        return loss_fn(functional_call(model, {**frozen, **params}, inputs), targets)
+
+    gradient_of = grad(flat_loss)
+
+    def tensor(x):
+        return torch.as_tensor(np.asarray(x, dtype=float), dtype=dtype, device=device)
+
+    def value(theta):
+        with torch.no_grad():
+            return float(flat_loss(tensor(theta)))
+
+    def gradient(theta):
+        return gradient_of(tensor(theta)).detach().cpu().double().numpy()
+
+    def hvp(theta, v):
+        return jvp(gradient_of, (tensor(theta),), (tensor(v),))[1].detach().cpu().double().numpy()
+
+    start = torch.cat([p.detach().reshape(-1) for _, p in named]).cpu().double().numpy()
+    return ExternalLoss(value, gradient, hvp, start=start, layout=layout, name=name or type(model).__name__)
