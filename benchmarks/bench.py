@@ -214,6 +214,18 @@ def case_cli(repeat):
             "import_cli_s": t_import_cli, "python_startup_s": t_python}
 
 
+def case_probe(problem, repeat):
+    """One measurement of memless.Probe (AdamW) over one gradient of the same model."""
+    from autograd import grad
+    gradient = grad(problem.loss)
+    theta = problem.start
+    probe = memless.Probe(memless.get_optimizer("adamw"), problem.loss, lr=1e-3, every=1)
+    probe.step(theta)
+    t_gradient = best_time(lambda: gradient(theta), repeat)
+    t_probe = best_time(lambda: probe.step(theta * (1 + 1e-9 * probe.calls)), repeat)
+    return {"d": int(theta.size), "gradient_s": t_gradient, "probe_s": t_probe, "ratio": t_probe / t_gradient}
+
+
 def case_regime_map(grid):
     """Wall time of memless.plot.regime_map for AdamW on the bilinear model over (beta1, beta2):
     each cell a two-rung order study (20 steps at lr = 0.01, 40 at 0.005) and the sign of M."""
@@ -279,6 +291,8 @@ def rows_of(results):
                  verdict(cli["report_muon_s"], 3)))
     rows.append(("`python -m memless compare adamw lion muon`, seconds", cli["compare_matrix_s"], "< 3",
                  verdict(cli["compare_matrix_s"], 3)))
+    probe = results["probe"]
+    rows.append((f"training probe call / gradient, AdamW, d={probe['d']}", probe["ratio"], "(info)", ""))
     regime = results["regime_map"]
     rows.append((f"regime map, AdamW on bilinear, {regime['grid']}x{regime['grid']} cells, seconds",
                  regime["seconds"], "< 120", verdict(regime["seconds"], 120)))
@@ -323,6 +337,7 @@ def main(argv=None):
         "streaming": lambda: case_streaming(small, repeat, short, long),
         "cli": lambda: case_cli(1 if args.quick else 3),
         "regime_map": lambda: case_regime_map(3 if args.quick else 12),
+        "probe": lambda: case_probe(big, repeat),
     }
     results = {}
     for name, run in cases.items():

@@ -24,6 +24,7 @@ from .errors import (DivergenceError, HyperparameterError, LossError, MemlessErr
 from .hyperparameters import Hyperparameter, choice, decay, flag, nonnegative, positive, weight_decay
 from .modified import ModifiedEquation, implicit_loss, modified_equation
 from .parameters import Layout, structured
+from .probe import Probe
 from .registry import PluginWarning, available, get_optimizer
 from .trajectory import OrderStudy, order_study, trajectory
 
@@ -34,7 +35,7 @@ __all__ = [
     "correction", "correction_terms", "CorrectionInfo",
     "trajectory", "order_study", "OrderStudy",
     "modified_equation", "ModifiedEquation", "implicit_loss",
-    "get_optimizer", "available", "Layout", "structured",
+    "get_optimizer", "available", "Layout", "structured", "Probe",
     "MemlessError", "HyperparameterError", "UnknownOptimizerError", "LossError",
     "DivergenceError", "PluginError", "OptimizerError", "MemoryTruncationWarning", "PluginWarning",
 ]

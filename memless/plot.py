@@ -259,6 +259,30 @@ def memory_profile(profiles, *, labels: Optional[Sequence[str]] = None, ax=None)
     return fig
 
 
+def probe(probe_or_records, *, ax=None):
+    """A training probe's log: each channel's signed strength against the step (report colors for
+    the sign of the total), and |M|/|F| on a second axis."""
+    records = getattr(probe_or_records, "records", probe_or_records)
+    if not records:
+        raise MemlessError("the probe has no records yet")
+    fig, ax = _axes(ax)
+    steps = [r["step"] for r in records]
+    for key in [k for k in records[0] if k.startswith("strength:")]:
+        ax.plot(steps, [r[key] for r in records], marker=".", label=key.split(":", 1)[1])
+    ax.plot(steps, [r["strength"] for r in records], color="black", linewidth=1.5, label="total")
+    ax.axhline(0.0, color="0.5", linewidth=0.6)
+    ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("strength (> 0 regularizing)")
+    ratio = ax.twinx()
+    ratio.plot(steps, [r["M/F"] for r in records], ":", color="tab:purple", label="|M|/|F|")
+    ratio.set_ylabel("|M|/|F|")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("What memory does during training")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------
 # The report's figure, and files
 # ----------------------------------------------------------------------------
@@ -420,5 +444,5 @@ def regime_figure(result: RegimeMap, ax=None):
 
 
 __all__ = ["trajectories", "order", "channels", "memory_profile", "regime_map", "regime_figure", "RegimeMap",
-           "report_figure", "comparison_figure", "check_path",
+           "report_figure", "comparison_figure", "check_path", "probe",
            "EFFECT_COLORS", "PATH_COLORS", "pyplot"]

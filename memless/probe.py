@@ -1,0 +1,103 @@
+"""A training probe: call it from your own training loop, and it logs what the optimizer's
+memory does to the loss as training goes.
+
+>>> import numpy as np, memless
+>>> probe = memless.Probe(memless.get_optimizer("adamw"), "curvy", lr=1e-3, every=2)
+>>> for step in range(4):
+...     row = probe.step(np.array([0.3, 0.5, -0.4]) * (1 - 0.1 * step))
+>>> len(probe.records), sorted(probe.records[0])[:3]
+(2, ['M/F', 'N', 'regime'])
+
+Every ``every`` calls it measures, at the current parameters: each channel's signed
+strength <grad N, M_l>/|<grad N, F>| (> 0 regularizing), |M|/|F| and the regime it implies
+(the first-order picture needs |M|/|F| small: "first-order" at most 0.2, else "outside"),
+and the sharpness proxy N itself.  ``to_csv``/``to_json`` write the log; with matplotlib,
+:func:`memless.plot.probe` draws it.  Cost per measurement: one correction (one gradient and
+one Hessian-vector product shared by the channels) and one gradient of N (a second HVP).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from typing import Dict, List, Optional
+
+import numpy as np
+from autograd import grad as _grad
+
+from ._json import strict
+from .checks import check_lr, check_n, check_optimizer
+from .engine import terms_at
+from .objective import bound, objective, resolve_loss
+
+#: |M|/|F| at most this: the first-order picture is expected to hold (as in the report)
+FIRST_ORDER = 0.2
+
+
+class Probe:
+    """Log, every ``every`` calls of :meth:`step`, what memory does at the current parameters.
+
+    ``loss``: anything memless takes as a loss (an autograd callable, a reference-loss name,
+    :class:`~memless.frameworks.ExternalLoss` or a PyTorch objective); for a mini-batch
+    loop, pass the loss whose sharpness you want to follow (e.g. a fixed probe batch).
+    """
+
+    def __init__(self, optimizer, loss, *, lr: float, every: int = 100, theta=None):
+        check_optimizer(optimizer)
+        self.loss, start, self.loss_name = resolve_loss(loss, theta, need_theta=False)
+        self.optimizer = bound(optimizer, self.loss)
+        self.lr = check_lr(lr)
+        self.every = max(1, check_n(every, allow_none=False, name="every"))
+        self.calls = 0
+        self.records: List[Dict] = []
+        self._objective = None
+        self._grad_N = None
+
+    def step(self, theta, step: Optional[int] = None) -> Optional[Dict]:
+        """Count one training step; every ``every`` steps measure at ``theta`` (a flat vector or a
+        dict of arrays) and return the new record (else None)."""
+        self.calls += 1
+        if (self.calls - 1) % self.every:
+            return None
+        _, theta, _ = resolve_loss(self.loss, theta)
+        if self._objective is None:
+            self._objective = objective(self.loss, theta)
+            self._grad_N = _grad(self.optimizer.sharpness_proxy(self._objective.gradient, self._objective.loss))
+        obj = objective(self._objective, theta, linearize=True)
+        with np.errstate(all="ignore"):
+            terms = terms_at(self.optimizer, obj, theta, self.lr)
+            frozen = obj.frozen(theta)
+            F = np.asarray(self.optimizer.limit_direction(theta, frozen), dtype=float)
+            gN = np.asarray(self._grad_N(theta), dtype=float)
+            known = frozen.value              # N from the gradient already computed
+            N = float(self.optimizer.sharpness_proxy(lambda t: known, self._objective.loss)(theta))
+        along_F = abs(float(gN @ F)) or 1.0
+        total = sum(terms.values())
+        ratio = float(np.linalg.norm(total)) / (float(np.linalg.norm(F)) or 1.0)
+        record = {"step": self.calls - 1 if step is None else int(step), "N": N, "M/F": ratio,
+                  "regime": "first-order" if ratio <= FIRST_ORDER else "outside"}
+        for name, term in terms.items():
+            record[f"strength:{name}"] = float(gN @ term) / along_F
+        record["strength"] = float(gN @ total) / along_F
+        self.records.append(record)
+        return record
+
+    # -- the log ------------------------------------------------------------------
+
+    def to_csv(self, path: str) -> str:
+        """Write the records as CSV (one row per measurement)."""
+        if not self.records:
+            raise ValueError("the probe has no records yet")
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(self.records[0]))
+            writer.writeheader()
+            writer.writerows(self.records)
+        return path
+
+    def to_json(self, path: Optional[str] = None) -> str:
+        """The records as strict JSON (written to ``path`` if given)."""
+        text = json.dumps(strict({"optimizer": self.optimizer.label, "loss": self.loss_name, "lr": self.lr,
+                                  "every": self.every, "records": self.records}), indent=2)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
