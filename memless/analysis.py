@@ -232,6 +232,41 @@ class _Measurement:
     gradients: np.ndarray
 
 
+@dataclass
+class PointMeasure:
+    """What memory does at one point: the terms M_l, <grad N, M_l>, |<grad N, F>| and |F|,
+    and the loss gradient there.  The report, the training probe and the regime map use it."""
+
+    terms: Dict[str, np.ndarray]
+    along_M: Dict[str, float]          #: <grad N, M_l> per term
+    along_F: float                     #: |<grad N, F>|
+    F_norm: float                      #: |F| (1 where F = 0)
+    gradient: np.ndarray
+
+    @property
+    def strengths(self) -> Dict[str, float]:
+        """<grad N, M_l> / |<grad N, F>| per term (> 0 regularizing)."""
+        scale = self.along_F or 1.0
+        return {name: value / scale for name, value in self.along_M.items()}
+
+    @property
+    def ratio(self) -> float:
+        """|M| / |F|."""
+        return float(np.linalg.norm(sum(self.terms.values()))) / self.F_norm
+
+
+def measure_point(optimizer: MemoryOptimizer, obj, grad_N: Callable, point, lr: float) -> PointMeasure:
+    """The terms and their projections on grad N at ``point`` (``grad_N``: the gradient of the
+    optimizer's sharpness proxy, made once by the caller)."""
+    with np.errstate(all="ignore"):
+        terms = terms_at(optimizer, obj, point, lr)
+        frozen = obj.frozen(point)
+        F = np.asarray(optimizer.limit_direction(point, frozen), dtype=float)
+        gN = np.asarray(grad_N(point), dtype=float)
+    return PointMeasure(terms, {k: float(gN @ v) for k, v in terms.items()}, abs(float(gN @ F)),
+                        float(np.linalg.norm(F)) or 1.0, np.asarray(frozen.value, dtype=float))
+
+
 def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement:
     """Each term's signed strength and size at ``points`` iterates of the optimizer's path,
     the largest |M|/|F|, and the loss gradients met there."""
@@ -243,18 +278,13 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     grad_N = _grad(optimizer.sharpness_proxy(obj.gradient, obj.loss))
     names, along_M, sizes, along_F, ratios, gradients = None, [], [], [], [], []
     for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:
-        with np.errstate(all="ignore"):
-            terms = terms_at(optimizer, obj, point, lr)
-            frozen = obj.frozen(point)
-            F = np.asarray(optimizer.limit_direction(point, frozen), dtype=float)
-            gN = np.asarray(grad_N(point), dtype=float)
-        gradients.append(np.asarray(frozen.value, dtype=float))
-        names = list(terms)
-        along_M.append([float(gN @ terms[k]) for k in names])
-        normF = float(np.linalg.norm(F)) or 1.0
-        sizes.append([float(np.linalg.norm(terms[k])) / normF for k in names])
-        ratios.append(float(np.linalg.norm(sum(terms.values()))) / normF)
-        along_F.append(abs(float(gN @ F)))
+        measured = measure_point(optimizer, obj, grad_N, point, lr)
+        gradients.append(measured.gradient)
+        names = list(measured.terms)
+        along_M.append([measured.along_M[k] for k in names])
+        sizes.append([float(np.linalg.norm(measured.terms[k])) / measured.F_norm for k in names])
+        ratios.append(measured.ratio)
+        along_F.append(measured.along_F)
         tick("terms")
     scale = float(np.mean(along_F)) or 1.0
     strengths = [float(x) for x in np.mean(along_M, axis=0) / scale]

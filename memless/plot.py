@@ -93,23 +93,10 @@ def trajectories(optimizer, loss="bilinear", theta=None, lr: float = 1e-3, steps
     fig, ax = _axes(ax)
     label = getattr(optimizer, "label", "optimizer")
     if theta.size == 2:
-        points = np.concatenate(list(paths.values()))
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        pad = 0.25 * np.maximum(hi - lo, 0.2)
-        a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 120)
-        b = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120)
-        A, B = np.meshgrid(a, b)
-        Z = np.array([[float(loss_fn(np.array([x, y]))) for x in a] for y in b])
-        ax.contour(A, B, np.log10(Z - Z.min() + 1e-6), levels=18, colors="0.8", linewidths=0.6)
-        _minima(ax, name, a)
+        _landscape(ax, loss_fn, name, np.concatenate(list(paths.values())), theta, margin=0.25, shade="0.8")
         for key, path in paths.items():
             ax.plot(path[:, 0], path[:, 1], color=PATH_COLORS[key], label=PATH_LABELS[key],
                     linestyle="-" if key == "optimizer" else "--", linewidth=1.4)
-        ax.plot(*theta, "o", color="black", markersize=4)
-        ax.set_xlim(a[0], a[-1])
-        ax.set_ylim(b[0], b[-1])
-        ax.set_xlabel("theta_1")
-        ax.set_ylabel("theta_2")
         ax.set_title(f"{label} on {name}, h = {lr:g}, {steps} steps")
     else:
         t = lr * np.arange(steps + 1)
@@ -141,28 +128,34 @@ def _several(optimizers, loss, theta, lr, steps, ax):
     varying = [k for k in optimizers[0].hyper if len({repr(o.hyper.get(k)) for o in optimizers}) > 1]
     fig, ax = _axes(ax)
     points = np.concatenate(paths + ([np.full((1, 2), np.sqrt(0.75))] if name == "bilinear" else []))
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    pad = 0.15 * np.maximum(hi - lo, 0.2)
-    a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 120)
-    b = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120)
-    A, B = np.meshgrid(a, b)
-    Z = np.array([[float(loss_fn(np.array([x, y]))) for x in a] for y in b])
-    ax.contour(A, B, np.log10(Z - Z.min() + 1e-6), levels=18, colors="0.85", linewidths=0.6)
-    _minima(ax, name, a)
+    _landscape(ax, loss_fn, name, points, theta, margin=0.15, shade="0.85")
     for opt, path in zip(optimizers, paths):
         label = opt.label + " " + ", ".join(f"{k}={opt.hyper[k]:g}" if isinstance(opt.hyper[k], float)
                                             else f"{k}={opt.hyper[k]}" for k in varying)
         ax.plot(path[:, 0], path[:, 1], linewidth=1.3, label=label.strip())
         ax.plot(*path[-1], "o", markersize=3, color=ax.get_lines()[-1].get_color())
+    ax.set_title(f"{name}, h = {lr:g}, {steps} steps")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _landscape(ax, loss_fn, name, points, theta, margin, shade):
+    """A 2-D loss's contours around ``points`` (with ``margin`` of their span), the declared minima,
+    the start point, the limits and the axis labels."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    pad = margin * np.maximum(hi - lo, 0.2)
+    a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 120)
+    b = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 120)
+    A, B = np.meshgrid(a, b)
+    Z = np.array([[float(loss_fn(np.array([x, y]))) for x in a] for y in b])
+    ax.contour(A, B, np.log10(Z - Z.min() + 1e-6), levels=18, colors=shade, linewidths=0.6)
+    _minima(ax, name, a)
     ax.plot(*theta, "o", color="black", markersize=4)
     ax.set_xlim(a[0], a[-1])
     ax.set_ylim(b[0], b[-1])
     ax.set_xlabel("theta_1")
     ax.set_ylabel("theta_2")
-    ax.set_title(f"{name}, h = {lr:g}, {steps} steps")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def _minima(ax, name, a):
@@ -363,10 +356,10 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     """
     from autograd import grad as _grad
 
+    from .analysis import measure_point
     from .checks import check_lr, check_n
-    from .engine import correction
     from .errors import DivergenceError
-    from .objective import objective, resolve_loss
+    from .objective import bound, objective, resolve_loss
     from .registry import get_optimizer
     from .trajectory import order_study
 
@@ -391,18 +384,15 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
         for j, xv in enumerate(xs):
             settings = {k: v for k, v in ((x, xv), (y, yv)) if k != "lr"}
             h = xv if x == "lr" else (yv if y == "lr" else lr)
-            opt = type(base)(**{**base.hyper, **settings})
+            opt = bound(type(base)(**{**base.hyper, **settings}), loss_fn)
             try:
                 study = order_study(opt, loss_fn, theta, horizon=steps * h, lrs=[h, h / 2])
                 orders[i, j], uncorrected[i, j] = study.order_corrected, study.order_uncorrected
             except DivergenceError:
                 pass
-            obj = objective(loss_fn, theta)
-            N = _grad(opt.sharpness_proxy(obj.gradient, obj.loss))
-            M = correction(opt, loss_fn, theta, lr=h)
-            F = np.asarray(opt.limit_direction(theta, obj.gradient), dtype=float)
-            gN = np.asarray(N(theta), dtype=float)
-            strength[i, j] = float(gN @ M) / max(abs(float(gN @ F)), 1e-300)
+            obj = objective(loss_fn, theta, linearize=True)
+            measured = measure_point(opt, obj, _grad(opt.sharpness_proxy(obj.gradient, obj.loss)), theta, h)
+            strength[i, j] = sum(measured.along_M.values()) / max(measured.along_F, 1e-300)
             done += 1
             if progress is not None:
                 progress(done, len(xs) * len(ys), "regime map")

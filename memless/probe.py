@@ -26,7 +26,7 @@ from autograd import grad as _grad
 
 from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
-from .engine import terms_at
+from .analysis import measure_point
 from .objective import bound, objective, resolve_loss
 
 #: |M|/|F| at most this: the first-order picture is expected to hold (as in the report)
@@ -63,21 +63,16 @@ class Probe:
             self._objective = objective(self.loss, theta)
             self._grad_N = _grad(self.optimizer.sharpness_proxy(self._objective.gradient, self._objective.loss))
         obj = objective(self._objective, theta, linearize=True)
-        with np.errstate(all="ignore"):
-            terms = terms_at(self.optimizer, obj, theta, self.lr)
-            frozen = obj.frozen(theta)
-            F = np.asarray(self.optimizer.limit_direction(theta, frozen), dtype=float)
-            gN = np.asarray(self._grad_N(theta), dtype=float)
-            known = frozen.value              # N from the gradient already computed
-            N = float(self.optimizer.sharpness_proxy(lambda t: known, self._objective.loss)(theta))
-        along_F = abs(float(gN @ F)) or 1.0
-        total = sum(terms.values())
-        ratio = float(np.linalg.norm(total)) / (float(np.linalg.norm(F)) or 1.0)
+        measured = measure_point(self.optimizer, obj, self._grad_N, theta, self.lr)
+        with np.errstate(all="ignore"):       # N from the gradient already computed
+            N = float(self.optimizer.sharpness_proxy(lambda t: measured.gradient, self._objective.loss)(theta))
+        ratio = measured.ratio
         record = {"step": self.calls - 1 if step is None else int(step), "N": N, "M/F": ratio,
                   "regime": "first-order" if ratio <= FIRST_ORDER else "outside"}
-        for name, term in terms.items():
-            record[f"strength:{name}"] = float(gN @ term) / along_F
-        record["strength"] = float(gN @ total) / along_F
+        strengths = measured.strengths
+        for name, value in strengths.items():
+            record[f"strength:{name}"] = value
+        record["strength"] = sum(measured.along_M.values()) / (measured.along_F or 1.0)
         self.records.append(record)
         return record
 
