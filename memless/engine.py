@@ -436,6 +436,8 @@ def _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history):
 
 #: the history lengths the measured decay test compares
 PROFILE_STEPS = (128, 256)
+#: the ages k a profile samples by default (geometrically spaced in 1..n)
+PROFILE_POINTS = 24
 #: the longest history a profile samples (each sampled k costs one JVP through all n + 1 entries)
 PROFILE_MAX = 4096
 #: relative growth of sum_k k^2 gamma_k between them above which memory is said not to decay
@@ -474,7 +476,7 @@ class MemoryProfile:
 
 
 def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n: Optional[int] = None,
-                   points: int = 24) -> MemoryProfile:
+                   points: int = PROFILE_POINTS) -> MemoryProfile:
     """The memory profile of ``optimizer`` at ``theta`` (see :class:`MemoryProfile`): one forward-mode
     JVP of ``direction`` per sampled k, each along the history direction with only slot k moved.
 
@@ -499,13 +501,19 @@ def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n:
         if not 1 <= size <= PROFILE_MAX:
             raise MemlessError(f"n must be in 1..{PROFILE_MAX} for a memory profile, got {shown(n)}")
         ks, values, weights = _profile(optimizer, obj, theta, size, points)
-        decays, reason = _memory_decays(optimizer, obj, theta)
+        known = {size: weights} if points == PROFILE_POINTS else {}
+        decays, reason = _memory_decays(optimizer, obj, theta, known)
         return MemoryProfile(size, ks, values, weights, decays, reason)
+
+
+def _ages(n, points):
+    """The sampled ages k of a profile at n, as floats."""
+    return np.unique(np.round(np.geomspace(1, n, points)).astype(int)).astype(float)
 
 
 def _profile(optimizer, obj, theta, n, points):
     grad = obj.frozen(theta)
-    ks = np.unique(np.round(np.geomspace(1, n, points)).astype(int))
+    ks = _ages(n, points).astype(int)
     v, directions = np.zeros_like(theta), {}
     for k in range(1, n + 1):
         v = v + np.asarray(optimizer.memoryless_direction(theta, grad, n - k), dtype=float)
@@ -528,8 +536,10 @@ def _profile(optimizer, obj, theta, n, points):
 _DECAY_MEASURED: Dict[tuple, Tuple[bool, str]] = {}
 
 
-def _memory_decays(optimizer, obj, theta) -> Tuple[bool, str]:
-    """(decays, reason): declared, or measured once per optimizer (Assumption 3.1)."""
+def _memory_decays(optimizer, obj, theta, known: Optional[Dict[int, np.ndarray]] = None) -> Tuple[bool, str]:
+    """(decays, reason): declared, or measured once per optimizer (Assumption 3.1).
+
+    ``known``: weights gamma_k already sampled at some n (with the default points), reused."""
     declared = optimizer.declared_decay()
     if declared is not None:
         return True, declared
@@ -541,7 +551,10 @@ def _memory_decays(optimizer, obj, theta) -> Tuple[bool, str]:
     if known is None:
         sums = []
         for size in PROFILE_STEPS:
-            ks, _, weights = _profile(optimizer, obj, theta, size, 24)
+            ks = _ages(size, PROFILE_POINTS)
+            weights = (known or {}).get(size)
+            if weights is None:
+                _, _, weights = _profile(optimizer, obj, theta, size, PROFILE_POINTS)
             y = ks ** 2 * weights
             sums.append(float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(ks))))
         growth = (sums[1] - sums[0]) / sums[1] if sums[1] > 0 else 0.0
