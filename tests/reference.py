@@ -135,3 +135,20 @@ def closed_form_limit(name, hp, t, h):
             gradK, hessK = x / np.sqrt(x ** 2 + eps), eps / (x ** 2 + eps) ** 1.5
         return -h * r1 / (1 - r2) * hessK * (H @ (gradK - lam * t))
     raise KeyError(name)
+
+
+# -- a framework's loss against the autograd reference loss it rebuilds ------------------------
+
+def assert_same_corrections_as(loss, reference_name, optimizer_name, atol_fraction=2e-10):
+    """``loss`` (e.g. a torch or JAX objective) carries the reference loss's layout and start, and
+    gives its corrections, at the limit and at n = 4, to ``atol_fraction`` of |M|."""
+    import memless
+    from memless.losses import REFERENCE_LOSSES
+
+    reference_loss = REFERENCE_LOSSES[reference_name]
+    assert loss.layout == reference_loss.loss.layout and np.array_equal(loss.start, reference_loss.start)
+    opt = memless.get_optimizer(optimizer_name)
+    for n in (None, 4):
+        ours = memless.correction(opt, loss, None, lr=1e-3, n=n)
+        reference = memless.correction(opt, reference_name, None, lr=1e-3, n=n)
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=atol_fraction * np.max(np.abs(reference)))

@@ -6,6 +6,7 @@ import pytest
 
 import memless
 import memless.optimizers
+from reference import assert_same_corrections_as
 from memless.frameworks import ExternalLoss
 from memless.losses import REFERENCE_LOSSES
 
@@ -66,14 +67,7 @@ def _torch_network():
 
 @pytest.mark.parametrize("name", sorted(set(memless.optimizers.BUILTIN) - {"schedule-free-sgd"}))
 def test_torch_model_gives_autograds_corrections_for_every_builtin(name):
-    loss = _torch_network()
-    assert loss.layout == NETWORK.loss.layout
-    np.testing.assert_allclose(loss.start, NETWORK.start, rtol=0, atol=0)
-    opt = memless.get_optimizer(name)
-    for n in (None, 4):
-        ours = memless.correction(opt, loss, None, lr=1e-3, n=n)
-        reference = memless.correction(opt, "network", None, lr=1e-3, n=n)
-        np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-10 * np.max(np.abs(reference)))
+    assert_same_corrections_as(_torch_network(), "network", name)
 
 
 def test_torch_objective_errors_are_one_line():

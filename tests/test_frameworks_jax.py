@@ -5,6 +5,7 @@ import pytest
 
 import memless
 import memless.optimizers
+from reference import assert_same_corrections_as
 
 pytest.importorskip("jax", reason="JAX is not installed (pip install memless[jax])")
 from memless.frameworks.jax import objective  # noqa: E402  (before any jax array: float64)
@@ -27,13 +28,7 @@ def _jax_network():
 
 @pytest.mark.parametrize("name", sorted(set(memless.optimizers.BUILTIN) - {"schedule-free-sgd"}))
 def test_jax_function_gives_autograds_corrections_for_every_builtin(name):
-    loss = _jax_network()
-    assert loss.layout == NETWORK.loss.layout and np.array_equal(loss.start, NETWORK.start)
-    opt = memless.get_optimizer(name)
-    for n in (None, 4):
-        ours = memless.correction(opt, loss, None, lr=1e-3, n=n)
-        reference = memless.correction(opt, "network", None, lr=1e-3, n=n)
-        np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-10 * np.max(np.abs(reference)))
+    assert_same_corrections_as(_jax_network(), "network", name)
 
 
 def test_jax_objective_refuses_a_non_callable():
