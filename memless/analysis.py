@@ -329,8 +329,6 @@ def _row(term: Term, strength: float, size: float, structure: Optional[Structure
 FIRST_ORDER_RATIO = 0.2
 #: |M|/|F| at most this: memory's effect on the iterates is below rounding
 INVISIBLE = 1e-10
-#: where the evidence runs when the user's settings are outside the first-order range
-EVIDENCE_LOSS = "curvy"
 #: the horizon of the tamed evidence (0.01 -> 30 steps, 0.0025 -> 120)
 TAMED_HORIZON = 0.3
 #: accepted distance of the measured orders from 2 (corrected) and 1 (uncorrected)
