@@ -367,8 +367,8 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
 
     At the user's hyperparameters and lr (2 lr, lr, lr/2 over 20 memory lengths, 100 to 400
     steps) when |M|/|F| stays below FIRST_ORDER_RATIO along the path and the orders settle;
-    otherwise at the tamed hyperparameters of the same optimizer on the ``curvy`` reference
-    loss, at learning rates scaled down until |M|/|F| is small there (as the conformance kit
+    otherwise at the tamed hyperparameters of the same optimizer on its ``evidence_loss``
+    (``curvy``; ``factorization`` for an optimizer that acts on matrices), at learning rates scaled down until |M|/|F| is small there (as the conformance kit
     does).  The dict says which, why, and the lr below which the first-order picture is
     expected at the user's hyperparameters (|M| grows like lr: lr * 0.2 / (|M|/|F|)).
     """
