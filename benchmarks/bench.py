@@ -17,6 +17,7 @@ import os
 # (and so the ratios) swing by 2x from run to run.  Set the variables to override.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 import platform
 import subprocess
 import sys
@@ -226,6 +227,97 @@ def case_probe(problem, repeat):
     return {"d": int(theta.size), "gradient_s": t_gradient, "probe_s": t_probe, "ratio": t_probe / t_gradient}
 
 
+def _mlp_data(sizes, samples, seed=0):
+    """The inputs, one-hot labels and layer shapes memless.losses.mlp draws (same seed, same order)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(samples, sizes[0]))
+    teacher = rng.normal(size=(sizes[0], sizes[-1]))
+    Y = np.eye(sizes[-1])[np.argmax(X @ teacher, axis=1)]
+    return X, Y, [(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def case_jax_objective(sizes, samples, repeat, lr=1e-3):
+    """AdamW's limit M on the benchmark's MLP written in JAX: memless on the JAX objective against
+    a hand-written jitted jax.jvp(jax.grad(L)) computation of the same M."""
+    try:
+        import jax
+    except ImportError:
+        return {"skipped": "jax is not installed"}
+    from memless.frameworks.jax import objective    # turns on float64
+    import jax.numpy as jnp
+
+    reference = mlp(sizes=sizes, samples=samples)
+    X, Y, shapes = _mlp_data(sizes, samples)
+    X, Y = jnp.asarray(X), jnp.asarray(Y)
+
+    def L(params):
+        h = X
+        for i, (W, c) in enumerate(params):
+            h = h @ W + c
+            if i < len(params) - 1:
+                h = jnp.tanh(h)
+        h = h - jnp.max(h, axis=1, keepdims=True)
+        return -jnp.sum(Y * (h - jnp.log(jnp.sum(jnp.exp(h), axis=1, keepdims=True)))) / samples
+
+    cuts = np.cumsum([0] + [(a + 1) * b for a, b in shapes])
+    params = [(jnp.asarray(reference.start[lo:lo + a * b].reshape(a, b)), jnp.asarray(reference.start[lo + a * b:hi]))
+              for (a, b), lo, hi in zip(shapes, cuts[:-1], cuts[1:])]
+    from jax.flatten_util import ravel_pytree
+    flat, unravel = ravel_pytree(params)
+    loss = objective(lambda x: L(unravel(x)), flat)
+    theta = np.asarray(flat)
+    assert abs(loss.value(theta) - float(reference.loss(reference.start))) < 1e-12
+    opt = memless.get_optimizer("adamw")
+    b1, b2, eps, lam = opt.beta1, opt.beta2, opt.eps, opt.weight_decay
+    c1, c2 = b1 / (1 - b1), b2 / (1 - b2)
+    flat_L = jax.grad(lambda x: L(unravel(x)))
+
+    @jax.jit
+    def by_hand(t):
+        g = flat_L(t)
+        F = g / jnp.sqrt(g ** 2 + eps) + lam * t
+        HF = jax.jvp(flat_L, (t,), (F,))[1]
+        return lr * (c1 / jnp.sqrt(g ** 2 + eps) - c2 * g ** 2 / (g ** 2 + eps) ** 1.5) * HF
+
+    gradient = jax.jit(flat_L)
+    t = jnp.asarray(theta)
+    M_hand, M = np.asarray(by_hand(t)), memless.correction(opt, loss, theta, lr=lr)
+    agreement = float(np.max(np.abs(M - M_hand)) / np.max(np.abs(M_hand)))
+    ratio, t_memless, t_hand = paired_ratio(lambda: memless.correction(opt, loss, theta, lr=lr),
+                                            lambda: by_hand(t).block_until_ready(), 4 * repeat)
+    ratio_hand, _, t_grad = paired_ratio(lambda: by_hand(t).block_until_ready(),
+                                         lambda: gradient(t).block_until_ready(), 2 * repeat)
+    return {"d": int(theta.size), "memless_s": t_memless, "by_hand_s": t_hand, "gradient_s": t_grad,
+            "ratio": ratio, "ratio_hand_to_gradient": ratio_hand, "agreement": agreement}
+
+
+def case_torch_objective(sizes, samples, repeat, lr=1e-3):
+    """AdamW's limit M on a PyTorch MLP with over a million parameters, against its own gradient."""
+    try:
+        import torch
+    except ImportError:
+        return {"skipped": "torch is not installed"}
+    from memless.frameworks.torch import objective
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.Tanh())
+    model = torch.nn.Sequential(*layers).double()
+    X = torch.randn(samples, sizes[0], dtype=torch.float64)
+    labels = torch.randint(0, sizes[-1], (samples,))
+    loss = objective(model, torch.nn.functional.cross_entropy, (X, labels))
+    theta = loss.start
+    opt = memless.get_optimizer("adamw")
+    ratio, t_memless, t_grad = paired_ratio(lambda: memless.correction(opt, loss, theta, lr=lr),
+                                            lambda: loss.gradient(theta), 2 * repeat)
+    ratio_hvp, t_hvp, _ = paired_ratio(lambda: loss.hvp(theta, theta), lambda: loss.gradient(theta), 2 * repeat)
+    return {"d": int(theta.size), "memless_s": t_memless, "gradient_s": t_grad, "hvp_s": t_hvp,
+            "ratio": ratio, "ratio_hvp": ratio_hvp}
+
+
 def case_regime_map(grid):
     """Wall time of memless.plot.regime_map for AdamW on the bilinear model over (beta1, beta2):
     each cell a two-rung order study (20 steps at lr = 0.01, 40 at 0.005) and the sign of M."""
@@ -293,6 +385,22 @@ def rows_of(results):
                  verdict(cli["compare_matrix_s"], 3)))
     probe = results["probe"]
     rows.append((f"training probe call / gradient, AdamW, d={probe['d']}", probe["ratio"], "(info)", ""))
+    jx = results["jax_objective"]
+    if "skipped" in jx:
+        rows.append((f"JAX objective: {jx['skipped']}", float("nan"), "<= 1.3", "skipped"))
+    else:
+        rows.append((f"limit M, AdamW, JAX objective, d={jx['d']}: memless / hand-written jitted JAX",
+                     jx["ratio"], "<= 1.3", verdict(jx["ratio"], 1.3)))
+        rows.append(("  for scale: hand-written jvp(grad) M / jitted gradient", jx["ratio_hand_to_gradient"],
+                     "(info)", ""))
+        rows.append(("  the two M, max relative difference", jx["agreement"], "< 1e-12", verdict(jx["agreement"], 1e-12)))
+    tc = results["torch_objective"]
+    if "skipped" in tc:
+        rows.append((f"PyTorch objective: {tc['skipped']}", float("nan"), "<= 4", "skipped"))
+    else:
+        rows.append((f"limit M, AdamW, PyTorch MLP, d={tc['d']}: memless / its gradient", tc["ratio"], "<= 4",
+                     verdict(tc["ratio"], 4)))
+        rows.append(("  for scale: its forward-over-reverse HVP / its gradient", tc["ratio_hvp"], "(info)", ""))
     regime = results["regime_map"]
     rows.append((f"regime map, AdamW on bilinear, {regime['grid']}x{regime['grid']} cells, seconds",
                  regime["seconds"], "< 120", verdict(regime["seconds"], 120)))
@@ -322,10 +430,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.quick:
-        big, small = mlp(sizes=(8, 16, 4), samples=32), mlp(sizes=(4, 8, 2), samples=16)
+        big_sizes, big_samples, torch_sizes, torch_samples = (8, 16, 4), 32, (8, 32, 4), 16
+        big, small = mlp(sizes=big_sizes, samples=big_samples), mlp(sizes=(4, 8, 2), samples=16)
         repeat, windows, steps, short, long = args.repeat or 1, (2, 4, 8), 5, 20, 200
     else:
-        big, small = mlp(), mlp(sizes=(8, 16, 4), samples=64)
+        big_sizes, big_samples, torch_sizes, torch_samples = (64, 256, 256, 10), 512, (784, 1024, 256, 10), 256
+        big, small = mlp(sizes=big_sizes, samples=big_samples), mlp(sizes=(8, 16, 4), samples=64)
         repeat, windows, steps, short, long = args.repeat or 5, (8, 16, 32), 20, 1000, 10_000
     print(f"memless {memless.__version__}, numpy {np.__version__}, python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs; model: {big.description}\n", flush=True)
@@ -338,6 +448,8 @@ def main(argv=None):
         "cli": lambda: case_cli(1 if args.quick else 3),
         "regime_map": lambda: case_regime_map(3 if args.quick else 12),
         "probe": lambda: case_probe(big, repeat),
+        "jax_objective": lambda: case_jax_objective(big_sizes, big_samples, repeat),
+        "torch_objective": lambda: case_torch_objective(torch_sizes, torch_samples, repeat),
     }
     results = {}
     for name, run in cases.items():

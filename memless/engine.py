@@ -169,6 +169,12 @@ def _as_float_array(value, like):
     return np.broadcast_to(np.asarray(value, dtype=float), np.shape(like)).copy()
 
 
+def _scaled(lr, value, like):
+    """lr * value as a float array of like's shape (one new array: large vectors are dear to allocate)."""
+    value = np.asarray(value, dtype=float)
+    return lr * (value if value.shape == np.shape(like) else np.broadcast_to(value, np.shape(like)))
+
+
 def _signal_array(value, theta):
     """A channel signal as a float array: a scalar broadcasts to theta's shape; any other shape is
     kept (Shampoo's signals G G^T are not theta-shaped)."""
@@ -274,11 +280,10 @@ def _momentum_point(optimizer, theta, g, n, tol):
     channels = list(optimizer.channels())
     signals = [_signal_array(ch.signal(theta, g), theta) for ch in channels]
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
-    limit_weights = [float(ch.weight(math.inf)) for ch in channels]
-    F = np.asarray(optimizer.combine({ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}),
-                   dtype=float)
+    limit_point = {ch.name: float(ch.weight(math.inf)) * sig for ch, sig in zip(channels, signals)}
+    F = np.asarray(optimizer.combine(limit_point), dtype=float)
     if n is None:
-        point = {ch.name: a * sig for ch, a, sig in zip(channels, limit_weights, signals)}
+        point = limit_point
         b_now = [float(channels[i].b(math.inf)) for i in memory]
         residual = [None] * len(memory)
     else:
@@ -300,37 +305,37 @@ def _signal_tangents(p: _MomentumPoint, frozen, theta):
         gx = frozen(x)
         return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
-    along = [None] * len(memory)
+    along, scale = [None] * len(memory), list(p.b_now)
     shared = [j for j, r in enumerate(p.residual) if r is None]
     if shared:
         _, tangent = jvp(lambda x: signals_at(x, [memory[j] for j in shared]), theta, p.F)
         sizes = [np.size(p.signals[memory[j]]) for j in shared]
         for j, part in zip(shared, np.split(np.asarray(tangent, dtype=float), np.cumsum(sizes)[:-1])):
-            along[j] = p.weights[j] * part
+            along[j], scale[j] = part, scale[j] * p.weights[j]
     for j, r in enumerate(p.residual):
         if r is not None:
             _, tangent = jvp(lambda x, i=memory[j]: signals_at(x, [i]), theta, p.weights[j] * p.F + r)
             along[j] = np.asarray(tangent, dtype=float)
-    return {channels[i].name: b * t.reshape(np.shape(p.point[channels[i].name]))
-            for i, b, t in zip(memory, p.b_now, along)}
+    # one product per channel: large vectors are dear to allocate
+    return {channels[i].name: c * t.reshape(np.shape(p.point[channels[i].name]))
+            for i, c, t in zip(memory, scale, along)}
 
 
 def _phi_tangents(optimizer, p: _MomentumPoint, tangents, theta, lr, split):
     """h dPhi/dm_l . tangent_l: per channel for the split, at once for the total."""
     point = p.point
     if not split:
-        names = list(tangents)
+        def phi_of(memories):
+            return optimizer.combine({**point, **memories})
 
-        def phi_along(t):
-            return optimizer.combine({**point, **{k: point[k] + t * tangents[k] for k in names}})
-
-        return {"total": lr * _as_float_array(jvp(phi_along, 0.0, 1.0)[1], theta)}
+        start = {name: point[name] for name in tangents}
+        return {"total": _scaled(lr, jvp(phi_of, start, tangents)[1], theta)}
     terms = {ch.name: np.zeros_like(theta) for ch in p.channels}
     for name, tangent in tangents.items():
         def phi(x, name=name):
             return optimizer.combine({**point, name: x})
 
-        terms[name] = lr * _as_float_array(jvp(phi, point[name], tangent)[1], theta)
+        terms[name] = _scaled(lr, jvp(phi, point[name], tangent)[1], theta)
     return terms
 
 
@@ -413,7 +418,7 @@ def _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history):
                 history[k] = theta + t * directions[k]
             return optimizer.direction(history, grad)
 
-        part = lr * _as_float_array(jvp(along_history, 0.0, 1.0)[1], theta)
+        part = _scaled(lr, jvp(along_history, 0.0, 1.0)[1], theta)
         directions.clear()
         total = total + part
         info.terms = k_end

@@ -89,8 +89,11 @@ class Objective:
         if not callable(loss):
             raise LossError(f"loss must be a callable theta -> scalar, got {type(loss).__name__}")
         self.loss = loss
-        self.gradient = _autograd_grad(loss)
-        self._value_and_gradient = _value_and_grad(loss)
+        # a loss that supplies its own derivatives (memless.frameworks.ExternalLoss): taken
+        # from it directly, not by tracing it
+        self._linearize = getattr(loss, "linearize", None) if callable(getattr(loss, "traced_gradient", None)) else None
+        self.gradient = loss.traced_gradient if self._linearize else _autograd_grad(loss)
+        self._value_and_gradient = loss.value_and_gradient if self._linearize else _value_and_grad(loss)
         self._checked = Point(None, None, None)
 
     # -- evaluating at a point ----------------------------------------------
@@ -101,6 +104,8 @@ class Objective:
 
     def _evaluate(self, theta, linearize):
         """(value, gradient, hvp or None) at theta."""
+        if self._linearize is not None:
+            return self._linearize(theta) if linearize else (*self._value_and_gradient(theta), None)
         if not linearize or np.size(theta) < RECORD_MIN_SIZE:
             value, g = self._value_and_gradient(theta)
             return value, g, None
@@ -175,7 +180,7 @@ class Objective:
         the gradient there, and autograd differentiates it as usual.
         """
         point = self._checked
-        wants_record = linearize and np.size(theta) >= RECORD_MIN_SIZE
+        wants_record = linearize and (np.size(theta) >= RECORD_MIN_SIZE or self._linearize is not None)
         if theta is not point.theta or (wants_record and point.hvp is None):
             if wants_record:
                 value, g, hvp = self._evaluate(theta, True)

@@ -25,6 +25,11 @@ def test_benchmark_quick_run_reports_ratios_of_its_own_measurements(tmp_path):
     for name in ("adamw", "lion"):
         step = results["trajectory_step"][name]
         assert step["ratio"] == pytest.approx(step["corrected_step_s"] / step["optimizer_step_s"], rel=1e-12)
+    for name in ("jax_objective", "torch_objective"):     # measured when the extra is installed
+        row = results[name]
+        assert "skipped" in row or row["ratio"] > 0, name
+    if "skipped" not in results["jax_objective"]:        # memless and the hand-written JAX compute the same M
+        assert results["jax_objective"]["agreement"] < 1e-12
     # the table's MISSED rows are the ones the JSON lists
     table = [line for line in run.stdout.splitlines() if line.rstrip().endswith("MISSED")]
     assert len(table) == len(results["missed"])

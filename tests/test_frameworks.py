@@ -39,6 +39,36 @@ def test_external_loss_refuses_a_third_derivative_in_one_line():
         grad(lambda t: anp.sum(second(t) * w))(np.ones(2))
 
 
+def test_a_loss_that_linearizes_is_evaluated_once_per_correction():
+    """The engine takes value, gradient and the HVPs at theta from linearize (one call), not by
+    tracing the loss, and gets the same M as from value/gradient/hvp alone."""
+    from autograd import grad
+
+    from memless._autodiff import jvp
+    curvy = REFERENCE_LOSSES["curvy"]
+    g = grad(curvy.loss)
+    calls = {"linearize": 0, "hvp": 0}
+
+    def hvp(t, v):
+        calls["hvp"] += 1
+        return jvp(g, t, v)[1]
+
+    def linearize(t):
+        calls["linearize"] += 1
+        return float(curvy.loss(t)), g(t), lambda v: jvp(g, t, v)[1]
+
+    plain = ExternalLoss(lambda t: float(curvy.loss(t)), g, lambda t, v: jvp(g, t, v)[1], start=curvy.start)
+    fused = ExternalLoss(lambda t: float(curvy.loss(t)), g, hvp, linearize=linearize, start=curvy.start)
+    for name in ("adamw", "lion", "heavy-ball"):
+        opt = memless.get_optimizer(name)
+        calls.update(linearize=0, hvp=0)
+        M = memless.correction(opt, fused, None, lr=1e-3)
+        assert calls == {"linearize": 1, "hvp": 0}, name
+        np.testing.assert_allclose(M, memless.correction(opt, plain, None, lr=1e-3), rtol=1e-14, atol=0)
+    with pytest.raises(memless.LossError, match="linearize must be a callable"):
+        ExternalLoss(curvy.loss, g, hvp, linearize=3)
+
+
 torch = pytest.importorskip("torch")
 
 
@@ -68,6 +98,16 @@ def _torch_network():
 @pytest.mark.parametrize("name", sorted(set(memless.optimizers.BUILTIN) - {"schedule-free-sgd"}))
 def test_torch_model_gives_autograds_corrections_for_every_builtin(name):
     assert_same_corrections_as(_torch_network(), "network", name)
+
+
+def test_torch_double_backward_hvp_equals_forward_over_reverse():
+    loss = _torch_network()
+    theta = loss.start
+    v = np.random.default_rng(1).normal(size=theta.size)
+    value, g, hvp = loss.linearize(theta)
+    assert value == pytest.approx(loss.value(theta), rel=1e-15)
+    np.testing.assert_allclose(g, loss.gradient(theta), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(hvp(v), loss.hvp(theta, v), rtol=1e-11, atol=1e-14)
 
 
 def test_torch_objective_errors_are_one_line():

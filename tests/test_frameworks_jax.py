@@ -31,6 +31,16 @@ def test_jax_function_gives_autograds_corrections_for_every_builtin(name):
     assert_same_corrections_as(_jax_network(), "network", name)
 
 
+def test_jax_recorded_vjp_hvp_equals_forward_over_reverse():
+    loss = _jax_network()
+    theta = loss.start
+    v = np.random.default_rng(1).normal(size=theta.size)
+    value, g, hvp = loss.linearize(theta)
+    assert value == pytest.approx(loss.value(theta), rel=1e-15)
+    np.testing.assert_allclose(g, loss.gradient(theta), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(hvp(v), loss.hvp(theta, v), rtol=1e-11, atol=1e-14)
+
+
 def test_jax_objective_refuses_a_non_callable():
     with pytest.raises(memless.LossError, match="fun must be a callable"):
         objective(3, np.ones(2))

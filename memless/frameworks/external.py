@@ -1,7 +1,7 @@
 """A loss given by its value, gradient and Hessian-vector products (NumPy in, NumPy out)."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import autograd.numpy as anp
 import numpy as np
@@ -15,6 +15,10 @@ class ExternalLoss:
     """A loss on flat theta computed outside autograd.
 
     * ``value(theta) -> float``, ``gradient(theta) -> array``, ``hvp(theta, v) -> H(theta) v``;
+    * ``value_and_gradient``: optionally both in one call (a framework's fused pass);
+    * ``linearize``: optionally ``theta -> (value, gradient, v -> H(theta) v)`` in one pass that
+      keeps what the HVPs at theta need (a framework's recorded ``vjp``: each HVP is then one
+      backward pass, with no second gradient);
     * ``start``: an optional start point (then ``theta=None`` works everywhere);
     * ``layout``: an optional :class:`~memless.parameters.Layout` of named arrays (a
       framework's parameter names and shapes), for the optimizers that act per matrix.
@@ -25,12 +29,16 @@ class ExternalLoss:
     available (no memless computation needs them).
     """
 
-    def __init__(self, value: Callable, gradient: Callable, hvp: Callable, *, start=None,
-                 layout: Optional[Layout] = None, name: str = "external"):
+    def __init__(self, value: Callable, gradient: Callable, hvp: Callable, *, value_and_gradient=None,
+                 linearize=None, start=None, layout: Optional[Layout] = None, name: str = "external"):
         for label, fun in (("value", value), ("gradient", gradient), ("hvp", hvp)):
             if not callable(fun):
                 raise LossError(f"ExternalLoss needs a callable {label}, got {type(fun).__name__}")
+        for label, fun in (("value_and_gradient", value_and_gradient), ("linearize", linearize)):
+            if fun is not None and not callable(fun):
+                raise LossError(f"ExternalLoss: {label} must be a callable, got {type(fun).__name__}")
         self.value_function, self.gradient_function, self.hvp_function = value, gradient, hvp
+        self.fused_function, self.linearize_function = value_and_gradient, linearize
         self.start = None if start is None else np.asarray(start, dtype=float)
         self.layout = layout
         self.__name__ = name
@@ -45,6 +53,29 @@ class ExternalLoss:
     def hvp(self, theta, v) -> np.ndarray:
         return np.asarray(self.hvp_function(np.asarray(theta, dtype=float), np.asarray(v, dtype=float)),
                           dtype=float).reshape(np.shape(theta))
+
+    def value_and_gradient(self, theta) -> Tuple[float, np.ndarray]:
+        if self.fused_function is None:
+            return self.value(theta), self.gradient(theta)
+        value, g = self.fused_function(np.asarray(theta, dtype=float))
+        return float(value), np.asarray(g, dtype=float).reshape(np.shape(theta))
+
+    # -- what the engine calls (memless.objective.Objective) --------------------
+
+    def linearize(self, theta) -> Tuple[float, np.ndarray, Callable]:
+        """(value, gradient, v -> H(theta) v) at theta: the engine's one evaluation per point."""
+        theta = np.asarray(theta, dtype=float)
+        if self.linearize_function is None:
+            value, g = self.value_and_gradient(theta)
+            return value, g, lambda v: self.hvp(theta, v)
+        value, g, hvp = self.linearize_function(theta)
+        shape = np.shape(theta)
+        return (float(value), np.asarray(g, dtype=float).reshape(shape),
+                lambda v: np.asarray(hvp(np.asarray(v, dtype=float)), dtype=float).reshape(shape))
+
+    def traced_gradient(self, theta):
+        """The gradient as autograd sees it (its derivatives are Hessian-vector products)."""
+        return _external_gradient(theta, self)
 
     def __call__(self, theta):
         return _external_value(theta, self)

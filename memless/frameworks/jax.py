@@ -31,7 +31,10 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
     """``fun(params) -> scalar`` as a loss on the flat parameter vector, starting at ``params``.
 
     value and gradient: one jitted ``jax.value_and_grad``; Hessian-vector products: jitted
-    ``jax.jvp`` of ``jax.grad`` (forward over reverse).
+    ``jax.jvp`` of ``jax.grad`` (forward over reverse).  At the point where the engine takes
+    its correction, the gradient comes from a jitted ``jax.vjp`` of ``jax.grad``, whose
+    pullback gives each HVP there in one backward pass (the Hessian is symmetric), with no
+    second gradient.
     """
     try:
         import jax
@@ -55,7 +58,20 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
 
     value = jax.jit(flat_fun)
     gradient = jax.jit(jax.grad(flat_fun))
+    value_and_gradient = jax.jit(jax.value_and_grad(flat_fun))
     hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(flat_fun), (x,), (v,))[1])
+
+    def gradient_and_value(x):
+        value, g = jax.value_and_grad(flat_fun)(x)
+        return g, value
+
+    recorded = jax.jit(lambda x: jax.vjp(gradient_and_value, x, has_aux=True))
+    pull = jax.jit(lambda pullback, v: pullback(v)[0])
+
+    def linearize(t):
+        g, pullback, value = recorded(jnp.asarray(t))
+        return float(value), np.asarray(g), lambda v: np.asarray(pull(pullback, jnp.asarray(v)))
     return ExternalLoss(lambda t: float(value(jnp.asarray(t))), lambda t: np.asarray(gradient(jnp.asarray(t))),
                         lambda t, v: np.asarray(hvp(jnp.asarray(t), jnp.asarray(v))),
+                        value_and_gradient=lambda t: value_and_gradient(jnp.asarray(t)), linearize=linearize,
                         start=np.asarray(flat, dtype=float), layout=layout, name=name or getattr(fun, "__name__", "jax"))

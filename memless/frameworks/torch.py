@@ -34,7 +34,9 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
 
     value: one forward pass; gradient: ``torch.func.grad``; Hessian-vector product:
     ``torch.func.jvp`` of ``torch.func.grad`` (forward over reverse), at the model's own dtype and device.
-    The start point is the model's current parameters.
+    At the point where the engine takes its correction, the gradient is taken with
+    ``create_graph=True`` and each HVP there is one backward pass through it (double
+    backward), with no second gradient.  The start point is the model's current parameters.
     """
     torch = _torch()
     from torch.func import functional_call, grad, jvp
@@ -72,5 +74,17 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
     def hvp(theta, v):
         return jvp(gradient_of, (tensor(theta),), (tensor(v),))[1].detach().cpu().double().numpy()
 
+    def linearize(theta):
+        flat = tensor(theta).requires_grad_(True)
+        with torch.enable_grad():
+            value = flat_loss(flat)
+            (g,) = torch.autograd.grad(value, flat, create_graph=True)
+
+        def hvp_here(v):
+            (hv,) = torch.autograd.grad(g, flat, tensor(v), retain_graph=True)
+            return hv.detach().cpu().double().numpy()
+
+        return float(value.detach()), g.detach().cpu().double().numpy(), hvp_here
+
     start = torch.cat([p.detach().reshape(-1) for _, p in named]).cpu().double().numpy()
-    return ExternalLoss(value, gradient, hvp, start=start, layout=layout, name=name or type(model).__name__)
+    return ExternalLoss(value, gradient, hvp, linearize=linearize, start=start, layout=layout, name=name or type(model).__name__)

@@ -14,6 +14,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
+from .._autodiff import sqrt
 from ..core import (Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, ema,
                     ema_bias_correction, gradient_signal, squared_gradient_signal)
 from ..hyperparameters import decay, flag, positive, weight_decay
@@ -56,12 +57,12 @@ class Adaptive(MomentumOptimizer):
 
     def precondition(self, numerator, second_moment):
         if self.eps_inside:
-            return numerator / anp.sqrt(second_moment + self.eps)
-        return numerator / (anp.sqrt(second_moment) + self.eps)
+            return numerator / sqrt(second_moment + self.eps)
+        return numerator / (sqrt(second_moment) + self.eps)
 
     def _p(self, g):
         """P(g): d Phi / d(first moment) at the limit."""
-        return 1.0 / anp.sqrt(g ** 2 + self.eps) if self.eps_inside else 1.0 / (anp.abs(g) + self.eps)
+        return 1.0 / sqrt(g ** 2 + self.eps) if self.eps_inside else 1.0 / (anp.abs(g) + self.eps)
 
     def _q(self, g):
         """-d Phi / d(second moment) * 2 g / m1 at the limit: g^2 D^(-3/2) (or |g|/(|g| + eps)^2)."""

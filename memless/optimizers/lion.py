@@ -21,6 +21,7 @@ import autograd.numpy as anp
 
 import numpy as np
 
+from .._autodiff import sqrt
 from ..core import Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
 from ..errors import HyperparameterError
 from ..hyperparameters import choice, decay, positive, weight_decay
@@ -94,7 +95,7 @@ class _LionK(MomentumOptimizer):
             return anp.sum(anp.logaddexp(kx, -kx) - np.log(2.0)) / self.kappa
         if self.k == "nuclear":
             return sum(nuclear_norm(X) for X in self._matrices(x))
-        return anp.sum(anp.sqrt(x ** 2 + self.eps))
+        return anp.sum(sqrt(x ** 2 + self.eps))
 
     def grad_k(self, x):
         """grad K(x) for the chosen K."""
@@ -106,7 +107,7 @@ class _LionK(MomentumOptimizer):
             return anp.tanh(self.kappa * x)
         if self.k == "nuclear":
             return per_matrix(self._layout(), polar, x)
-        return x / anp.sqrt(x ** 2 + self.eps)
+        return x / sqrt(x ** 2 + self.eps)
 
     def hess_k_times(self, x, v):
         """hess K(x) v."""
