@@ -346,6 +346,14 @@ class MemoryOptimizer(abc.ABC):
         """F(theta) = lim F^(n)(theta, ..., theta)."""
         return self.memoryless_direction(theta, gradient, self.limit_steps())
 
+    def limit_correction(self, theta, gradient: Callable, lr: float, tol: float, max_history: int):
+        """The limit M(theta) by the optimizer's own means, as ``(M, n, settled, tail)`` (tail: the
+        relative change of M over the last doubling of n), or None (the
+        default): the engine then takes M^(n) for growing n.  A black box, whose every history
+        JVP replays its whole history, computes it in one derivative along the stationary
+        history direction (see :mod:`memless.frameworks.blackbox`)."""
+        return None
+
     def initial_state(self, theta) -> Any:
         """The streaming state before the first step."""
         return History()

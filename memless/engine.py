@@ -377,6 +377,15 @@ def history_correction(optimizer: MemoryOptimizer, obj: Objective, theta, lr: fl
     if not decays:
         raise MemlessError(f"{optimizer.label}: the limit correction does not exist: memory does not decay ({reason}); "
                            "outside the theory, only M^(n) at a finite n is defined")
+    own = optimizer.limit_correction(theta, obj.frozen(theta, linearize=True), lr, tol, max_history)
+    if own is not None:
+        M, n_used, settled, tail = own
+        if not settled:
+            warnings.warn(f"{optimizer.label}: M^(n) has not settled by n={n_used} (it changed by {tail:.1e} of "
+                          "|M| over the last doubling); the limit correction is approximate",
+                          MemoryTruncationWarning, stacklevel=3)
+        return np.asarray(M, dtype=float), CorrectionInfo(None, "history", terms=n_used, tail=tail,
+                                                          converged=settled)
     settle = max(tol, 1e-10)
     previous, n_try = None, 64
     while True:

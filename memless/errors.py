@@ -40,3 +40,8 @@ class OptimizerError(MemlessError, RuntimeError):
 
 class MemoryTruncationWarning(UserWarning):
     """The history was cut before the optimizer's memory had decayed below tolerance."""
+
+
+class DerivativeWarning(UserWarning):
+    """A derivative taken by difference quotients (a black-box optimizer's) is not accurate:
+    the function is not smooth at the scale of the differences."""
