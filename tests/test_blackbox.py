@@ -119,3 +119,4 @@ def test_torch_muon_as_shipped_is_flagged_not_smooth():
     with pytest.warns(memless.DerivativeWarning, match="not smooth"):
         memless.correction(box, "network", None, lr=1e-3, n=3)
     assert box.derivative_error > 1e-6
+
