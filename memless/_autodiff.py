@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+import autograd.numpy as anp
 import numpy as np
 from autograd import make_jvp, make_vjp
 from autograd.extend import defjvp, defvjp, primitive
@@ -20,12 +21,21 @@ from autograd.extend import defjvp, defvjp, primitive
 @primitive
 def sqrt(x):
     """sqrt(x), differentiated as g / (2 sqrt(x)): autograd's own rule raises x to the power
-    -0.5, which costs ten square roots on a large vector (1.2 ms for 85k parameters)."""
+    -0.5, which costs ten square roots on a large vector (1.2 ms for 85k parameters).
+
+    Where the tangent is exactly 0 the derivative is 0, also at x = 0 (where autograd's rule
+    gives 0 * inf = NaN): Adam's second moment g^2 has a zero tangent 2 g H F wherever a
+    gradient component is exactly 0 (an input pixel that is always blank), and the term's
+    closed form is 0 there."""
     return np.sqrt(x)
 
 
-defjvp(sqrt, lambda g, ans, x: g / (2.0 * ans))
-defvjp(sqrt, lambda ans, x: lambda u: u / (2.0 * ans))
+def _half_over(ans):
+    return lambda g: anp.where(g == 0, 0.0, g / (2.0 * ans))
+
+
+defjvp(sqrt, lambda g, ans, x: _half_over(ans)(g))
+defvjp(sqrt, lambda ans, x: _half_over(ans))
 
 # ----------------------------------------------------------------------------
 # One warning filter

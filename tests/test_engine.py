@@ -249,3 +249,27 @@ def test_sqrt_primitive_has_autograds_derivatives_to_second_order():
         np.testing.assert_allclose(elementwise_grad(elementwise_grad(f))(x), elementwise_grad(elementwise_grad(g))(x),
                                    rtol=1e-13)
         np.testing.assert_allclose(make_jvp(f)(x)(x)[1], make_jvp(g)(x)(x)[1], rtol=1e-14)
+
+
+def test_adam_with_eps_outside_the_root_is_finite_where_a_gradient_component_is_zero():
+    """A parameter whose gradient is exactly 0 (a weight on an always-blank input) gives the
+    second moment's term its closed form, 0, not 0 * inf = NaN."""
+    import autograd.numpy as anp
+
+    def loss(t):                                   # t[2] does not enter: its gradient is exactly 0
+        return anp.sum(t[:2] ** 4) / 4 + t[0] * t[1]
+
+    theta = np.array([0.7, -0.4, 0.3])
+    for inside in (False, True):
+        opt = memless.get_optimizer("adam", eps=1e-3, eps_inside=inside)
+        terms = memless.correction_terms(opt, loss, theta, lr=1e-3)
+        assert all(np.all(np.isfinite(t)) for t in terms.values())
+        assert terms["second-moment"][2] == 0.0
+        for name, term in terms.items():       # the closed forms, componentwise
+            ch = {c.name: c for c in opt.channels()}[name]
+            from autograd import grad
+            g = grad(loss)(theta)
+            F = opt.limit_direction(theta, grad(loss))
+            from memless._autodiff import jvp
+            HF = jvp(grad(loss), theta, F)[1]
+            np.testing.assert_allclose(term, ch.closed_form(1e-3, theta, g, HF), rtol=1e-12, atol=1e-300)

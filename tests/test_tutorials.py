@@ -112,3 +112,25 @@ def test_solutions_come_only_on_request(monkeypatch):
     assert teaching.solution("adamw-net-effect")(0.9, 0.999) == "anti-regularizing"
     with pytest.raises(MemlessError, match="unknown exercise"):
         teaching.solution("nope")
+
+
+@pytest.mark.slow
+def test_the_digits_experiment_runs_with_the_probe_in_its_training_loop(tmp_path):
+    """tutorials/adam_on_digits.py --quick (two settings, loss threshold 0.5): the table is printed
+    and each row's numbers are the run's own: the probe measured in the loop, the norm is at
+    least its floor p sqrt(eps), and the verdict is memless's structure at that gradient."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install memless[digits])")
+    import json
+    out = tmp_path / "digits.json"
+    result = subprocess.run([sys.executable, os.path.join(TUTORIALS, "adam_on_digits.py"), "--quick", "--json",
+                             str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=TIME_LIMIT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 and "| rho | 0.9 | 0.99 |" in result.stdout
+    for row in rows:
+        assert row["measurements"] == len(range(0, row["steps"], 20)) >= 2
+        assert row["norm"] >= row["floor"] and row["excess"] == pytest.approx(row["norm"] - row["floor"])
+        assert row["predicted"] in ("regularizing", "anti-regularizing", "depends on the loss", "measured only")
+    # a larger rho gives a more anti-regularizing memory term, as the probe logs it
+    assert rows[1]["strength_median"] < rows[0]["strength_median"]

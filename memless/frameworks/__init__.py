@@ -7,9 +7,13 @@ derivatives reach autograd as primitives, so nothing else changes).  The framewo
 supply them on whatever hardware they run:
 
 * :func:`memless.frameworks.torch.objective` -- a ``torch.nn.Module`` and a loss function;
-* your own: ``ExternalLoss(value, gradient, hvp, start=theta0)``.
+* :func:`memless.frameworks.jax.objective` -- a JAX function of a dict of arrays;
+* your own: ``ExternalLoss(value, gradient, hvp, start=theta0)`` (and optionally
+  ``linearize=theta -> (value, gradient, v -> H v)``, one pass that keeps what the HVPs need).
 
-PyTorch is imported only by :mod:`memless.frameworks.torch`, never by the core.
+Optimizers you did not write as memless classes -- a step function, a torch.optim class, an
+optax transformation -- become MemoryOptimizers in :mod:`memless.frameworks.blackbox`.
+PyTorch and JAX are imported only by these modules when used, never by the core.
 
 >>> import numpy as np
 >>> A = np.array([[2.0, 0.5], [0.5, 1.0]])

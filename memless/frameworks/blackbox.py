@@ -1,5 +1,6 @@
-"""Any stateful step as a MemoryOptimizer, without rewriting it: a plain Python step function,
-or a torch.optim optimizer class with its keyword arguments.
+"""Any stateful step as a MemoryOptimizer, without rewriting it: a plain Python step function
+(:class:`StepFunction`), a torch.optim optimizer class with its keyword arguments
+(:class:`TorchOptimizer`), or an optax GradientTransformation (:class:`OptaxTransformation`).
 
 F^(n) is the replay of the step from its initial state over the gradients at the history
 points.  Eq. (12) needs its derivative along the history direction.  Through the gradient
