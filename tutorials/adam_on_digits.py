@@ -106,8 +106,8 @@ def table(rows, lr, hidden, threshold):
     lines = [f"Full-batch Adam on digits (1797 images), 64-{hidden}-10 tanh network, h = {lr:g}, eps = {EPS:g} "
              f"(inside the root), measured at the first step with training loss < {threshold:g}.",
              "strength = <grad N, M>/|<grad N, F>| logged by memless.Probe in the loop (> 0: regularizing); "
-             "excess = ||g||_{1,eps} - p sqrt(eps).", "",
-             "| sweep | beta | rho | steps | ||g||_{1,eps} | excess | memless's verdict there | strength (first / median / last) "
+             "excess = ‖∇L‖_{1,ε} − p √ε.", "",
+             "| sweep | beta | rho | steps | ‖∇L‖_{1,ε} | excess | memless's verdict there | strength (first / median / last) "
              "| share > 0 | max M/F |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
