@@ -28,7 +28,7 @@ def test_step_function_errors_are_one_line():
         StepFunction(3, init=np.zeros_like)
 
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
 from memless.frameworks.blackbox import TorchOptimizer  # noqa: E402
 
 TORCH_CASES = [

@@ -118,8 +118,12 @@ def test_bad_n_and_steps_and_method():
 
 
 def test_correction_not_finite_is_named():
-    """eps outside the root and a zero gradient component: sqrt'(0) is infinite."""
+    """A loss whose curvature is infinite where its gradient vanishes: |t0|^1.5 at t0 = 0 (finite
+    value and gradient, H = inf there).  (Adam with eps outside the root at a zero gradient
+    component used to be this test's example; its correction is finite, the closed form's 0:
+    tests/test_engine.py.)"""
+    import autograd.numpy as anp
     opt = memless.get_optimizer("adam", eps_inside=False)
-    loss = lambda t: t[0] ** 2 + t[1] ** 4         # gradient (0, .) at t[0] = 0
+    loss = lambda t: anp.abs(t[0]) ** 1.5 + t[1] ** 4
     with pytest.raises(memless.MemlessError, match=r"the correction.* is not finite at theta=\[0\., 1\.\]"):
         memless.correction(opt, loss, np.array([0.0, 1.0]), lr=0.01)

@@ -69,7 +69,7 @@ def test_a_loss_that_linearizes_is_evaluated_once_per_correction():
         ExternalLoss(curvy.loss, g, hvp, linearize=3)
 
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
 
 
 class Network(torch.nn.Module):

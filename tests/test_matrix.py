@@ -158,7 +158,7 @@ def test_muon_step_is_torch_update_in_float64_to_rounding(nesterov, adjust):
 def test_muon_agrees_with_torch_optim_muon_to_its_bfloat16_newton_schulz():
     """torch runs the quintic in bfloat16 (8 significant bits); the paths differ by no more than
     each step's lr r times the bfloat16 quintic's measured error, summed over the steps."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
     from torch.optim._muon import _zeropower_via_newtonschulz
 
     lr, steps = 0.01, 6

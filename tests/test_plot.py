@@ -30,7 +30,7 @@ def test_the_core_does_not_import_matplotlib():
     assert out.stdout.strip() == "False"
 
 
-plt = pytest.importorskip("matplotlib.pyplot")
+plt = pytest.importorskip("matplotlib.pyplot", reason="matplotlib is not installed (pip install memless[plot])")
 import memless.plot as mp  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 

@@ -51,7 +51,7 @@ def test_probe_takes_matrices_and_bad_input_gets_one_line():
 
 
 def test_probe_plot_draws_each_channel():
-    plt = pytest.importorskip("matplotlib.pyplot")
+    plt = pytest.importorskip("matplotlib.pyplot", reason="matplotlib is not installed (pip install memless[plot])")
     import memless.plot
     probe = memless.Probe(memless.get_optimizer("adamw"), "curvy", lr=1e-3, every=1)
     for theta in memless.trajectory(memless.get_optimizer("adamw"), "curvy", None, lr=1e-2, steps=3):

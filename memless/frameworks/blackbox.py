@@ -264,7 +264,19 @@ class StepFunction(BlackBox):
         return direction, state
 
 
-class TorchOptimizer(BlackBox):
+class BatchedBlackBox(BlackBox):
+    """A black box whose subclasses implement :meth:`start_many` and :meth:`step_many` (several
+    replays in one call); one replay is a batch of one."""
+
+    def start(self, theta):
+        return self.start_many([theta])
+
+    def step(self, state, theta, gradient):
+        directions, state = self.step_many(state, [theta], [gradient])
+        return directions[0], state
+
+
+class TorchOptimizer(BatchedBlackBox):
     """A torch.optim optimizer class and its keyword arguments (``lr`` is memless's h: the
     class runs at lr = 1 and F is the change it makes, which is h times F for the optimizers
     whose step is linear in lr -- all of torch.optim's).  Without a layout the parameter is one
@@ -315,15 +327,8 @@ class TorchOptimizer(BlackBox):
                       for group, theta in zip(groups, thetas)]
         return directions, state
 
-    def start(self, theta):
-        return self.start_many([theta])
 
-    def step(self, state, theta, gradient):
-        directions, state = self.step_many(state, [theta], [gradient])
-        return directions[0], state
-
-
-class OptaxTransformation(BlackBox):
+class OptaxTransformation(BatchedBlackBox):
     """An optax GradientTransformation: a factory and its keyword arguments
     (``OptaxTransformation(optax.adamw, b1=0.9, weight_decay=0.01)``, built at
     ``learning_rate=1``), or a transformation already built with learning rate 1.
@@ -387,10 +392,3 @@ class OptaxTransformation(BlackBox):
         _, update = self._functions()
         updates, state = update(self._tree(gradients), state, self._tree(thetas))
         return list(-self._flat(updates, len(thetas))), state
-
-    def start(self, theta):
-        return self.start_many([theta])
-
-    def step(self, state, theta, gradient):
-        directions, state = self.step_many(state, [theta], [gradient])
-        return directions[0], state
