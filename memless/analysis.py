@@ -255,14 +255,16 @@ class PointMeasure:
         return float(np.linalg.norm(sum(self.terms.values()))) / self.F_norm
 
 
-def measure_point(optimizer: MemoryOptimizer, obj, grad_N: Callable, point, lr: float) -> PointMeasure:
-    """The terms and their projections on grad N at ``point`` (``grad_N``: the gradient of the
-    optimizer's sharpness proxy, made once by the caller)."""
+def measure_point(optimizer: MemoryOptimizer, obj, point, lr: float) -> PointMeasure:
+    """The terms and their projections on grad N at ``point``.
+
+    grad N is taken through the gradient recorded at the point (N depends on theta through
+    grad L), so it costs one Hessian-vector product there, not a second gradient's graph."""
     with np.errstate(all="ignore"):
         terms = terms_at(optimizer, obj, point, lr)
-        frozen = obj.frozen(point)
+        frozen = obj.frozen(point, linearize=True)
         F = np.asarray(optimizer.limit_direction(point, frozen), dtype=float)
-        gN = np.asarray(grad_N(point), dtype=float)
+        gN = np.asarray(_grad(optimizer.sharpness_proxy(frozen, obj.loss))(point), dtype=float)
     return PointMeasure(terms, {k: float(gN @ v) for k, v in terms.items()}, abs(float(gN @ F)),
                         float(np.linalg.norm(F)) or 1.0, np.asarray(frozen.value, dtype=float))
 
@@ -275,10 +277,9 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     with np.errstate(all="ignore"):
         path = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
     tick("trajectory")
-    grad_N = _grad(optimizer.sharpness_proxy(obj.gradient, obj.loss))
     names, along_M, sizes, along_F, ratios, gradients = None, [], [], [], [], []
     for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:
-        measured = measure_point(optimizer, obj, grad_N, point, lr)
+        measured = measure_point(optimizer, obj, point, lr)
         gradients.append(measured.gradient)
         names = list(measured.terms)
         along_M.append([measured.along_M[k] for k in names])

@@ -354,8 +354,6 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     <grad N, M> at the start.  The defaults (12 x 12, 20 steps) take about a minute on a
     2-D loss on this 2-core machine.
     """
-    from autograd import grad as _grad
-
     from .analysis import measure_point
     from .checks import check_lr, check_n
     from .errors import DivergenceError
@@ -391,7 +389,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
             except DivergenceError:
                 pass
             obj = objective(loss_fn, theta, linearize=True)
-            measured = measure_point(opt, obj, _grad(opt.sharpness_proxy(obj.gradient, obj.loss)), theta, h)
+            measured = measure_point(opt, obj, theta, h)
             strength[i, j] = sum(measured.along_M.values()) / max(measured.along_F, 1e-300)
             done += 1
             if progress is not None:

@@ -22,7 +22,6 @@ import json
 from typing import Dict, List, Optional
 
 import numpy as np
-from autograd import grad as _grad
 
 from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
@@ -50,7 +49,6 @@ class Probe:
         self.calls = 0
         self.records: List[Dict] = []
         self._objective = None
-        self._grad_N = None
 
     def step(self, theta, step: Optional[int] = None) -> Optional[Dict]:
         """Count one training step; every ``every`` steps measure at ``theta`` (a flat vector or a
@@ -61,9 +59,8 @@ class Probe:
         _, theta, _ = resolve_loss(self.loss, theta)
         if self._objective is None:
             self._objective = objective(self.loss, theta)
-            self._grad_N = _grad(self.optimizer.sharpness_proxy(self._objective.gradient, self._objective.loss))
         obj = objective(self._objective, theta, linearize=True)
-        measured = measure_point(self.optimizer, obj, self._grad_N, theta, self.lr)
+        measured = measure_point(self.optimizer, obj, theta, self.lr)
         with np.errstate(all="ignore"):       # N from the gradient already computed
             N = float(self.optimizer.sharpness_proxy(lambda t: measured.gradient, self._objective.loss)(theta))
         ratio = measured.ratio
