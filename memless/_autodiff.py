@@ -12,6 +12,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import make_jvp, make_vjp
 from autograd.extend import defjvp, defvjp, primitive
+from autograd.tracer import getval
 
 # ----------------------------------------------------------------------------
 # Elementwise primitives with cheap derivatives
@@ -31,7 +32,10 @@ def sqrt(x):
 
 
 def _half_over(ans):
-    return lambda g: anp.where(g == 0, 0.0, g / (2.0 * ans))
+    def rule(g):
+        out = g / (2.0 * ans)
+        return out if np.all(getval(ans)) else anp.where(g == 0, 0.0, out)     # the check: no zero roots
+    return rule
 
 
 defjvp(sqrt, lambda g, ans, x: _half_over(ans)(g))
@@ -104,20 +108,29 @@ def reverse_jvp(fun, x, direction):
 class Point:
     """What is known at one point: theta, the gradient there and (if recorded) v -> H v."""
 
-    __slots__ = ("theta", "gradient", "hvp", "gradient_function")
+    __slots__ = ("theta", "gradient", "hvp", "gradient_function", "last")
 
     def __init__(self, theta, gradient, hvp, gradient_function=None):
         self.theta, self.gradient, self.hvp = theta, gradient, hvp
         self.gradient_function = gradient_function
+        self.last = None              #: (v, H v) of the last product at theta: JVPs along one v share it
 
     def at(self, x):
         return x is self.theta or np.array_equal(x, self.theta)
 
     def hessian_times(self, x, v):
-        if self.hvp is not None and self.at(x):
-            return self.hvp(v)
-        with independent_outputs_allowed():
-            return make_jvp(self.gradient_function)(x)(v)[1]
+        if not self.at(x):
+            with independent_outputs_allowed():
+                return make_jvp(self.gradient_function)(x)(v)[1]
+        if self.last is not None and self.last[0] is v:
+            return self.last[1]
+        if self.hvp is not None:
+            result = self.hvp(v)
+        else:
+            with independent_outputs_allowed():
+                result = make_jvp(self.gradient_function)(x)(v)[1]
+        self.last = (v, result)
+        return result
 
 
 

@@ -276,11 +276,16 @@ class _MomentumPoint:
     F: np.ndarray                   #: the limit direction
 
 
+def _times(a: float, vector):
+    """a * vector, without a new array when a = 1 (the limit weight of a bias-corrected EMA)."""
+    return vector if a == 1.0 else a * vector
+
+
 def _momentum_point(optimizer, theta, g, n, tol):
     channels = list(optimizer.channels())
     signals = [_signal_array(ch.signal(theta, g), theta) for ch in channels]
     memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
-    limit_point = {ch.name: float(ch.weight(math.inf)) * sig for ch, sig in zip(channels, signals)}
+    limit_point = {ch.name: _times(float(ch.weight(math.inf)), sig) for ch, sig in zip(channels, signals)}
     F = np.asarray(optimizer.combine(limit_point), dtype=float)
     if n is None:
         point = limit_point
@@ -295,10 +300,12 @@ def _momentum_point(optimizer, theta, g, n, tol):
     return _MomentumPoint(channels, signals, memory, point, b_now, weights, residual, F)
 
 
-def _signal_tangents(p: _MomentumPoint, frozen, theta):
+def _signal_tangents(p: _MomentumPoint, frozen, theta, separate: bool = False):
     """b_l grad g_l . w_l for each memory channel, by forward mode: one loss Hessian-vector
     product per distinct w_l.  Channels whose finite-n residual vanishes (bias-corrected
-    EMAs, the limit) share one JVP along F; a channel with a residual gets its own."""
+    EMAs, the limit) share the direction F: one JVP of their concatenated signals, or with
+    ``separate`` (elementwise optimizers, whose signals are cheap) one JVP each, sharing the HVP;
+    a channel with a residual gets its own."""
     channels, memory = p.channels, p.memory
 
     def signals_at(x, which):
@@ -307,7 +314,13 @@ def _signal_tangents(p: _MomentumPoint, frozen, theta):
 
     along, scale = [None] * len(memory), list(p.b_now)
     shared = [j for j, r in enumerate(p.residual) if r is None]
-    if shared:
+    if shared and separate:
+        # one JVP per channel, all along the same F: the point's HVP H F is computed once and
+        # reused (Point.hessian_times), and no 2d-long concatenation is formed
+        for j in shared:
+            _, tangent = jvp(lambda x, i=memory[j]: anp.ravel(channels[i].signal(x, frozen(x))), theta, p.F)
+            along[j], scale[j] = np.asarray(tangent, dtype=float), scale[j] * p.weights[j]
+    elif shared:
         _, tangent = jvp(lambda x: signals_at(x, [memory[j] for j in shared]), theta, p.F)
         sizes = [np.size(p.signals[memory[j]]) for j in shared]
         for j, part in zip(shared, np.split(np.asarray(tangent, dtype=float), np.cumsum(sizes)[:-1])):
@@ -355,7 +368,7 @@ def momentum_terms(optimizer: MomentumOptimizer, obj: Objective, theta, lr: floa
     if not p.memory or n == 0:
         zero = np.zeros_like(theta)
         return {ch.name: zero.copy() for ch in p.channels} if split else {"total": zero}
-    tangents = _signal_tangents(p, frozen, theta)
+    tangents = _signal_tangents(p, frozen, theta, separate=optimizer.elementwise)
     return _phi_tangents(optimizer, p, tangents, theta, lr, split)
 
 
