@@ -120,3 +120,27 @@ def test_torch_muon_as_shipped_is_flagged_not_smooth():
         memless.correction(box, "network", None, lr=1e-3, n=3)
     assert box.derivative_error > 1e-6
 
+
+
+def test_a_smooth_black_box_does_not_warn_on_negligible_history_blocks():
+    """Late history blocks contribute almost nothing: their relative error is rounding, not a kink.
+    The error is reported relative to the largest derivative of the call (here below 1e-9)."""
+    import warnings
+    box = StepFunction(_heavy_ball, init=np.zeros_like)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", memless.DerivativeWarning)
+        for n in (200, None):
+            memless.correction(box, "curvy", None, lr=0.01, n=n)
+            assert box.derivative_error < 1e-9
+        memless.engine.memory_profile(box, "curvy", None, n=64)
+
+
+def test_torch_elementwise_stacking_equals_parameter_groups():
+    """AdamW's replays stacked along a new axis of each matrix (the default for torch.optim's elementwise
+    classes) give the parameter-group replays' M on the 'network' loss."""
+    stacked = TorchOptimizer(torch.optim.AdamW, betas=(0.9, 0.95), weight_decay=0.1)
+    grouped = TorchOptimizer(torch.optim.AdamW, betas=(0.9, 0.95), weight_decay=0.1, elementwise=False)
+    assert stacked.elementwise and not grouped.elementwise
+    for n in (3, 30):
+        np.testing.assert_allclose(memless.correction(stacked, "network", None, lr=1e-3, n=n),
+                                   memless.correction(grouped, "network", None, lr=1e-3, n=n), rtol=1e-12, atol=0)

@@ -8,9 +8,11 @@ inputs that derivative is a Hessian-vector product of the loss (exact, from the 
 through the optimizer's own arithmetic it is a difference quotient of the replay -- central
 differences at relative steps delta, delta/2 and delta/4 (delta = 1e-3) with two Richardson
 extrapolations (error O(delta^6)), so no autodiff runs through the optimizer.
-``optimizer.derivative_error`` holds the estimated relative error of the last derivative:
-|R2 - R1| / 15 / |D|, R1 and R2 the once-extrapolated values, which bounds the error of R2
-(the value returned, extrapolated once more, is better still).
+``optimizer.derivative_error`` holds the estimated error of the derivatives taken in the
+last memless call, relative to the largest of them: max |R2 - R1| / 15 over max |D|, R1 and
+R2 the once-extrapolated values, which bounds the error of R2 (the value returned,
+extrapolated once more, is better still).  Above 1e-6, and far above the differences'
+rounding, a :class:`~memless.DerivativeWarning` says the replay is not smooth.
 
 The limit n -> infinity (``n=None``) is one such derivative along the stationary history
 direction: as n grows, v_k = sum_{s=n-k..n-1} F^(s) tends to k F for every fixed k, so the
@@ -50,6 +52,9 @@ DELTA = 1e-3
 LIMIT_SETTLE = 1e-9
 #: the estimated relative error of a difference quotient above which a DerivativeWarning is issued
 DERIVATIVE_WARN = 1e-6
+#: ... when it is also this many times the differences' rounding error (a smooth replay whose
+#: derivative is tiny has a large relative error made only of rounding)
+NOISE = 1e4
 
 
 class BlackBox(MemoryOptimizer):
@@ -64,21 +69,31 @@ class BlackBox(MemoryOptimizer):
     def __init__(self, **values: Any):
         super().__init__(**values)
         # shared with the copies every analysis binds to a loss's layout, so the user's object
-        # reports the last derivative's error
-        self._diagnostics = {"derivative_error": 0.0}
+        # reports the error of the derivatives taken since the last public call bound it
+        self._diagnostics = {"error": 0.0, "scale": 0.0}
 
     @property
     def derivative_error(self) -> float:
-        """The estimated relative error of the last derivative of the replay (see the module)."""
-        return self._diagnostics["derivative_error"]
+        """The estimated error of the replay's derivatives since the last memless call on this
+        optimizer, relative to the largest of them: max |R2 - R1| / 15 over max |D| (see the module)."""
+        record = self._diagnostics
+        return record["error"] / record["scale"] if record["scale"] else 0.0
 
-    @derivative_error.setter
-    def derivative_error(self, value: float) -> None:
-        self._diagnostics["derivative_error"] = float(value)
-        if value > DERIVATIVE_WARN:
-            warnings.warn(f"{self.label}: the replay's difference quotients disagree by {value:.1e} (relative): "
-                          "the optimizer is not smooth at the scale of the differences (low precision inside, "
-                          "or a branch), so the correction is not reliable", DerivativeWarning, stacklevel=2)
+    def _record(self, estimate, error: float, floor: float) -> None:
+        record = self._diagnostics
+        record["error"] = max(record["error"], error)
+        record["scale"] = max(record["scale"], float(np.max(np.abs(estimate))))
+        relative = self.derivative_error
+        if relative > DERIVATIVE_WARN and error > NOISE * floor:
+            warnings.warn(f"{self.label}: the replay's difference quotients disagree by {relative:.1e} (relative), "
+                          f"{error / floor:.0e} times their rounding: the optimizer is not smooth at the scale of "
+                          "the differences (low precision inside, or a branch), so the correction is not reliable",
+                          DerivativeWarning, stacklevel=3)
+
+    def bind(self, layout) -> "BlackBox":
+        """As :meth:`MemoryOptimizer.bind`; every memless call binds once, which starts a new error record."""
+        self._diagnostics.update(error=0.0, scale=0.0)
+        return super().bind(layout)
 
     # -- what a subclass writes -------------------------------------------------
 
@@ -171,8 +186,10 @@ class BlackBox(MemoryOptimizer):
             # the step moves the newest limit_n points by up to delta relative to theta, whatever n:
             # older points move more, but their weight in F^(n) has decayed
             scale = max(float(np.max(np.abs(theta))), 1.0) / max(self.limit_n * float(np.max(np.abs(F))), 1e-300)
-            derivative, self.derivative_error = _richardson(
+            derivative, error, floor = _richardson(
                 lambda ts, n=n, F=F, HF=HF: self._stationary(theta, g, n, ts, F, HF), DELTA * scale)
+            self._diagnostics.update(error=0.0, scale=0.0)         # each N's derivative stands alone
+            self._record(derivative, error, floor)
             M = lr * derivative
             change = (np.inf if previous is None
                       else float(np.max(np.abs(M - previous))) / max(float(np.max(np.abs(M))), 1e-300))
@@ -220,22 +237,23 @@ def _replayed_jvp(tangent, ans, stack, replay):
         return replay.optimizer.lockstep(
             n + 1, lambda s: [(stack[n - s] + t * tangent[n - s], gradients[n - s] + t * moves[n - s]) for t in ts])
 
-    estimate, replay.optimizer.derivative_error = _richardson(at, DELTA * scale)
+    estimate, error, floor = _richardson(at, DELTA * scale)
+    replay.optimizer._record(estimate, error, floor)
     return estimate
 
 
 def _richardson(at, delta):
-    """(d/dt at(t) at t = 0, its estimated relative error), ``at`` taking a list of t: central
-    differences at delta, delta/2, delta/4 (six replays in one lockstep run), extrapolated
-    twice (error O(delta^6)); the error estimate is that of the once-extrapolated value at
-    delta/2, |R2 - R1| / 15, which bounds the returned value's."""
+    """(d/dt at(t) at t = 0, its estimated error, the rounding error of the differences), ``at``
+    taking a list of t: central differences at delta, delta/2, delta/4 (six replays in one
+    lockstep run), extrapolated twice (error O(delta^6)).  The error estimate is that of the
+    once-extrapolated value at delta/2, max |R2 - R1| / 15, which bounds the returned value's."""
     steps = (delta, delta / 2, delta / 4)
     values = at([t for h in steps for t in (h, -h)])
     D = [(values[2 * i] - values[2 * i + 1]) / (2 * h) for i, h in enumerate(steps)]
     R1, R2 = (4 * D[1] - D[0]) / 3, (4 * D[2] - D[1]) / 3
     estimate = (16 * R2 - R1) / 15
-    size = max(float(np.max(np.abs(estimate))), 1e-300)
-    return estimate, float(np.max(np.abs(R2 - R1))) / 15 / size
+    floor = np.finfo(float).eps * max(float(np.max(np.abs(v))) for v in values) / steps[-1]
+    return estimate, float(np.max(np.abs(R2 - R1))) / 15, max(floor, 1e-300)
 
 
 defjvp(_replayed, _replayed_jvp, None)
@@ -276,15 +294,24 @@ class BatchedBlackBox(BlackBox):
         return directions[0], state
 
 
+#: torch.optim classes whose step acts on each number separately: replays stack along a new axis
+ELEMENTWISE_TORCH = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Rprop",
+                               "ASGD", "Adadelta"})
+
+
 class TorchOptimizer(BatchedBlackBox):
     """A torch.optim optimizer class and its keyword arguments (``lr`` is memless's h: the
     class runs at lr = 1 and F is the change it makes, which is h times F for the optimizers
     whose step is linear in lr -- all of torch.optim's).  Without a layout the parameter is one
     float64 vector; on a loss with a layout (a framework model, a structured loss) each named
     array is its own float64 parameter, as in the model, so torch.optim.Muon sees the matrices.
-    The replays a difference quotient needs run in one optimizer, as parameter groups."""
+    The replays a difference quotient needs run in one optimizer: stacked along a new first
+    axis of each parameter when the optimizer acts elementwise (``elementwise``; by default
+    True for torch.optim's elementwise classes, :data:`ELEMENTWISE_TORCH`), else as parameter
+    groups."""
 
-    def __init__(self, optimizer_class, name: str = "", limit_n: int = 200, **kwargs):
+    def __init__(self, optimizer_class, name: str = "", limit_n: int = 200, elementwise: Optional[bool] = None,
+                 **kwargs):
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -297,35 +324,55 @@ class TorchOptimizer(BatchedBlackBox):
         self.optimizer_class, self.kwargs = optimizer_class, dict(kwargs)
         self.name = name or f"torch.{getattr(optimizer_class, '__name__', 'optimizer')}"
         self.limit_n = int(limit_n)
+        if elementwise is None:
+            elementwise = (getattr(optimizer_class, "__name__", None) in ELEMENTWISE_TORCH
+                           and str(getattr(optimizer_class, "__module__", "")).startswith("torch.optim"))
+        self.elementwise = bool(elementwise)
 
     def _pieces(self, theta):
         if self.layout is None:
             return [theta]
         return [theta[cut].reshape(shape) for _, cut, shape in self.layout]
 
+    def _pieces_stacked(self, stacked):
+        """Each parameter's arrays of all replays, stacked along a new first axis."""
+        if self.layout is None:
+            return [stacked]
+        return [stacked[:, cut].reshape((len(stacked),) + shape) for _, cut, shape in self.layout]
+
     def start_many(self, thetas):
         import torch
-        groups = [[torch.nn.Parameter(torch.tensor(np.array(piece), dtype=torch.float64))
-                   for piece in self._pieces(theta)] for theta in thetas]
+        pieces = ([self._pieces_stacked(np.stack(thetas))] if self.elementwise
+                  else [self._pieces(theta) for theta in thetas])
+        groups = [[torch.nn.Parameter(torch.tensor(np.array(piece), dtype=torch.float64)) for piece in group]
+                  for group in pieces]
         try:
             optimizer = self.optimizer_class([{"params": group} for group in groups], lr=1.0, **self.kwargs)
         except Exception as exc:
             raise MemlessError(f"{self.name}: the optimizer refused the parameters: {type(exc).__name__}: "
                                f"{exc}") from exc
-        return groups, optimizer
+        return groups, optimizer, len(thetas)
 
     def step_many(self, state, thetas, gradients):
         import torch
-        groups, optimizer = state
+        groups, optimizer, count = state
+        if self.elementwise:
+            parameters = groups[0]
+            values, grads = self._pieces_stacked(np.stack(thetas)), self._pieces_stacked(np.stack(gradients))
+        else:
+            parameters = [p for group in groups for p in group]
+            values = [piece for theta in thetas for piece in self._pieces(theta)]
+            grads = [piece for g in gradients for piece in self._pieces(g)]
         with torch.no_grad():
-            for group, theta, g in zip(groups, thetas, gradients):
-                for parameter, piece, gpiece in zip(group, self._pieces(theta), self._pieces(g)):
-                    parameter.copy_(torch.as_tensor(piece))
-                    parameter.grad = torch.as_tensor(gpiece).clone()
+            for parameter, value, g in zip(parameters, values, grads):
+                parameter.copy_(torch.as_tensor(value))
+                parameter.grad = torch.as_tensor(g).clone()
         optimizer.step()
-        directions = [theta - np.concatenate([p.detach().numpy().ravel() for p in group])
-                      for group, theta in zip(groups, thetas)]
-        return directions, state
+        if self.elementwise:
+            after = np.concatenate([p.detach().numpy().reshape(count, -1) for p in parameters], axis=1)
+        else:
+            after = np.stack([np.concatenate([p.detach().numpy().ravel() for p in group]) for group in groups])
+        return list(np.stack(thetas) - after), state
 
 
 class OptaxTransformation(BatchedBlackBox):
