@@ -24,7 +24,7 @@ from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
 from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
 from .engine import MemoryProfile, memory_profile, terms_at
-from .errors import DivergenceError
+from .errors import DivergenceError, MemlessError
 from .objective import LossLike, bound, objective, resolve_loss
 from .trajectory import first_order_lrs, optimizer_path, order_study
 
@@ -473,3 +473,87 @@ def _caveats(analysis: Analysis) -> List[str]:
         caveats.append(f"the evidence did not settle: orders {_fmt(order['corrected'])}/{_fmt(order['uncorrected'])} "
                        f"at {order['optimizer']} on {order['loss']} (pre-asymptotic or outside the theory)")
     return caveats
+
+
+# ----------------------------------------------------------------------------
+# Regime maps: the corrected order and the sign of M over two settings
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class RegimeMap:
+    """The measured corrected order and the sign of memory's effect over a grid of two settings.
+
+    ``order[i, j]``: the corrected order at ``ys[i]``, ``xs[j]`` from ``steps`` steps at the cell's
+    lr and ``2 steps`` at lr/2 (horizon ``steps`` x lr); ``order_uncorrected`` likewise;
+    ``strength[i, j]``: <grad N, M>/|<grad N, F>| at the start point (its sign: regularizing > 0).
+    """
+
+    optimizer: str
+    loss: str
+    x: str
+    y: str
+    xs: np.ndarray
+    ys: np.ndarray
+    order: np.ndarray
+    order_uncorrected: np.ndarray
+    strength: np.ndarray
+    steps: int
+    lr: float
+    notes: List[str] = field(default_factory=list)
+
+    def figure(self, ax=None):
+        """The map as a picture (:func:`memless.plot.regime_figure`; needs matplotlib)."""
+        from .plot import regime_figure
+        return regime_figure(self, ax=ax)
+
+
+def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", xs=None, ys=None, grid: int = 12,
+               lr: float = 1e-2, steps: int = 20, theta=None, progress=None) -> RegimeMap:
+    """Sweep two settings (``"lr"`` or hyperparameter names) over a grid; in each cell run a
+    two-rung order study (``steps`` steps at lr, ``2 steps`` at lr/2) and measure the sign of
+    <grad N, M> at the start.  The defaults (12 x 12, 20 steps) take about a minute on a
+    2-D loss on this 2-core machine.
+    """
+    from .registry import get_optimizer
+
+    name = optimizer if isinstance(optimizer, str) else optimizer.name
+    base = get_optimizer(name) if isinstance(optimizer, str) else optimizer
+    allowed = ["lr"] + [hp.name for hp in type(base).hyperparameters]
+    for axis in (x, y):
+        if axis not in allowed:
+            raise MemlessError(f"cannot map {axis!r} for {base.label}; allowed: {', '.join(allowed)}")
+    if x == y:
+        raise MemlessError(f"x and y must differ, got {x!r} twice")
+    grid = check_n(grid, allow_none=False, name="grid")
+    steps = check_n(steps, allow_none=False, name="steps")
+    lr = check_lr(lr)
+    xs = np.asarray(_default_axis(x, grid, lr) if xs is None else xs, dtype=float)
+    ys = np.asarray(_default_axis(y, grid, lr) if ys is None else ys, dtype=float)
+    loss_fn, theta, loss_name = resolve_loss(loss, theta)
+    orders = np.full((len(ys), len(xs)), np.nan)
+    uncorrected, strength = orders.copy(), orders.copy()
+    done = 0
+    for i, yv in enumerate(ys):
+        for j, xv in enumerate(xs):
+            settings = {k: v for k, v in ((x, xv), (y, yv)) if k != "lr"}
+            h = xv if x == "lr" else (yv if y == "lr" else lr)
+            opt = bound(type(base)(**{**base.hyper, **settings}), loss_fn)
+            try:
+                study = order_study(opt, loss_fn, theta, horizon=steps * h, lrs=[h, h / 2])
+                orders[i, j], uncorrected[i, j] = study.order_corrected, study.order_uncorrected
+            except DivergenceError:
+                pass
+            obj = objective(loss_fn, theta, linearize=True)
+            measured = measure_point(opt, obj, theta, h)
+            strength[i, j] = sum(measured.along_M.values()) / max(measured.along_F, 1e-300)
+            done += 1
+            if progress is not None:
+                progress(done, len(xs) * len(ys), "regime map")
+    return RegimeMap(base.label, loss_name, x, y, xs, ys, orders, uncorrected, strength, steps, lr)
+
+
+def _default_axis(axis, grid, lr):
+    if axis == "lr":
+        return np.geomspace(lr / 10, lr * 3, grid)
+    return np.linspace(0.05, 0.95, grid)

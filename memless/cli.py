@@ -204,7 +204,7 @@ def cmd_map(args):
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     check_lr(args.lr)
     plot = _plot_module(args)
-    from .plot import regime_map
+    from .analysis import regime_map
     result = regime_map(optimizer, args.loss or "bilinear", x=args.x, y=args.y, grid=args.grid, lr=args.lr,
                         steps=args.steps)
     if plot is not None:
