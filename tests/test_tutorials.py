@@ -122,14 +122,22 @@ def test_the_digits_experiment_runs_with_the_probe_in_its_training_loop(tmp_path
     pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
     pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install memless[digits])")
     import json
-    out = tmp_path / "digits.json"
+    import importlib.util
+    out, picture = tmp_path / "digits.json", tmp_path / "digits.png"
+    drawn = importlib.util.find_spec("matplotlib") is not None
     result = subprocess.run([sys.executable, os.path.join(TUTORIALS, "adam_on_digits.py"), "--quick", "--json",
-                             str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=TIME_LIMIT)
+                             str(out)] + (["--plot", str(picture)] if drawn else []), cwd=tmp_path,
+                            env=dict(os.environ, MPLBACKEND="Agg"), capture_output=True, text=True, timeout=TIME_LIMIT)
     assert result.returncode == 0, result.stderr[-3000:]
+    if drawn:
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = json.loads(out.read_text())
     assert len(rows) == 2 and "| rho | 0.9 | 0.99 |" in result.stdout
     for row in rows:
-        assert row["measurements"] == len(range(0, row["steps"], 20)) >= 2
+        assert row["measurements"] == len(range(0, row["steps"], 20)) == len(row["log"]) >= 2
+        strengths = [entry["strength"] for entry in row["log"]]
+        assert (strengths[0], strengths[-1]) == (row["strength_first"], row["strength_last"])
+        assert sorted(strengths)[(len(strengths) - 1) // 2] <= row["strength_median"] <= sorted(strengths)[len(strengths) // 2]
         assert row["norm"] >= row["floor"] and row["excess"] == pytest.approx(row["norm"] - row["floor"])
         assert row["predicted"] in ("regularizing", "anti-regularizing", "depends on the loss", "measured only")
     # a larger rho gives a more anti-regularizing memory term, as the probe logs it

@@ -1,6 +1,7 @@
 """The 2023 paper's experimental protocol at small scale: full-batch Adam on scikit-learn's digits.
 
     .venv/bin/python tutorials/adam_on_digits.py            # the README's table (a few minutes)
+    .venv/bin/python tutorials/adam_on_digits.py --plot tutorials/figures/digits_probe.png   # and its figure
     .venv/bin/python tutorials/adam_on_digits.py --quick    # a smoke run (seconds; the tests run it)
 
 Cattaneo, Klusowski & Shigida (2023, Section 4, Figures 3 and 5) train with full-batch Adam
@@ -97,7 +98,8 @@ def run(settings, lr, hidden, every, threshold):
                      "strength_first": strengths[0], "strength_last": strengths[-1],
                      "positive_fraction": float(np.mean(np.array(strengths) > 0)),
                      "M/F_max": float(max(r["M/F"] for r in probe.records)),
-                     "measurements": len(strengths), "seconds": time.perf_counter() - start})
+                     "measurements": len(strengths), "seconds": time.perf_counter() - start,
+                     "log": [{"step": r["step"], "strength": r["strength"], "M/F": r["M/F"]} for r in probe.records]})
         print(f"  beta={beta} rho={rho}: {steps} steps, {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
     return rows
 
@@ -121,6 +123,27 @@ def table(rows, lr, hidden, threshold):
     return "\n".join(lines)
 
 
+def figure(rows, path):
+    """The probe's log for each run: the signed strength of memory's term against the training step."""
+    import memless.plot as mp
+    plt = mp.pyplot()
+    sweeps = [sweep for sweep in ("rho", "beta") if any(r["sweep"] == sweep for r in rows)]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.2 * len(sweeps), 4.0), squeeze=False)
+    for ax, sweep in zip(axes[0], sweeps):
+        for r in (r for r in rows if r["sweep"] == sweep):
+            ax.plot([e["step"] for e in r["log"]], [e["strength"] for e in r["log"]], marker=".",
+                    label=f"beta = {r['beta']}, rho = {r['rho']}")
+        ax.axhline(0.0, color="0.5", linewidth=0.6)
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_xlabel("training step (full-batch Adam, digits)")
+        ax.set_ylabel("<grad N, M>/|<grad N, F>|  (> 0 regularizing)")
+        ax.set_title(f"memless.Probe in the training loop: {sweep} varied", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def trend(rows, sweep, key):
     part = sorted((r for r in rows if r["sweep"] == sweep), key=lambda r: r[key])
     excess = [r["excess"] for r in part]
@@ -138,6 +161,7 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--every", type=int, default=None, help="probe every this many steps")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also draw the probe's logs (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.quick:
         settings = [("rho", 0.9, 0.99), ("rho", 0.9, 0.999)]
@@ -161,6 +185,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
+    if args.plot:
+        print(f"figure written to {figure(rows, args.plot)}")
     return rows
 
 
