@@ -152,3 +152,15 @@ def assert_same_corrections_as(loss, reference_name, optimizer_name, atol_fracti
         ours = memless.correction(opt, loss, None, lr=1e-3, n=n)
         reference = memless.correction(opt, reference_name, None, lr=1e-3, n=n)
         np.testing.assert_allclose(ours, reference, rtol=0, atol=atol_fraction * np.max(np.abs(reference)))
+
+
+def assert_linearize_agrees(loss):
+    """``loss.linearize`` (one recorded pass) gives the value, gradient and HVP of ``loss``'s own
+    value, gradient and forward-over-reverse hvp, at its start and a seeded direction."""
+    import pytest
+    theta = loss.start
+    v = np.random.default_rng(1).normal(size=theta.size)
+    value, g, hvp = loss.linearize(theta)
+    assert value == pytest.approx(loss.value(theta), rel=1e-15)
+    np.testing.assert_allclose(g, loss.gradient(theta), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(hvp(v), loss.hvp(theta, v), rtol=1e-11, atol=1e-14)

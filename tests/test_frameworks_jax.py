@@ -5,7 +5,7 @@ import pytest
 
 import memless
 import memless.optimizers
-from reference import assert_same_corrections_as
+from reference import assert_linearize_agrees, assert_same_corrections_as
 
 pytest.importorskip("jax", reason="JAX is not installed (pip install memless[jax])")
 from memless.frameworks.jax import objective  # noqa: E402  (before any jax array: float64)
@@ -32,13 +32,7 @@ def test_jax_function_gives_autograds_corrections_for_every_builtin(name):
 
 
 def test_jax_recorded_vjp_hvp_equals_forward_over_reverse():
-    loss = _jax_network()
-    theta = loss.start
-    v = np.random.default_rng(1).normal(size=theta.size)
-    value, g, hvp = loss.linearize(theta)
-    assert value == pytest.approx(loss.value(theta), rel=1e-15)
-    np.testing.assert_allclose(g, loss.gradient(theta), rtol=1e-13, atol=1e-16)
-    np.testing.assert_allclose(hvp(v), loss.hvp(theta, v), rtol=1e-11, atol=1e-14)
+    assert_linearize_agrees(_jax_network())
 
 
 def test_jax_objective_refuses_a_non_callable():
