@@ -227,15 +227,6 @@ def case_probe(problem, repeat):
     return {"d": int(theta.size), "gradient_s": t_gradient, "probe_s": t_probe, "ratio": t_probe / t_gradient}
 
 
-def _mlp_data(sizes, samples, seed=0):
-    """The inputs, one-hot labels and layer shapes memless.losses.mlp draws (same seed, same order)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(samples, sizes[0]))
-    teacher = rng.normal(size=(sizes[0], sizes[-1]))
-    Y = np.eye(sizes[-1])[np.argmax(X @ teacher, axis=1)]
-    return X, Y, [(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-
-
 def case_jax_objective(sizes, samples, repeat, lr=1e-3):
     """AdamW's limit M on the benchmark's MLP written in JAX: memless on the JAX objective against
     a hand-written jitted jax.jvp(jax.grad(L)) computation of the same M."""
@@ -247,8 +238,8 @@ def case_jax_objective(sizes, samples, repeat, lr=1e-3):
     import jax.numpy as jnp
 
     reference = mlp(sizes=sizes, samples=samples)
-    X, Y, shapes = _mlp_data(sizes, samples)
-    X, Y = jnp.asarray(X), jnp.asarray(Y)
+    X, Y = jnp.asarray(reference.data["inputs"]), jnp.asarray(reference.data["labels"])
+    shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
 
     def L(params):
         h = X

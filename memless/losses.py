@@ -3,7 +3,7 @@
 Each is a :class:`ReferenceLoss`: the loss, a starting point and a line on what it is.
 """
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import autograd.numpy as anp
 import numpy as np
@@ -18,6 +18,9 @@ class ReferenceLoss:
     loss: Callable
     start: np.ndarray
     description: str
+    #: the arrays the loss is built from, by name (the MLP's inputs and one-hot labels), for
+    #: rebuilding the same loss elsewhere (a framework, a benchmark)
+    data: Optional[Dict[str, np.ndarray]] = None
 
 
 def bilinear(theta, x: float = 2.0, y: float = 1.5):
@@ -166,4 +169,4 @@ def mlp(sizes: Sequence[int] = (64, 256, 256, 10), samples: int = 512, seed: int
                             for a, b in shapes])
     return ReferenceLoss("mlp", loss, start,
                          f"MLP {'-'.join(map(str, sizes))} (tanh, softmax), {samples} seeded samples, "
-                         f"{start.size} parameters")
+                         f"{start.size} parameters", data={"inputs": X, "labels": Y})
