@@ -293,6 +293,19 @@ class BatchedBlackBox(BlackBox):
         directions, state = self.step_many(state, [theta], [gradient])
         return directions[0], state
 
+    def split(self, vectors) -> list:
+        """The replays' flat vectors as one array per parameter of the layout (one without a
+        layout), the replays stacked along a new first axis."""
+        stacked = np.stack([np.asarray(v, dtype=float) for v in vectors])
+        if self.layout is None:
+            return [stacked]
+        return [stacked[:, cut].reshape((len(stacked),) + shape) for _, cut, shape in self.layout]
+
+    @staticmethod
+    def join(arrays, count: int) -> np.ndarray:
+        """The inverse of :meth:`split`: the ``count`` replays' flat vectors, as rows."""
+        return np.concatenate([np.asarray(a, dtype=float).reshape(count, -1) for a in arrays], axis=1)
+
 
 #: torch.optim classes whose step acts on each number separately: replays stack along a new axis
 ELEMENTWISE_TORCH = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Rprop",
@@ -330,20 +343,11 @@ class TorchOptimizer(BatchedBlackBox):
         self.elementwise = bool(elementwise)
 
     def _pieces(self, theta):
-        if self.layout is None:
-            return [theta]
-        return [theta[cut].reshape(shape) for _, cut, shape in self.layout]
-
-    def _pieces_stacked(self, stacked):
-        """Each parameter's arrays of all replays, stacked along a new first axis."""
-        if self.layout is None:
-            return [stacked]
-        return [stacked[:, cut].reshape((len(stacked),) + shape) for _, cut, shape in self.layout]
+        return [theta] if self.layout is None else list(self.layout.unflatten(theta).values())
 
     def start_many(self, thetas):
         import torch
-        pieces = ([self._pieces_stacked(np.stack(thetas))] if self.elementwise
-                  else [self._pieces(theta) for theta in thetas])
+        pieces = [self.split(thetas)] if self.elementwise else [self._pieces(theta) for theta in thetas]
         groups = [[torch.nn.Parameter(torch.tensor(np.array(piece), dtype=torch.float64)) for piece in group]
                   for group in pieces]
         try:
@@ -358,7 +362,7 @@ class TorchOptimizer(BatchedBlackBox):
         groups, optimizer, count = state
         if self.elementwise:
             parameters = groups[0]
-            values, grads = self._pieces_stacked(np.stack(thetas)), self._pieces_stacked(np.stack(gradients))
+            values, grads = self.split(thetas), self.split(gradients)
         else:
             parameters = [p for group in groups for p in group]
             values = [piece for theta in thetas for piece in self._pieces(theta)]
@@ -369,9 +373,9 @@ class TorchOptimizer(BatchedBlackBox):
                 parameter.grad = torch.as_tensor(g).clone()
         optimizer.step()
         if self.elementwise:
-            after = np.concatenate([p.detach().numpy().reshape(count, -1) for p in parameters], axis=1)
+            after = self.join([p.detach().numpy() for p in parameters], count)
         else:
-            after = np.stack([np.concatenate([p.detach().numpy().ravel() for p in group]) for group in groups])
+            after = np.concatenate([self.join([p.detach().numpy() for p in group], 1) for group in groups])
         return list(np.stack(thetas) - after), state
 
 
@@ -419,17 +423,13 @@ class OptaxTransformation(BatchedBlackBox):
         return self._compiled
 
     def _tree(self, vectors):
+        """The replays as the pytree optax sees: one array, or a dict by parameter name."""
         import jax.numpy as jnp
-        stacked = np.stack([np.asarray(v, dtype=float) for v in vectors])
-        if self.layout is None:
-            return jnp.asarray(stacked)
-        return {name: jnp.asarray(stacked[:, cut].reshape((len(vectors),) + shape)) for name, cut, shape in self.layout}
+        arrays = [jnp.asarray(a) for a in self.split(vectors)]
+        return arrays[0] if self.layout is None else dict(zip(self.layout.shapes, arrays))
 
     def _flat(self, tree, count):
-        if self.layout is None:
-            return np.asarray(tree, dtype=float)
-        return np.concatenate([np.asarray(tree[name], dtype=float).reshape(count, -1) for name, _, _ in self.layout],
-                              axis=1)
+        return self.join([tree] if self.layout is None else [tree[name] for name in self.layout.shapes], count)
 
     def start_many(self, thetas):
         init, _ = self._functions()
