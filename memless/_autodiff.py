@@ -119,17 +119,16 @@ class Point:
         return x is self.theta or np.array_equal(x, self.theta)
 
     def hessian_times(self, x, v):
-        if not self.at(x):
-            with independent_outputs_allowed():
-                return make_jvp(self.gradient_function)(x)(v)[1]
-        if self.last is not None and self.last[0] is v:
+        here = self.at(x)
+        if here and self.last is not None and self.last[0] is v:
             return self.last[1]
-        if self.hvp is not None:
+        if here and self.hvp is not None:
             result = self.hvp(v)
         else:
             with independent_outputs_allowed():
                 result = make_jvp(self.gradient_function)(x)(v)[1]
-        self.last = (v, result)
+        if here:
+            self.last = (v, result)
         return result
 
 

@@ -48,17 +48,16 @@ class ExternalLoss:
         return float(self.value_function(np.asarray(theta, dtype=float)))
 
     def gradient(self, theta) -> np.ndarray:
-        return np.asarray(self.gradient_function(np.asarray(theta, dtype=float)), dtype=float).reshape(np.shape(theta))
+        return _vector(self.gradient_function(np.asarray(theta, dtype=float)), theta)
 
     def hvp(self, theta, v) -> np.ndarray:
-        return np.asarray(self.hvp_function(np.asarray(theta, dtype=float), np.asarray(v, dtype=float)),
-                          dtype=float).reshape(np.shape(theta))
+        return _vector(self.hvp_function(np.asarray(theta, dtype=float), np.asarray(v, dtype=float)), theta)
 
     def value_and_gradient(self, theta) -> Tuple[float, np.ndarray]:
         if self.fused_function is None:
             return self.value(theta), self.gradient(theta)
         value, g = self.fused_function(np.asarray(theta, dtype=float))
-        return float(value), np.asarray(g, dtype=float).reshape(np.shape(theta))
+        return float(value), _vector(g, theta)
 
     # -- what the engine calls (memless.objective.Objective) --------------------
 
@@ -69,9 +68,7 @@ class ExternalLoss:
             value, g = self.value_and_gradient(theta)
             return value, g, lambda v: self.hvp(theta, v)
         value, g, hvp = self.linearize_function(theta)
-        shape = np.shape(theta)
-        return (float(value), np.asarray(g, dtype=float).reshape(shape),
-                lambda v: np.asarray(hvp(np.asarray(v, dtype=float)), dtype=float).reshape(shape))
+        return float(value), _vector(g, theta), lambda v: _vector(hvp(np.asarray(v, dtype=float)), theta)
 
     def traced_gradient(self, theta):
         """The gradient as autograd sees it (its derivatives are Hessian-vector products)."""
@@ -82,6 +79,11 @@ class ExternalLoss:
 
     def __repr__(self) -> str:
         return f"ExternalLoss({self.__name__})"
+
+
+def _vector(x, like) -> np.ndarray:
+    """A framework's array as float64 NumPy of theta's shape."""
+    return np.asarray(x, dtype=float).reshape(np.shape(like))
 
 
 @primitive
