@@ -533,6 +533,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     loss_fn, theta, loss_name = resolve_loss(loss, theta)
     orders = np.full((len(ys), len(xs)), np.nan)
     uncorrected, strength = orders.copy(), orders.copy()
+    obj = objective(loss_fn, theta, linearize=True)      # every cell measures at the same start
     done = 0
     for i, yv in enumerate(ys):
         for j, xv in enumerate(xs):
@@ -544,7 +545,6 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
                 orders[i, j], uncorrected[i, j] = study.order_corrected, study.order_uncorrected
             except DivergenceError:
                 pass
-            obj = objective(loss_fn, theta, linearize=True)
             measured = measure_point(opt, obj, theta, h)
             strength[i, j] = sum(measured.along_M.values()) / max(measured.along_F, 1e-300)
             done += 1
