@@ -9,9 +9,10 @@ through the optimizer's own arithmetic it is a difference quotient of the replay
 differences at relative steps delta, delta/2 and delta/4 (delta = 1e-3) with two Richardson
 extrapolations (error O(delta^6)), so no autodiff runs through the optimizer.
 ``optimizer.derivative_error`` holds the estimated error of the derivatives taken in the
-last memless call, relative to the largest of them: max |R2 - R1| / 15 over max |D|, R1 and
-R2 the once-extrapolated values, which bounds the error of R2 (the value returned,
-extrapolated once more, is better still).  Above 1e-6, and far above the differences'
+last memless call (for a limit: at its last replay length), relative to the largest of
+them: max |R2 - R1| / 15 over max |D|, R1 and R2 the once-extrapolated values -- the usual
+Richardson estimate of R2's error, an estimate, not a bound (the value returned is
+extrapolated once more).  Above 1e-6, and far above the differences'
 rounding, a :class:`~memless.DerivativeWarning` says the replay is not smooth.
 
 The limit n -> infinity (``n=None``) is one such derivative along the stationary history
@@ -75,7 +76,8 @@ class BlackBox(MemoryOptimizer):
     @property
     def derivative_error(self) -> float:
         """The estimated error of the replay's derivatives since the last memless call on this
-        optimizer, relative to the largest of them: max |R2 - R1| / 15 over max |D| (see the module)."""
+        optimizer (for a limit: those at the last replay length N), relative to the largest of
+        them: max |R2 - R1| / 15 over max |D| (see the module)."""
         record = self._diagnostics
         return record["error"] / record["scale"] if record["scale"] else 0.0
 
@@ -245,8 +247,8 @@ def _replayed_jvp(tangent, ans, stack, replay):
 def _richardson(at, delta):
     """(d/dt at(t) at t = 0, its estimated error, the rounding error of the differences), ``at``
     taking a list of t: central differences at delta, delta/2, delta/4 (six replays in one
-    lockstep run), extrapolated twice (error O(delta^6)).  The error estimate is that of the
-    once-extrapolated value at delta/2, max |R2 - R1| / 15, which bounds the returned value's."""
+    lockstep run), extrapolated twice (error O(delta^6)).  The error estimate is the usual one
+    for the once-extrapolated value at delta/2, max |R2 - R1| / 15."""
     steps = (delta, delta / 2, delta / 4)
     values = at([t for h in steps for t in (h, -h)])
     D = [(values[2 * i] - values[2 * i + 1]) / (2 * h) for i, h in enumerate(steps)]
