@@ -2,9 +2,12 @@
 
 A loss with non-trivial third derivatives, with its gradient and Hessian written
 out by hand, and, per optimizer, Eq. (12) written with explicit d x d Jacobians
-dF^(n)/dtheta^(n-k) and the finite-n directions F^(s)(theta).
+dF^(n)/dtheta^(n-k) and the finite-n directions F^(s)(theta).  (The last section is the
+exception: it holds a framework's loss -- PyTorch, JAX -- to memless's own autograd losses.)
 """
 import numpy as np
+
+from memless.optimizers import BUILTIN
 
 
 # -- the loss -----------------------------------------------------------------
@@ -138,6 +141,10 @@ def closed_form_limit(name, hp, t, h):
 
 
 # -- a framework's loss against the autograd reference loss it rebuilds ------------------------
+
+#: the built-ins a framework loss is compared on: all but Schedule-Free, whose memory does not
+#: decay, so it has no limit correction to compare
+FRAMEWORK_OPTIMIZERS = sorted(set(BUILTIN) - {"schedule-free-sgd"})
 
 def assert_same_corrections_as(loss, reference_name, optimizer_name, atol_fraction=2e-10):
     """``loss`` (e.g. a torch or JAX objective) carries the reference loss's layout and start, and

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import memless
-import memless.optimizers
-from reference import assert_linearize_agrees, assert_same_corrections_as
+from reference import FRAMEWORK_OPTIMIZERS, assert_linearize_agrees, assert_same_corrections_as
 
 pytest.importorskip("jax", reason="JAX is not installed (pip install memless[jax])")
 from memless.frameworks.jax import objective  # noqa: E402  (before any jax array: float64)
@@ -26,7 +25,7 @@ def _jax_network():
     return objective(network, {k: np.array(v) for k, v in parts.items()})
 
 
-@pytest.mark.parametrize("name", sorted(set(memless.optimizers.BUILTIN) - {"schedule-free-sgd"}))
+@pytest.mark.parametrize("name", FRAMEWORK_OPTIMIZERS)
 def test_jax_function_gives_autograds_corrections_for_every_builtin(name):
     assert_same_corrections_as(_jax_network(), "network", name)
 
