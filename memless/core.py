@@ -381,6 +381,13 @@ class MemoryOptimizer(abc.ABC):
             return f"declared: F^(n) reads the last {self.window} iterates only"
         return None
 
+    def measured_decay(self, theta, gradient: Callable) -> Optional[Tuple[bool, str]]:
+        """(decays, reason) measured by the optimizer's own means where nothing is declared, or None
+        (the default): the engine then compares sum_k k^2 gamma_k at n = 128 and 256.  A black box,
+        whose memory may be thousands of steps long, measures it along the stationary history
+        direction until it settles (see :mod:`memless.frameworks.blackbox`)."""
+        return None
+
     def sharpness_proxy(self, gradient: Callable, loss: Optional[Callable] = None) -> Callable:
         """N(theta), the quantity whose change tells regularizing from anti-regularizing:
         ``||grad L||^2`` for ``sharpness = "l2"``, ``||grad L||_{1,eps}`` for ``"l1"``."""

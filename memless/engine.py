@@ -570,6 +570,9 @@ def _memory_decays(optimizer, obj, theta, known: Optional[Dict[int, np.ndarray]]
     declared = optimizer.declared_decay()
     if declared is not None:
         return True, declared
+    own = optimizer.measured_decay(theta, obj.frozen(theta, linearize=True))
+    if own is not None:
+        return own
     key = optimizer._state()
     try:
         known = _DECAY_MEASURED.get(key)
