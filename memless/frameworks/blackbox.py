@@ -259,10 +259,11 @@ class BlackBox(MemoryOptimizer):
 
     # -- the replay ------------------------------------------------------------------
 
-    def lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None) -> list:
+    def lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None, marks=None) -> list:
         """F after ``steps`` steps of several replays run side by side; ``inputs(s)`` lists the
         (theta, gradient) each replay steps at on step s = 0, ..., steps - 1.  ``at(T, directions)``,
-        if given, is called after each step T = 1, 2, ...; a true result stops the replays there."""
+        if given, is called after step T for each T in ``marks`` (every step if None); a true
+        result stops the replays there."""
         pairs = inputs(0)
         states = self.start_many([np.array(theta, dtype=float) for theta, _ in pairs])
         directions = None
@@ -270,14 +271,14 @@ class BlackBox(MemoryOptimizer):
             pairs = pairs if s == 0 else inputs(s)
             directions, states = self.step_many(states, [np.asarray(t, dtype=float) for t, _ in pairs],
                                                 [np.asarray(g, dtype=float) for _, g in pairs])
-            if at is not None and at(s + 1, directions):
+            if at is not None and (marks is None or s + 1 in marks) and at(s + 1, directions):
                 break
         return [np.asarray(d, dtype=float) for d in directions]
 
-    def tangent_lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None) -> tuple:
+    def tangent_lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None, marks=None) -> tuple:
         """Forward mode: (F, its tangent) after ``steps`` steps of several replays; ``inputs(s)``
         lists (theta, theta tangent, gradient, gradient tangent) for each replay;
-        ``at(T, directions, tangents)`` as in :meth:`lockstep`."""
+        ``at(T, directions, tangents)`` and ``marks`` as in :meth:`lockstep`."""
         with self.forward_mode():
             rows = inputs(0)
             states = self.start_many_tangent([np.array(r[0], dtype=float) for r in rows],
@@ -288,7 +289,7 @@ class BlackBox(MemoryOptimizer):
                 thetas, theta_dots, grads, grad_dots = ([np.asarray(r[i], dtype=float) for r in rows]
                                                         for i in range(4))
                 directions, dots, states = self.step_many_tangent(states, thetas, theta_dots, grads, grad_dots)
-                if at is not None and at(s + 1, directions, dots):
+                if at is not None and (marks is None or s + 1 in marks) and at(s + 1, directions, dots):
                     break
             return ([np.asarray(d, dtype=float) for d in directions], [np.asarray(d, dtype=float) for d in dots])
 
@@ -402,13 +403,11 @@ class BlackBox(MemoryOptimizer):
 
         def at(T, directions):
             N = T - 1
-            if N not in wanted:
-                return False
             seen[N] = np.asarray(directions[0], dtype=float).copy()
             earlier = [m for m in seen if m < N]
             return bool(earlier) and _relative_change(seen[N], seen[max(earlier)]) <= 1e-13
 
-        out = self.lockstep(checkpoints[-1] + 1, lambda s: [(theta, g)], at=at)
+        out = self.lockstep(checkpoints[-1] + 1, lambda s: [(theta, g)], at=at, marks={n + 1 for n in wanted})
         return out[0]
 
     def stationary_sums(self, theta, gradient, settle: float = LIMIT_SETTLE,
@@ -447,8 +446,6 @@ class BlackBox(MemoryOptimizer):
 
             def at(T, directions, dots):
                 N = T - 1
-                if N not in wanted:
-                    return False
                 A, B, C = dots
                 out = settled(N, N * A - B, (N * N) * A - (2 * N) * B + C, 0.0)
                 found["result"] = out
@@ -457,7 +454,7 @@ class BlackBox(MemoryOptimizer):
             self.tangent_lockstep(
                 checkpoints[-1] + 1,
                 lambda s: [(theta, F, g, HF), (theta, s * F, g, s * HF), (theta, (s * s) * F, g, (s * s) * HF)],
-                at=at)
+                at=at, marks={n + 1 for n in wanted})
             result = found.get("result")
         else:
             for N in checkpoints:
@@ -617,11 +614,12 @@ ELEMENTWISE_TORCH = frozenset({"SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Ad
 #: against central differences and, where memless has one, the built-in, in tests/test_blackbox.py),
 #: with the keyword arguments forward mode runs them with (a user's own value wins).  SGD's first
 #: momentum step clones a detached gradient, so memless starts its buffer at zero instead (the same
-#: numbers when dampening = 0; with dampening, differences).  Adafactor drops tangents; Muon casts
+#: numbers when dampening = 0; with dampening, differences).  RAdam's foreach path gives NaN tangents
+#: in its first five (unrectified) steps.  Adafactor drops tangents; Muon casts
 #: to bfloat16; LBFGS needs a closure: differences (or not at all).
 FORWARD_TORCH = {"SGD": {"foreach": True}, "Adam": {"foreach": True}, "AdamW": {"foreach": True},
                  "RMSprop": {"foreach": True}, "Adagrad": {"foreach": True}, "Adamax": {"foreach": True},
-                 "NAdam": {"foreach": True}, "RAdam": {"foreach": True}, "Adadelta": {"foreach": True},
+                 "NAdam": {"foreach": True}, "RAdam": {"foreach": False}, "Adadelta": {"foreach": True},
                  "ASGD": {"foreach": False}, "Rprop": {"foreach": False}}
 
 
@@ -758,6 +756,8 @@ class OptaxTransformation(BatchedBlackBox):
     """
 
     elementwise = False
+    #: the most steps one jitted scan runs
+    BLOCK = 200
 
     def __init__(self, transformation, name: str = "", limit_n: int = 200, derivatives: str = "auto", **kwargs):
         try:
@@ -784,7 +784,7 @@ class OptaxTransformation(BatchedBlackBox):
         self.kwargs = dict(kwargs)
         self.name = name or f"optax.{getattr(transformation, '__name__', 'transformation')}"
         self.limit_n = _count(limit_n, "limit_n")
-        self._compiled = None
+        self._compiled = self._scanned = None
         self._check_derivatives()
 
     def forward_support(self) -> Optional[str]:
@@ -809,6 +809,78 @@ class OptaxTransformation(BatchedBlackBox):
 
     def _flat(self, tree, count):
         return self.join([tree] if self.layout is None else [tree[name] for name in self.layout.shapes], count)
+
+    def _scans(self):
+        """Jitted lax.scan runs of BLOCK steps: (state, last updates) -> the same after the block,
+        primal and forward mode."""
+        if self._scanned is None:
+            import jax
+            tx = self.transformation
+            update = jax.vmap(lambda g, state, p: tx.update(g, state, p))
+
+            def primal(carry, x):
+                updates, state = update(x[0], carry[0], x[1])
+                return (state, updates), None
+
+            def tangent(carry, x):
+                (updates, state), (update_dots, state_dot) = jax.jvp(update, (x[0], carry[0], x[2]),
+                                                                     (x[1], carry[1], x[3]))
+                return (state, state_dot, updates, update_dots), None
+
+            self._scanned = (jax.jit(lambda carry, xs: jax.lax.scan(primal, carry, xs)[0]),
+                             jax.jit(lambda carry, xs: jax.lax.scan(tangent, carry, xs)[0]))
+        return self._scanned
+
+    def _block_trees(self, inputs, start, length, parts):
+        """Steps start .. start + length - 1 of ``inputs`` as pytrees with leading axes (step, replay)."""
+        rows = [inputs(s) for s in range(start, start + length)]
+        out = []
+        for i in parts:
+            stacked = np.stack([np.stack([np.asarray(r[i], dtype=float) for r in row]) for row in rows])
+            trees = self.split(stacked.reshape(length * stacked.shape[1], -1))
+            trees = [t.reshape((length, stacked.shape[1]) + t.shape[1:]) for t in trees]
+            out.append(trees[0] if self.layout is None else dict(zip(self.layout.shapes, trees)))
+        return out
+
+    def _run_blocks(self, steps, inputs, at, marks, tangent):
+        """The replays in scanned blocks of up to BLOCK steps, stopping at each mark for ``at``."""
+        import jax.numpy as jnp
+        rows = inputs(0)
+        count, size = len(rows), int(np.size(rows[0][0]))
+        block = max(1, min(self.BLOCK, (1 << 22) // max(count * size * 4, 1)))
+        thetas = [np.array(r[0], dtype=float) for r in rows]
+        zeros = self._tree([np.zeros_like(t) for t in thetas])
+        if tangent:
+            state = self.start_many_tangent(thetas, [np.array(r[1], dtype=float) for r in rows])
+            carry = (state[0], state[1], zeros, zeros)
+            parts = (2, 3, 0, 1)               # gradient, its tangent, theta, its tangent
+        else:
+            carry = (self.start_many(thetas), zeros)
+            parts = (1, 0)
+        run = self._scans()[1 if tangent else 0]
+        stops = sorted({int(m) for m in (marks or ()) if 1 <= m <= steps} | {int(steps)})
+        done = 0
+        for stop in stops:
+            while done < stop:
+                length = min(block, stop - done)
+                carry = run(carry, tuple(jnp.asarray(x) if not isinstance(x, dict) else x
+                                         for x in self._block_trees(inputs, done, length, parts)))
+                done += length
+            directions = list(-self._flat(carry[-2 if tangent else 1], count))
+            dots = list(-self._flat(carry[3], count)) if tangent else None
+            if at is not None and (at(stop, directions, dots) if tangent else at(stop, directions)):
+                break
+        return (directions, dots) if tangent else directions
+
+    def lockstep(self, steps, inputs, at=None, marks=None):
+        if (at is not None and marks is None) or steps < self.BLOCK:
+            return super().lockstep(steps, inputs, at, marks)
+        return self._run_blocks(steps, inputs, at, marks, tangent=False)
+
+    def tangent_lockstep(self, steps, inputs, at=None, marks=None):
+        if (at is not None and marks is None) or steps < self.BLOCK:
+            return super().tangent_lockstep(steps, inputs, at, marks)
+        return self._run_blocks(steps, inputs, at, marks, tangent=True)
 
     def start_many(self, thetas):
         return self._functions()[0](self._tree(thetas))
