@@ -160,22 +160,32 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     primary = _measure(optimizer, loss_fn, theta, lr, steps, points, tick)
     structure = optimizer.structure(primary.gradients)
     evidence = [Evidence(loss_name, primary.net, _measured_effect(primary.net))]
+    unsettled = [(loss_name, primary.unsettled, points)] if primary.unsettled else []
     for name in others:
         f, start, _ = resolve_loss(name)
         other = _measure(bound(optimizer, f), f, start, lr, min(steps, 100), 4, None)
         evidence.append(Evidence(name, other.net, _measured_effect(other.net)))
+        if other.unsettled:
+            unsettled.append((name, other.unsettled, 4))
         tick(f"evidence on {name}")
     net_effect, basis, regime = _decide(structure, evidence, primary)
+    if unsettled and basis == "measured":
+        where = "; ".join(f"{count} of {total} points on {name}" for name, count, total in unsettled)
+        net_effect, regime = Effect.UNRELIABLE, f"the limit correction did not settle within its tolerance ({where})"
     for item in evidence:
-        item.agrees = None if item.measured == Effect.NONE else item.measured == net_effect
+        item.agrees = (None if item.measured == Effect.NONE or net_effect == Effect.UNRELIABLE
+                       else item.measured == net_effect)
     rows = [_row(term, s, z, structure) for term, s, z in zip(primary.terms, primary.strengths, primary.sizes)]
+    if net_effect == Effect.UNRELIABLE:
+        for row in rows:
+            row.effect = Effect.UNRELIABLE if row.declared is None and row.effect != Effect.NONE else row.effect
     order = _evidence(optimizer, loss_fn, theta, loss_name, lr, primary.ratio, evidence_steps, tick)
     modified = structure.modified_loss if structure is not None and structure.modified_loss else optimizer.modified_loss
     analysis = Analysis(
         optimizer=optimizer.label, hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
         reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=optimizer.sharpness_formula,
         channels=rows, net_effect=net_effect, net_strength=primary.net, basis=basis, regime=regime,
-        verdict=_verdict(net_effect, optimizer.sharpness_formula, structure, evidence),
+        verdict=_verdict(net_effect, optimizer.sharpness_formula, structure, evidence, regime),
         modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence)
     analysis.caveats = _caveats(analysis)
     tick.finish()
@@ -230,6 +240,7 @@ class _Measurement:
     net: float
     ratio: float
     gradients: np.ndarray
+    unsettled: int = 0                #: points whose limit correction did not settle
 
 
 @dataclass
@@ -242,6 +253,8 @@ class PointMeasure:
     along_F: float                     #: |<grad N, F>|
     F_norm: float                      #: |F| (1 where F = 0)
     gradient: np.ndarray
+    #: False where the limit correction did not settle within its tolerance (then no verdict rests on it)
+    converged: bool = True
 
     @property
     def strengths(self) -> Dict[str, float]:
@@ -260,13 +273,15 @@ def measure_point(optimizer: MemoryOptimizer, obj, point, lr: float) -> PointMea
 
     grad N is taken through the gradient recorded at the point (N depends on theta through
     grad L), so it costs one Hessian-vector product there, not a second gradient's graph."""
+    infos: list = []
     with np.errstate(all="ignore"):
-        terms = terms_at(optimizer, obj, point, lr)
+        terms = terms_at(optimizer, obj, point, lr, infos=infos)
         frozen = obj.frozen(point, linearize=True)
         F = np.asarray(optimizer.limit_direction(point, frozen), dtype=float)
         gN = np.asarray(_grad(optimizer.sharpness_proxy(frozen, obj.loss))(point), dtype=float)
     return PointMeasure(terms, {k: float(gN @ v) for k, v in terms.items()}, abs(float(gN @ F)),
-                        float(np.linalg.norm(F)) or 1.0, np.asarray(frozen.value, dtype=float))
+                        float(np.linalg.norm(F)) or 1.0, np.asarray(frozen.value, dtype=float),
+                        all(info.converged for info in infos))
 
 
 def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement:
@@ -277,7 +292,7 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     with np.errstate(all="ignore"):
         path = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
     tick("trajectory")
-    names, along_M, sizes, along_F, ratios, gradients = None, [], [], [], [], []
+    names, along_M, sizes, along_F, ratios, gradients, unsettled = None, [], [], [], [], [], 0
     for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:
         measured = measure_point(optimizer, obj, point, lr)
         gradients.append(measured.gradient)
@@ -286,13 +301,14 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
         sizes.append([float(np.linalg.norm(measured.terms[k])) / measured.F_norm for k in names])
         ratios.append(measured.ratio)
         along_F.append(measured.along_F)
+        unsettled += not measured.converged
         tick("terms")
     scale = float(np.mean(along_F)) or 1.0
     strengths = [float(x) for x in np.mean(along_M, axis=0) / scale]
     described = {t.name: t for t in optimizer.terms()}
     return _Measurement([described.get(name, Term(name)) for name in names], strengths,
                         [float(x) for x in np.mean(sizes, axis=0)], float(sum(strengths)), float(max(ratios)),
-                        np.array(gradients))
+                        np.array(gradients), unsettled)
 
 
 def _measured_effect(strength: float) -> Effect:
@@ -439,8 +455,12 @@ def _measured_list(evidence: List[Evidence]) -> str:
     return ", ".join(f"{e.loss} {e.strength:+.2g}" for e in evidence)
 
 
-def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evidence: List[Evidence]) -> str:
+def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evidence: List[Evidence],
+             regime: str = "") -> str:
     """The verdict in words: what memory does to N, and why."""
+    if net_effect == Effect.UNRELIABLE:
+        return (f"No verdict: {regime}, so the measured strengths ({_measured_list(evidence)}) are not reliable; "
+                "see the warnings for how far off the correction may be.")
     if net_effect == Effect.DEPENDS:
         return (f"The sign of memory's effect on {proxy} depends on the loss: measured strengths "
                 f"{_measured_list(evidence)}.")

@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import autograd.numpy as anp
 import numpy as np
 
-from .errors import HyperparameterError
+from .errors import HyperparameterError, OptimizerError
 from .hyperparameters import Hyperparameter
 from .parameters import Layout
 
@@ -64,6 +64,8 @@ class Effect(str, enum.Enum):
     DEPENDS = "depends on the loss"
     #: the optimizer's memory does not decay (Assumption 3.1 fails): no verdict
     OUTSIDE = "outside the theory"
+    #: the correction could not be computed to its tolerance (a limit that did not settle): no verdict
+    UNRELIABLE = "no verdict"
 
     def __str__(self) -> str:
         return self.value
@@ -154,6 +156,33 @@ class History:
         if all(g is first for g in self.gradients):
             return first
         return slot_gradient(self.thetas, self.gradients)
+
+
+class OutsideWindow:
+    """A history entry older than the optimizer's declared ``window``: reading it in any way (as an
+    array, in arithmetic, by attribute) raises :class:`~memless.OptimizerError` naming the window --
+    the engine sums only the declared window, so a read beyond it would be silently wrong."""
+
+    __slots__ = ("label", "k", "window")
+
+    def __init__(self, label: str, k: int, window: int):
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "window", window)
+
+    def _refuse(self, *args, **kwargs):
+        raise OptimizerError(
+            f"{object.__getattribute__(self, 'label')}: direction() read history[{object.__getattribute__(self, 'k')}]"
+            f", outside its declared window={object.__getattribute__(self, 'window')} (it may read history[0] to "
+            f"history[{object.__getattribute__(self, 'window') - 1}]): declare the window it reads, or window = None")
+
+    def __getattr__(self, name):
+        self._refuse()
+
+    __array__ = __array_ufunc__ = __array_function__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _refuse
+    __pow__ = __rpow__ = __matmul__ = __rmatmul__ = __neg__ = __pos__ = __abs__ = _refuse
+    __getitem__ = __iter__ = __len__ = __float__ = __bool__ = __lt__ = __gt__ = __le__ = __ge__ = _refuse
 
 
 def slot_gradient(thetas: Sequence[Any], gradients: Sequence[Callable]) -> Callable:
@@ -336,7 +365,15 @@ class MemoryOptimizer(abc.ABC):
                 known.append(gradient(theta))
             return known[0]
 
-        return self.direction([theta] * (n + 1), gradient_once)
+        return self.direction(self.constant_history(theta, n), gradient_once)
+
+    def constant_history(self, theta, n: int) -> list:
+        """The history (theta, ..., theta) of n + 1 entries, as ``direction`` sees it at a constant
+        history; entries beyond a declared ``window`` refuse to be read (:class:`OutsideWindow`)."""
+        if self.window is None or n + 1 <= self.window:
+            return [theta] * (n + 1)
+        window = max(int(self.window), 0)
+        return [theta] * window + [OutsideWindow(self.label, k, window) for k in range(window, n + 1)]
 
     def limit_steps(self) -> int:
         """The n at which F^(n) stands for its n -> infinity limit."""

@@ -115,7 +115,8 @@ def correction_terms(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: floa
 
 
 def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: float,
-             n: Optional[int] = None, *, gradient=None, split: bool = True, tol: float = 1e-13):
+             n: Optional[int] = None, *, gradient=None, split: bool = True, tol: float = 1e-13,
+             infos: Optional[list] = None):
     """The correction terms at an already checked point (no input checks): the analyses' entry.
 
     ``split=False`` returns ``{"total": M}``; ``gradient`` is ``obj.frozen(theta, linearize=True)``
@@ -123,7 +124,9 @@ def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: 
     """
     if isinstance(optimizer, MomentumOptimizer):
         return momentum_terms(optimizer, obj, theta, lr, n, tol, gradient=gradient, split=split)
-    total, _ = history_correction(optimizer, obj, theta, lr, n, tol)
+    total, info = history_correction(optimizer, obj, theta, lr, n, tol)
+    if infos is not None:
+        infos.append(info)
     return {"total" if not split else optimizer.terms()[0].name: total}
 
 
@@ -394,9 +397,9 @@ def history_correction(optimizer: MemoryOptimizer, obj: Objective, theta, lr: fl
     if own is not None:
         M, n_used, settled, tail = own
         if not settled:
-            warnings.warn(f"{optimizer.label}: M^(n) has not settled by n={n_used} (it changed by {tail:.1e} of "
-                          "|M| over the last doubling); the limit correction is approximate",
-                          MemoryTruncationWarning, stacklevel=3)
+            warnings.warn(f"{optimizer.label}: M^(n) has not settled within its tolerance by n={n_used} (its change "
+                          f"over the last doubling, or its derivatives' estimated error, is {tail:.1e} of |M|); the "
+                          "limit correction is approximate (converged=False)", MemoryTruncationWarning, stacklevel=3)
         return np.asarray(M, dtype=float), CorrectionInfo(None, "history", terms=n_used, tail=tail,
                                                           converged=settled)
     settle = max(tol, 1e-10)
@@ -435,7 +438,7 @@ def _history_correction_at(optimizer, obj, theta, lr, n, tol, max_history):
             info.evaluations += 1
 
         def along_history(t, lo=k_done + 1, hi=k_end):
-            history = [theta] * (n + 1)
+            history = optimizer.constant_history(theta, n)
             for k in range(lo, hi + 1):
                 history[k] = theta + t * directions[k]
             return optimizer.direction(history, grad)
@@ -549,7 +552,7 @@ def _profile(optimizer, obj, theta, n, points):
     values, weights = [], []
     for k in ks:
         def along(t, k=int(k)):
-            history = [theta] * (n + 1)
+            history = optimizer.constant_history(theta, n)
             history[k] = theta + t * directions[k]
             return optimizer.direction(history, grad)
 

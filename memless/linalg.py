@@ -30,6 +30,9 @@ from typing import Sequence
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
+from autograd.tracer import getval
+
+from .errors import MemlessError
 
 #: torch.optim.Muon's quintic coefficients (a, b, c), steps and eps
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
@@ -53,11 +56,41 @@ def polar(X):
     return U @ Vt
 
 
-def polar_derivative(X, E):
-    """d polar(X)[E], the nuclear norm's Hessian at X applied to E (X of full rank)."""
+#: sigma_min/sigma_max of a matrix below which its polar factor's derivative is refused.  The
+#: derivative grows like 1/sigma_min and holds only within a distance ~sigma_min of X; measured in
+#: float64 against central differences (steps below sigma_min) on a 6 x 4 matrix, it agrees to
+#: 5e-9 down to sigma_min/sigma_max = 1e-4, to 6e-6 at 1e-8, 3.5e-3 at 1e-12 and 0.5 at 1e-14
+#: (tests/test_matrix.py).  1e-8 (about the square root of float64's epsilon) is where it stops
+#: being a number worth reporting: the gradient of a model whose output layer has no bias under
+#: cross-entropy has sigma_min ~ 1e-16 sigma_max (its rows sum to zero).
+POLAR_CONDITION = 1e-8
+
+
+class SingularPolarError(MemlessError):
+    """The polar factor's derivative is requested at a matrix that is (numerically) rank-deficient."""
+
+
+def check_polar_condition(s, shape, name: str = "") -> None:
+    """Raise :class:`SingularPolarError` when sigma_min/sigma_max of singular values ``s`` is below
+    :data:`POLAR_CONDITION`."""
+    s = np.asarray(getval(s), dtype=float)
+    top = float(np.max(s)) if s.size else 0.0
+    ratio = float(np.min(s)) / top if top > 0 else 0.0
+    if not ratio >= POLAR_CONDITION:
+        where = f"matrix {name!r} ({shape[0]} x {shape[1]})" if name else f"a {shape[0]} x {shape[1]} matrix"
+        raise SingularPolarError(
+            f"the polar factor's derivative does not exist at {where}: sigma_min/sigma_max = {ratio:.1e} < "
+            f"{POLAR_CONDITION:.0e} (it grows as 1/sigma_min; a rank-deficient gradient, e.g. an output layer "
+            "without bias under cross-entropy); use orthogonalize='newton-schulz' (Muon) or give that layer a bias")
+
+
+def polar_derivative(X, E, name: str = ""):
+    """d polar(X)[E], the nuclear norm's Hessian at X applied to E (X of full rank: raises
+    :class:`SingularPolarError` below :data:`POLAR_CONDITION`)."""
     if X.shape[0] < X.shape[1]:
-        return anp.transpose(polar_derivative(anp.transpose(X), anp.transpose(E)))
+        return anp.transpose(polar_derivative(anp.transpose(X), anp.transpose(E), name))
     U, s, Vt = _thin_svd(X)
+    check_polar_condition(s, X.shape, name)
     V = anp.transpose(Vt)
     EV = anp.dot(E, V)
     B = anp.dot(anp.transpose(U), EV)

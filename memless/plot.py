@@ -21,7 +21,7 @@ from .errors import MemlessError
 
 #: the colors of the terminal report, for the same effects
 EFFECT_COLORS = {Effect.REGULARIZING: "tab:green", Effect.ANTI_REGULARIZING: "tab:red", Effect.NONE: "0.6",
-                 Effect.DEPENDS: "goldenrod", Effect.OUTSIDE: "tab:purple"}
+                 Effect.DEPENDS: "goldenrod", Effect.OUTSIDE: "tab:purple", Effect.UNRELIABLE: "tab:purple"}
 #: one color per iteration, in every figure
 PATH_COLORS = {"optimizer": "black", "corrected": "tab:blue", "uncorrected": "tab:orange"}
 PATH_LABELS = {"optimizer": "optimizer", "corrected": "memoryless + M (Eq. 4)", "uncorrected": "memoryless, no M"}

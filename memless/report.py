@@ -14,7 +14,7 @@ from typing import List, Optional
 from .analysis import Analysis, Effect
 
 _STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim", Effect.DEPENDS: "yellow",
-          Effect.OUTSIDE: "magenta"}
+          Effect.OUTSIDE: "magenta", Effect.UNRELIABLE: "magenta"}
 
 
 def _style(effect) -> str:

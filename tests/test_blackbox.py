@@ -144,3 +144,71 @@ def test_torch_elementwise_stacking_equals_parameter_groups():
     for n in (3, 30):
         np.testing.assert_allclose(memless.correction(stacked, "network", None, lr=1e-3, n=n),
                                    memless.correction(grouped, "network", None, lr=1e-3, n=n), rtol=1e-12, atol=0)
+
+
+# -- honest limits, measured memory, and a step that is not a function ---------------------------
+
+
+def _float32_heavy_ball(grads, params, state):
+    state = (0.5 * state + grads).astype(np.float32).astype(float)
+    return state, state
+
+
+def test_a_limit_whose_differences_are_not_accurate_is_not_converged_and_gets_no_verdict():
+    """A step that rounds to float32 inside: its difference quotients are off by ~1e-1 of M (the estimate), far
+    above the 1e-9 asked for, so the limit is reported not converged, with the size of the error, and the
+    analysis prints no verdict from it (before: the settling tolerance grew with the error, converged=True)."""
+    from memless.analysis import analyze
+    box = StepFunction(_float32_heavy_ball, init=np.zeros_like, name="float32-heavy-ball", limit_n=50)
+    box.max_limit_n = 400
+    with pytest.warns(memless.DerivativeWarning, match="may be off by"):
+        _, info = memless.correction(box, "curvy", None, lr=0.01, full_output=True)
+    assert not info.converged and box.derivative_error > 1e-6
+    with pytest.warns(memless.DerivativeWarning):
+        analysis = analyze(box, "curvy", lr=1e-3, points=2, evidence_losses=("curvy",), evidence_steps=20)
+    assert analysis.net_effect == memless.analysis.Effect.UNRELIABLE
+    assert analysis.verdict.startswith("No verdict: the limit correction did not settle")
+    assert all(item.agrees is None for item in analysis.evidence)
+    assert {str(row.effect) for row in analysis.channels} == {"no verdict"}
+
+
+def test_a_limit_that_has_not_settled_by_the_longest_replay_is_not_converged():
+    """heavy-ball beta = 0.9 replayed at most 200 steps: S_2 has settled (memory decays) but M still changes
+    by ~1e-3 over the last doubling, above 1e-9: converged=False with a warning, never a quiet number."""
+    box = StepFunction(lambda g, p, m: (0.9 * m + g,) * 2, init=np.zeros_like, limit_n=50)
+    box.max_limit_n = 200
+    with pytest.warns(memless.MemoryTruncationWarning, match="has not settled"):
+        _, info = memless.correction(box, "curvy", None, lr=0.01, full_output=True)
+    assert not info.converged and 1e-6 < info.tail < 1e-1
+
+
+def test_a_step_with_hidden_state_is_refused():
+    """F^(n) must be a function of the history: a step that counts its calls gives different directions on two
+    identical replays, and memless says so instead of differentiating noise."""
+    calls = []
+
+    def counting(grads, params, state):
+        calls.append(1)
+        state = 0.5 * state + grads * (1 + 1e-3 * len(calls))
+        return state, state
+
+    box = StepFunction(counting, init=np.zeros_like, name="counting")
+    for n in (5, None):
+        with pytest.raises(memless.OptimizerError, match="not a function of"):
+            memless.correction(box, "curvy", None, lr=0.01, n=n)
+
+
+def test_reading_history_beyond_the_declared_window_is_refused():
+    """An optimizer that declares window = 2 but reads history[-1]: the engine sums only the window, so M would
+    silently be 0 for that read; it raises an OptimizerError naming the window instead."""
+    class Averaging(memless.MemoryOptimizer):
+        name = "oldest-and-newest"
+        window = 2
+
+        def direction(self, history, gradient):
+            return 0.5 * gradient(history[0]) + 0.5 * gradient(history[-1])
+
+    for n in (5, None):
+        with pytest.raises(memless.OptimizerError, match=r"read history\[\d+\], outside its declared window=2"):
+            memless.correction(Averaging(), "curvy", None, lr=0.01, n=n)
+    assert np.all(np.isfinite(memless.correction(Averaging(), "curvy", None, lr=0.01, n=1)))   # within the window

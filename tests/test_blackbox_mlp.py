@@ -139,3 +139,19 @@ def test_optax_adaptive_black_boxes_match_on_an_mlp(factory, beta2):
 def test_optax_sgd_momentum_matches_on_an_mlp():
     from memless.frameworks.blackbox import OptaxTransformation
     assert_same_corrections(OptaxTransformation(optax.sgd, momentum=0.9), memless.get_optimizer("heavy-ball", beta=0.9))
+
+
+@pytest.mark.slow
+def test_adagrad_memory_is_measured_not_to_decay():
+    """torch.optim.Adagrad sums every squared gradient: its memory does not decay, and memless measures that
+    (S_2 still grows by the longest replay) instead of assuming it: the limit is refused with the numbers, the
+    memory profile says so, and the reason says "measured" -- never "declared" for a black box."""
+    from memless.engine import memory_profile
+    box = TorchOptimizer(torch.optim.Adagrad)
+    assert box.declared_decay() is None
+    with pytest.raises(memless.MemlessError, match="memory does not decay .*still changed by"):
+        memless.correction(box, mlp_loss, THETA, lr=1e-3)
+    profile = memory_profile(box, mlp_loss, THETA)
+    assert not profile.decays and profile.reason.startswith("measured")
+    adamw = memory_profile(TorchOptimizer(torch.optim.AdamW), mlp_loss, THETA)       # beta2 = 0.999: decays
+    assert adamw.decays and adamw.reason.startswith("measured")

@@ -389,3 +389,58 @@ def json_ok(text):
     import json
     data = json.loads(text)
     return data["net_effect"] == "outside the theory" and data["memory"]["decays"] is False
+
+
+# -- where the polar factor's derivative does not exist --------------------------------------------
+
+
+def _no_bias_network():
+    """A cross-entropy network whose output layer has no bias: the rows of softmax - Y sum to zero, so the
+    output layer's gradient W2 (8 x 3) has rank <= 2 and sigma_min ~ 1e-16 sigma_max."""
+    import autograd.numpy as anp
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(30, 6)), np.eye(3)[rng.integers(0, 3, 30)]
+
+    def loss(p):
+        z = anp.dot(anp.tanh(anp.dot(X, p["W1"])), p["W2"])
+        z = z - anp.max(z, axis=1, keepdims=True)
+        return -anp.mean(anp.sum(Y * (z - anp.log(anp.sum(anp.exp(z), axis=1, keepdims=True))), axis=1))
+
+    return memless.structured(loss, {"W1": rng.normal(size=(6, 8)) * 0.5, "W2": rng.normal(size=(8, 3)) * 0.5})
+
+
+@pytest.mark.parametrize("settings", [dict(name="muon", orthogonalize="polar"),
+                                      dict(name="muon", orthogonalize="polar", weight_decay=0.0),
+                                      dict(name="lion", k="nuclear")], ids=["muon-polar", "muon-polar-no-decay",
+                                                                            "lion-nuclear"])
+def test_a_rank_deficient_gradient_refuses_the_polar_derivative(settings):
+    """Before: |M| ~ 6e4 from differences, or 0.58 returned with no warning.  Now a one-line error that names
+    the matrix, gives sigma_min/sigma_max, says why, and suggests the quintic; the quintic itself is smooth."""
+    settings = dict(settings)
+    opt = memless.get_optimizer(settings.pop("name"), **settings)
+    loss = _no_bias_network()
+    for n in (3, None):
+        with pytest.raises(memless.linalg.SingularPolarError,
+                           match=r"does not exist at matrix 'W2'.*sigma_min/sigma_max = 1\.\de-1[5-7].*newton-schulz"):
+            memless.correction(opt, loss, None, lr=1e-3, n=n)
+    assert np.all(np.isfinite(memless.correction(memless.get_optimizer("muon"), loss, None, lr=1e-3)))
+
+
+def test_the_polar_derivative_against_differences_as_sigma_min_shrinks():
+    """The measurement behind POLAR_CONDITION: the closed-form derivative agrees with central differences
+    (steps below sigma_min) to 1e-7 at sigma_min/sigma_max = 1e-2, 1e-6 at 1e-4, and degrades as sigma_min falls; below
+    POLAR_CONDITION it is refused."""
+    from memless.linalg import POLAR_CONDITION, SingularPolarError, polar, polar_derivative
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.normal(size=(6, 4)))
+    V, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    E = rng.normal(size=(6, 4))
+    errors = {}
+    for c in (1e-2, 1e-4, 1e-6):
+        X = U @ np.diag([1.0, 0.7, 0.3, c]) @ V.T
+        D = polar_derivative(X, E)
+        errors[c] = min(np.max(np.abs((polar(X + h * E) - polar(X - h * E)) / (2 * h) - D)) / np.max(np.abs(D))
+                        for h in (c * 1e-2, c * 1e-3, c * 1e-4))
+    assert errors[1e-2] < 1e-7 and errors[1e-4] < 1e-6 and errors[1e-6] < 1e-5
+    with pytest.raises(SingularPolarError, match="a 6 x 4 matrix"):
+        polar_derivative(U @ np.diag([1.0, 0.7, 0.3, 0.1 * POLAR_CONDITION]) @ V.T, E)

@@ -25,7 +25,7 @@ from .._autodiff import sqrt
 from ..core import Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
 from ..errors import HyperparameterError
 from ..hyperparameters import choice, decay, positive, weight_decay
-from ..linalg import nuclear_norm, polar, polar_derivative
+from ..linalg import POLAR_CONDITION, nuclear_norm, polar, polar_derivative
 from .matrices import check_matrices, per_matrix, smallest_singular_values
 from .sgd import gradient_penalty, gradient_penalty_structure
 
@@ -216,8 +216,9 @@ class Lion(DecoupledWeightDecay, _LionK):
             sigma = float(np.min(smallest_singular_values(self.layout, gradients))) if g.size else float("nan")
             hess, size = ("hess K(-G) = d polar(G), positive semidefinite (K is convex)",
                           f"at most h rho1/(1-rho2) |H F|/sigma_min(G): small where the smallest singular "
-                          f"value of every gradient matrix is large; here min sigma_min(G) = {sigma:.3g} along "
-                          "the path")
+                          f"value of every gradient matrix is large, void where sigma_min/sigma_max < "
+                          f"{POLAR_CONDITION:.0e} (there the derivative does not exist); here min sigma_min(G) = "
+                          f"{sigma:.3g} along the path")
         elif self.k == "logcosh":
             smallest = float(np.min(g)) * self.kappa if g.size else float("nan")
             hess, size = ("hess K(-g)_i = kappa sech^2(kappa g_i) > 0",

@@ -28,8 +28,20 @@ def check_matrices(label: str, layout: Optional[Layout], what: str) -> None:
 
 
 def per_matrix(layout: Layout, fun: Callable, x, *others):
-    """The flat vector of ``fun(matrix, *other matrices)`` over the layout's matrices."""
-    return layout.map(lambda name, *arrays: fun(*arrays), x, *others)
+    """The flat vector of ``fun(matrix, *other matrices)`` over the layout's matrices (an error
+    about one matrix names it)."""
+    return layout.map(lambda name, *arrays: named(name, fun, *arrays), x, *others)
+
+
+def named(name: str, fun: Callable, *arrays):
+    """``fun(*arrays)``; a :class:`~memless.linalg.SingularPolarError` is raised again with the matrix's name."""
+    from ..linalg import SingularPolarError
+    try:
+        return fun(*arrays)
+    except SingularPolarError as exc:
+        if repr(name) in str(exc):
+            raise
+        raise SingularPolarError(str(exc).replace("at a ", f"at matrix {name!r}, a ", 1)) from None
 
 
 def smallest_singular_values(layout: Layout, gradients: np.ndarray) -> np.ndarray:

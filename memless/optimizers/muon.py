@@ -15,8 +15,9 @@ import numpy as np
 from .._autodiff import jvp
 from ..core import Channel, DecoupledWeightDecay, Effect, MomentumOptimizer, Structure, gradient_signal
 from ..hyperparameters import choice, coefficients, decay, flag, integer, positive, weight_decay
-from ..linalg import NS_COEFFICIENTS, NS_EPS, NS_STEPS, newton_schulz, nuclear_norm, polar, polar_derivative
-from .matrices import check_matrices, smallest_singular_values
+from ..linalg import (NS_COEFFICIENTS, NS_EPS, NS_STEPS, POLAR_CONDITION, newton_schulz, nuclear_norm, polar,
+                      polar_derivative)
+from .matrices import check_matrices, named, smallest_singular_values
 
 ORTHOGONALIZATIONS = ("newton-schulz", "polar")
 LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
@@ -78,7 +79,8 @@ class _Orthogonalized(MomentumOptimizer):
 
         def closed(h, theta, g, HF):
             r = self.adjustments()
-            return h * weight * self.layout.map(lambda name, G, V: r[name] * self.orth_derivative(G, V), g, HF)
+            return h * weight * self.layout.map(
+                lambda name, G, V: r[name] * named(name, self.orth_derivative, G, V), g, HF)
 
         formula = f"+h w r d {'polar' if self.orthogonalize == 'polar' else 'NS'}(G)[H F], w = " + (
             "mu^2/(1-mu)" if self.nesterov else "mu/(1-mu)")
@@ -90,7 +92,7 @@ class _Orthogonalized(MomentumOptimizer):
     def combine(self, m):
         u = m["momentum"] + m["gradient"] if self.nesterov else m["momentum"]
         r = self.adjustments()
-        return self.layout.map(lambda name, X: r[name] * self.orth(X), u)
+        return self.layout.map(lambda name, X: r[name] * named(name, self.orth, X), u)
 
 
 class Muon(DecoupledWeightDecay, _Orthogonalized):
@@ -180,7 +182,9 @@ class Muon(DecoupledWeightDecay, _Orthogonalized):
             f"M = h w r d polar(G)[H F] with d polar(G) = hess ||.||_* positive semidefinite and grad N = H F for "
             f"N = sum_j r_j ||G_j||_*, so <grad N, M> = h {self.memory_weight:.4g} sum_j r_j <(H F)_j, "
             f"d polar(G_j)[(H F)_j]> >= 0; its size is at most h w r |H F|/sigma_min(G): small where the smallest "
-            f"singular value of every gradient matrix is large; here min sigma_min(G) = {sigma:.3g} along the path",
+            f"singular value of every gradient matrix is large, void where sigma_min/sigma_max < "
+            f"{POLAR_CONDITION:.0e} (there the derivative does not exist); here min sigma_min(G) = {sigma:.3g} along "
+            "the path",
             self.modified_loss, {"momentum": 1})
 
 
