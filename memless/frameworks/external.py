@@ -1,14 +1,21 @@
 """A loss given by its value, gradient and Hessian-vector products (NumPy in, NumPy out)."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional, Tuple
 
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
 
-from ..errors import LossError
+from ..errors import DerivativeWarning, LossError
 from ..parameters import Layout
+
+
+#: relative disagreement of hvp with the gradient's central difference above which a warning is issued
+#: (the extrapolated difference is accurate to ~1e-8 relative on smooth losses; float32 frameworks
+#: reach ~1e-4, so this flags a wrong hvp, not a float32 one)
+HVP_CHECK = 1e-3
 
 
 class ExternalLoss:
@@ -21,7 +28,9 @@ class ExternalLoss:
       backward pass, with no second gradient);
     * ``start``: an optional start point (then ``theta=None`` works everywhere);
     * ``layout``: an optional :class:`~memless.parameters.Layout` of named arrays (a
-      framework's parameter names and shapes), for the optimizers that act per matrix.
+      framework's parameter names and shapes), for the optimizers that act per matrix;
+    * ``check`` (default True): compare ``hvp`` with a central difference of ``gradient`` once,
+      at ``start`` (or at the first point used), and warn if they disagree (:meth:`check_hvp`).
 
     Called as ``loss(theta)`` it is an autograd primitive whose gradient is ``gradient``
     and whose gradient's derivative is ``hvp``: the engine's forward- and reverse-mode
@@ -30,7 +39,8 @@ class ExternalLoss:
     """
 
     def __init__(self, value: Callable, gradient: Callable, hvp: Callable, *, value_and_gradient=None,
-                 linearize=None, start=None, layout: Optional[Layout] = None, name: str = "external"):
+                 linearize=None, start=None, layout: Optional[Layout] = None, name: str = "external",
+                 check: bool = True):
         for label, fun in (("value", value), ("gradient", gradient), ("hvp", hvp)):
             if not callable(fun):
                 raise LossError(f"ExternalLoss needs a callable {label}, got {type(fun).__name__}")
@@ -42,6 +52,31 @@ class ExternalLoss:
         self.start = None if start is None else np.asarray(start, dtype=float)
         self.layout = layout
         self.__name__ = name
+        self.hvp_error: Optional[float] = None       #: the check's measured disagreement (None: not checked)
+        self._check = bool(check)
+        if self._check and self.start is not None:
+            self.check_hvp(self.start)
+
+    def check_hvp(self, theta) -> float:
+        """Compare ``hvp(theta, v)`` with a central difference of ``gradient`` along a fixed random v
+        (steps 1e-4 and 5e-5 relative, Richardson-extrapolated: error O(step^4)); warn with a
+        :class:`~memless.DerivativeWarning` where they disagree by more than :data:`HVP_CHECK`
+        (relative).  Four gradients and one HVP.  Returns the relative disagreement."""
+        theta = np.asarray(theta, dtype=float)
+        self._check = False
+        v = np.random.default_rng(0).standard_normal(theta.shape)
+        step = 1e-4 * max(float(np.max(np.abs(theta))) if theta.size else 0.0, 1.0)
+        quotients = [(self.gradient(theta + h * v) - self.gradient(theta - h * v)) / (2 * h) for h in (step, step / 2)]
+        difference = (4 * quotients[1] - quotients[0]) / 3
+        Hv = self.hvp(theta, v)
+        scale = max(float(np.max(np.abs(Hv))), float(np.max(np.abs(difference))), 1e-300)
+        self.hvp_error = float(np.max(np.abs(Hv - difference))) / scale
+        if not self.hvp_error <= HVP_CHECK:
+            warnings.warn(f"{self.__name__}: hvp(theta, v) disagrees with a central difference of gradient by "
+                          f"{self.hvp_error:.1e} (relative, above {HVP_CHECK:.0e}): hvp is not the derivative of "
+                          "gradient, so every correction computed from this loss is wrong", DerivativeWarning,
+                          stacklevel=3)
+        return self.hvp_error
 
     # the numbers, as float64 NumPy
     def value(self, theta) -> float:
@@ -64,6 +99,8 @@ class ExternalLoss:
     def linearize(self, theta) -> Tuple[float, np.ndarray, Callable]:
         """(value, gradient, v -> H(theta) v) at theta: the engine's one evaluation per point."""
         theta = np.asarray(theta, dtype=float)
+        if self._check:              # no start point was given: check at the first point used
+            self.check_hvp(theta)
         if self.linearize_function is None:
             value, g = self.value_and_gradient(theta)
             return value, g, lambda v: self.hvp(theta, v)

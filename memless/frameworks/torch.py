@@ -53,11 +53,14 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
     layout = Layout({n: tuple(p.shape) if p.dim() else (1,) for n, p in named})
     dtype, device = named[0][1].dtype, named[0][1].device
     inputs, targets = tuple(batch[:-1]), batch[-1]
-    frozen = {n: b for n, b in model.named_buffers()}
+    # the user's buffers are never written: each evaluation gets copies (BatchNorm in train mode
+    # updates running statistics in place)
+    buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
 
     def flat_loss(flat):
         params = {n: flat[cut].reshape(p.shape) for (n, p), (_, cut, _) in zip(named, layout)}
-        return loss_fn(functional_call(model, {**frozen, **params}, inputs), targets)
+        own = {n: b.clone() for n, b in buffers.items()}
+        return loss_fn(functional_call(model, {**own, **params}, inputs), targets)
 
     gradient_of = grad(flat_loss)
 
@@ -87,4 +90,21 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
         return float(value.detach()), g.detach().cpu().double().numpy(), hvp_here
 
     start = torch.cat([p.detach().reshape(-1) for _, p in named]).cpu().double().numpy()
+    _check_deterministic(torch, model, lambda: value(start))
     return ExternalLoss(value, gradient, hvp, linearize=linearize, start=start, layout=layout, name=name or type(model).__name__)
+
+
+def _check_deterministic(torch, model, evaluate) -> None:
+    """Two evaluations at the same parameters must agree (a loss is a function); the random number
+    generator's state is restored afterwards, so the user's run is not shifted by the check."""
+    state = torch.random.get_rng_state()
+    try:
+        first, second = evaluate(), evaluate()
+    finally:
+        torch.random.set_rng_state(state)
+    if not first == second:
+        random = sorted({type(m).__name__ for m in model.modules() if m.training and "Dropout" in type(m).__name__})
+        hint = f" ({', '.join(random)} in train mode)" if random else ""
+        raise LossError(f"the model's loss differs between two evaluations at the same parameters ({first!r} then "
+                        f"{second!r}){hint}: memless needs a function of the parameters; call model.eval() (or fix "
+                        "the randomness) before memless.frameworks.torch.objective")
