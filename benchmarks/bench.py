@@ -309,6 +309,41 @@ def case_torch_objective(sizes, samples, repeat, lr=1e-3):
             "ratio": ratio, "ratio_hvp": ratio_hvp}
 
 
+def case_black_box_limits(beta2):
+    """Wall time of a black box's limit M at ``beta2`` on a cross-entropy MLP with biases (6-12-4, 136
+    parameters): torch.optim.AdamW and optax.adam, each differentiated by forward mode through its step,
+    and the relative difference from the built-in adamw/adam limit."""
+    problem = mlp(sizes=(6, 12, 4), samples=40, seed=7)
+    theta, out = problem.start, {"beta2": beta2, "d": int(problem.start.size)}
+    builtin = dict(beta1=0.9, beta2=beta2, eps=1e-8, eps_inside=False)
+    boxes = []
+    try:
+        import torch
+
+        from memless.frameworks.blackbox import TorchOptimizer
+        torch.set_num_threads(1)
+        boxes.append(("torch_adamw", TorchOptimizer(torch.optim.AdamW, betas=(0.9, beta2), weight_decay=0.01),
+                      memless.get_optimizer("adamw", weight_decay=0.01, **builtin)))
+    except ImportError:
+        out["torch_adamw"] = {"skipped": "torch is not installed"}
+    try:
+        import optax
+
+        from memless.frameworks.blackbox import OptaxTransformation
+        boxes.append(("optax_adam", OptaxTransformation(optax.adam, b1=0.9, b2=beta2),
+                      memless.get_optimizer("adam", **builtin)))
+    except ImportError:
+        out["optax_adam"] = {"skipped": "optax is not installed"}
+    for name, box, reference in boxes:
+        start = time.perf_counter()
+        M, info = memless.correction(box, problem.loss, theta, lr=1e-3, full_output=True)
+        seconds = time.perf_counter() - start
+        R = memless.correction(reference, problem.loss, theta, lr=1e-3)
+        out[name] = {"seconds": seconds, "replay_steps": info.terms, "converged": info.converged,
+                     "relative_error": float(np.max(np.abs(M - R)) / np.max(np.abs(R)))}
+    return out
+
+
 def case_regime_map(grid):
     """Wall time of memless.plot.regime_map for AdamW on the bilinear model over (beta1, beta2):
     each cell a two-rung order study (20 steps at lr = 0.01, 40 at 0.005) and the sign of M."""
@@ -392,6 +427,16 @@ def rows_of(results):
         rows.append((f"limit M, AdamW, PyTorch MLP, d={tc['d']}: memless / its gradient", tc["ratio"], "<= 4",
                      verdict(tc["ratio"], 4)))
         rows.append(("  for scale: its forward-over-reverse HVP / its gradient", tc["ratio_hvp"], "(info)", ""))
+    boxes = results["black_box_limits"]
+    for name in ("torch_adamw", "optax_adam"):
+        row = boxes[name]
+        label = f"black-box limit M, {name.replace('_', '.')}, beta2={boxes['beta2']}, d={boxes['d']}, seconds"
+        if "skipped" in row:
+            rows.append((f"{label}: {row['skipped']}", float("nan"), "<= 30", "skipped"))
+            continue
+        rows.append((label, row["seconds"], "<= 30", verdict(row["seconds"], 30)))
+        rows.append(("  its relative difference from the built-in's limit", row["relative_error"], "<= 1e-8",
+                     verdict(row["relative_error"], 1e-8)))
     regime = results["regime_map"]
     rows.append((f"regime map, AdamW on bilinear, {regime['grid']}x{regime['grid']} cells, seconds",
                  regime["seconds"], "< 120", verdict(regime["seconds"], 120)))
@@ -438,6 +483,7 @@ def main(argv=None):
         "streaming": lambda: case_streaming(small, repeat, short, long),
         "cli": lambda: case_cli(1 if args.quick else 3),
         "regime_map": lambda: case_regime_map(3 if args.quick else 12),
+        "black_box_limits": lambda: case_black_box_limits(0.95 if args.quick else 0.999),
         "probe": lambda: case_probe(big, repeat),
         "jax_objective": lambda: case_jax_objective(big_sizes, big_samples, repeat),
         "torch_objective": lambda: case_torch_objective(torch_sizes, torch_samples, repeat),

@@ -592,7 +592,8 @@ def _memory_decays(optimizer, obj, theta, known: Optional[Dict[int, np.ndarray]]
             sums.append(float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(ks))))
         growth = (sums[1] - sums[0]) / sums[1] if sums[1] > 0 else 0.0
         known = (growth <= PROFILE_GROWTH,
-                 f"measured: sum_k k^2 gamma_k is {sums[0]:.3g} at n={PROFILE_STEPS[0]} and {sums[1]:.3g} at "
+                 f"measured: sum_k k^2 gamma_k (estimated from {PROFILE_POINTS} sampled ages k, trapezoid-summed) is "
+                 f"{sums[0]:.3g} at n={PROFILE_STEPS[0]} and {sums[1]:.3g} at "
                  f"n={PROFILE_STEPS[1]} ({growth:+.0%} of the latter; Assumption 3.1 needs it bounded in n, "
                  f"here within {PROFILE_GROWTH:.0%})")
         if key is not None and len(_DECAY_MEASURED) < 256:
