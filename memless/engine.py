@@ -156,8 +156,9 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
             raise
         except Exception as exc:          # the optimizer's own code: say whose, and what to check
             raise OptimizerError(
-                f"{optimizer.label}: differentiating its direction raised {type(exc).__name__}: {exc} (write "
-                "direction()/combine() with autograd.numpy, returning theta's shape)") from exc
+                f"{optimizer.label}: differentiating its direction raised {type(exc).__name__}: {exc} (for an "
+                "optimizer written as a memless class: write direction()/combine() with autograd.numpy, returning "
+                "theta's shape; for a black box: its step raised)") from exc
     for name, vector in terms.items():
         if not np.all(np.isfinite(vector)):
             raise MemlessError(

@@ -666,9 +666,15 @@ class TorchOptimizer(BatchedBlackBox):
             return "possible"
         return "verified" if name in FORWARD_TORCH else "possible"
 
+    @contextlib.contextmanager
     def forward_mode(self):
+        """torch's dual level; torch's own DeprecationWarning about ``torch.jit.script``, raised when its
+        forward-mode decompositions first load, is not the user's business and is silenced here."""
         import torch.autograd.forward_ad as fwAD
-        return fwAD.dual_level()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+            with fwAD.dual_level():
+                yield
 
     def _pieces(self, theta):
         return [theta] if self.layout is None else list(self.layout.unflatten(theta).values())
