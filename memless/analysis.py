@@ -21,13 +21,18 @@ import numpy as np
 from autograd import grad as _grad
 
 from ._json import strict
-from .checks import check_lr, check_n, check_optimizer
+from .checks import check_budget, check_count, check_lr, check_n, check_optimizer, shown
 from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
 from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError, MemlessError
 from .objective import LossLike, bound, objective, resolve_loss
 from .trajectory import first_order_lrs, optimizer_path, order_study
 
+#: most cells per axis of a regime map
+MAX_GRID = 100
+#: most points an analysis measures at (each a correction), and most evidence steps per rung
+MAX_POINTS = 1000
+MAX_EVIDENCE_STEPS = 20_000
 #: |M|/|F| above this along the trajectory: the correction is not small (this decides the caution)
 RATIO_LIMIT = 0.3
 #: |strength| at or below this is rounding, not a measured sign
@@ -148,14 +153,23 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     loss_fn, theta, loss_name = resolve_loss(references[0] if loss is None else loss, theta)
     optimizer = bound(optimizer, loss_fn)
     evidence_losses = references if evidence_losses is None else evidence_losses
+    lr = check_lr(lr)
+    steps = check_n(steps, allow_none=False, name="steps")
+    points = check_count(points, "points", 1, MAX_POINTS)
+    if evidence_steps is not None:
+        evidence_steps = check_count(evidence_steps, "evidence_steps", 1, MAX_EVIDENCE_STEPS)
+    if progress is not None and not callable(progress):
+        raise MemlessError(f"progress must be a callable (done, total, label) or None, got {shown(progress)}")
+    if isinstance(evidence_losses, str) or not all(isinstance(name, str) for name in evidence_losses):
+        raise MemlessError(f"evidence_losses must be a list of reference-loss names, got {shown(evidence_losses)}")
+    others = [name for name in evidence_losses if name != loss_name]
+    check_budget(f"analyze with steps={steps}", steps=steps * (1 + len(others)) + 7 * (evidence_steps or 200),
+                 corrections=points * (1 + len(others)) + 4 * (evidence_steps or 200),
+                 nbytes=(steps + 1) * theta.size * 8)
     if optimizer.declared_decay() is None:
         profile = memory_profile(optimizer, loss_fn, theta)      # Assumption 3.1, measured
         if not profile.decays:
             return _outside(optimizer, loss_name, lr, profile, progress)
-    lr = check_lr(lr)
-    steps = check_n(steps, allow_none=False, name="steps")
-    points = max(1, check_n(points, allow_none=False, name="points"))
-    others = [name for name in evidence_losses if name != loss_name]
     tick = _Ticker(progress, total=1 + points + len(others) + 3)
     primary = _measure(optimizer, loss_fn, theta, lr, steps, points, tick)
     structure = optimizer.structure(primary.gradients)
@@ -545,11 +559,21 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
             raise MemlessError(f"cannot map {axis!r} for {base.label}; allowed: {', '.join(allowed)}")
     if x == y:
         raise MemlessError(f"x and y must differ, got {x!r} twice")
-    grid = check_n(grid, allow_none=False, name="grid")
-    steps = check_n(steps, allow_none=False, name="steps")
+    grid = check_count(grid, "grid", 2, MAX_GRID)
+    steps = check_count(steps, "steps", 1, 10 ** 6)
     lr = check_lr(lr)
-    xs = np.asarray(_default_axis(x, grid, lr) if xs is None else xs, dtype=float)
-    ys = np.asarray(_default_axis(y, grid, lr) if ys is None else ys, dtype=float)
+    if progress is not None and not callable(progress):
+        raise MemlessError(f"progress must be a callable (done, total, label) or None, got {shown(progress)}")
+    try:
+        xs = np.asarray(_default_axis(x, grid, lr) if xs is None else xs, dtype=float).ravel()
+        ys = np.asarray(_default_axis(y, grid, lr) if ys is None else ys, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise MemlessError("xs and ys must be lists of numbers") from None
+    if not (1 <= xs.size <= MAX_GRID and 1 <= ys.size <= MAX_GRID):
+        raise MemlessError(f"xs and ys must hold 1..{MAX_GRID} values each, got {xs.size} and {ys.size}")
+    cells = xs.size * ys.size
+    check_budget(f"a {ys.size} x {xs.size} regime map of {steps} steps a cell", steps=cells * 9 * steps,
+                 corrections=cells * 3 * steps)
     loss_fn, theta, loss_name = resolve_loss(loss, theta)
     orders = np.full((len(ys), len(xs)), np.nan)
     uncorrected, strength = orders.copy(), orders.copy()

@@ -100,9 +100,43 @@ def check_lrs(lrs: Any) -> list:
     except TypeError:
         raise MemlessError(f"lrs must be a list of learning rates, got {type(lrs).__name__}") from None
     values = [check_positive(lr, "each of lrs") for lr in values]
-    if len(set(values)) < 2:
+    if len(set(values)) != len(values) or len(values) < 2:
         raise MemlessError(f"lrs must hold at least two learning rates, all different, to fit an order, got {shown(values)}")
     return values
+
+
+# ----------------------------------------------------------------------------
+# Budgets: every request is bounded before its work starts
+# ----------------------------------------------------------------------------
+
+#: the most optimizer steps (all paths of a request together, or history entries read) one request may run
+MAX_STEPS = 10_000_000
+#: the most corrections M (each a few gradients and Hessian-vector products) one request may compute
+MAX_CORRECTIONS = 200_000
+#: the most bytes one request may hold in its arrays (2 GiB)
+MAX_BYTES = 2 ** 31
+
+
+def check_budget(what: str, *, steps: int = 0, corrections: int = 0, nbytes: int = 0) -> None:
+    """Refuse, before any work, a request beyond :data:`MAX_STEPS` optimizer steps,
+    :data:`MAX_CORRECTIONS` corrections or :data:`MAX_BYTES` bytes (module attributes: raise them
+    with ``memless.checks.MAX_STEPS = ...`` to allow more)."""
+    if steps > MAX_STEPS:
+        raise MemlessError(f"{what}: {steps:.3g} optimizer steps is more than memless.checks.MAX_STEPS={MAX_STEPS:.3g}; "
+                           "ask for fewer (or raise memless.checks.MAX_STEPS)")
+    if corrections > MAX_CORRECTIONS:
+        raise MemlessError(f"{what}: {corrections:.3g} corrections is more than memless.checks.MAX_CORRECTIONS="
+                           f"{MAX_CORRECTIONS:.3g}; ask for fewer (or raise memless.checks.MAX_CORRECTIONS)")
+    if nbytes > MAX_BYTES:
+        raise MemlessError(f"{what}: {nbytes / 2 ** 30:.3g} GiB of arrays is more than memless.checks.MAX_BYTES="
+                           f"{MAX_BYTES / 2 ** 30:.3g} GiB; ask for less (or raise memless.checks.MAX_BYTES)")
+
+
+def check_count(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer in lo..hi (a bounded size: grid cells, points, steps)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise MemlessError(f"{name} must be an integer in {lo}..{hi}, got {shown(value)}")
+    return int(value)
 
 
 # ----------------------------------------------------------------------------

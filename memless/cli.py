@@ -184,7 +184,7 @@ def cmd_compare(args):
 
 def _plot_module(args):
     """memless.plot if --plot was given (checked before any work), else None."""
-    if not getattr(args, "plot", None):
+    if getattr(args, "plot", None) is None:
         return None
     from . import plot
     plot.check_path(args.plot)
@@ -193,7 +193,8 @@ def _plot_module(args):
 
 
 def _save(fig, path):
-    fig.savefig(path)
+    from .plot import save
+    save(fig, path)
     print(f"memless: wrote {path}", file=sys.stderr)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._autodiff import jvp
 from ._json import strict
-from .checks import check_lr, check_n, check_optimizer, check_theta, shown
+from .checks import check_budget, check_lr, check_n, check_optimizer, check_positive, check_theta, shown
 from .core import MemoryOptimizer
 from .engine import correction
 from .errors import DivergenceError, LossError, MemlessError
@@ -101,8 +101,11 @@ class ModifiedEquation:
         :func:`memless.trajectory` for the step-indexed iteration).
         """
         theta = check_theta(theta)
+        steps = check_n(steps, allow_none=False, name="steps")
+        check_budget(f"iterate(steps={steps})", steps=steps, corrections=steps if corrected else 0,
+                     nbytes=(steps + 1) * theta.size * 8)
         path = [theta]
-        for k in range(check_n(steps, allow_none=False)):
+        for k in range(steps):
             try:
                 F, M, _ = self._parts(theta, second_order=False) if not corrected else self._parts_first(theta)
             except LossError as exc:
@@ -124,14 +127,30 @@ class ModifiedEquation:
               atol: float = 1e-13) -> np.ndarray:
         """theta(k h) for k = 0..steps, shape (steps + 1, d), by :func:`scipy.integrate.solve_ivp` (DOP853)."""
         theta = check_theta(theta)
-        steps = check_n(steps, allow_none=False)
+        steps = check_n(steps, allow_none=False, name="steps")
+        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+        budget = SOLVE_EVALUATIONS_PER_STEP * steps + 1000
+        check_budget(f"solve(steps={steps})", corrections=budget if corrected else 0,
+                     steps=0 if corrected else budget, nbytes=(steps + 1) * theta.size * 8)
         from scipy.integrate import solve_ivp     # imported here: it is slow to import
         times = self.lr * np.arange(steps + 1)
-        fun = self.rhs if corrected else self.flow
+        right = self.rhs if corrected else self.flow
+        count = [0]
+
+        def fun(t, y):
+            count[0] += 1
+            if count[0] > budget:
+                raise _Stiff()
+            return right(t, y)
+
         try:
             with np.errstate(all="ignore"):
                 solution = solve_ivp(fun, (0.0, times[-1]), theta, method="DOP853", t_eval=times,
                                      rtol=rtol, atol=atol)
+        except _Stiff:
+            raise MemlessError(f"the modified equation at lr={self.lr:g} needed more than {budget} evaluations "
+                               f"({SOLVE_EVALUATIONS_PER_STEP} per step of h) to integrate {steps} steps: it is "
+                               "stiff there, far outside the first-order range; use a smaller lr, or iterate()") from None
         except LossError as exc:
             raise DivergenceError(f"the modified equation's solution left the region where the loss is finite "
                                   f"(lr={self.lr:g}): {exc}") from exc
@@ -139,6 +158,15 @@ class ModifiedEquation:
             raise MemlessError(f"the modified equation could not be integrated to t={times[-1]:g}: "
                                f"{solution.message}")
         return solution.y.T
+
+
+#: the most right-hand-side evaluations solve() spends per step of h (DOP853 takes 12 a step; a
+#: smooth solution needs far fewer than one step per h): beyond it the equation is stiff there
+SOLVE_EVALUATIONS_PER_STEP = 200
+
+
+class _Stiff(Exception):
+    """solve() ran past its evaluation budget."""
 
 
 def modified_equation(optimizer: MemoryOptimizer, loss: LossLike, lr: float,
@@ -227,6 +255,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     lr = check_lr(lr)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise MemlessError(f"seed must be an integer >= 0, got {shown(seed)}")
+    tol = check_positive(tol, "tol")
     obj = objective(loss, theta)
     declared = optimizer.implicit_loss_at(obj.loss, lr, obj.gradient(theta))
     decay = 0.0 if declared is None else float(declared.decay)

@@ -36,7 +36,13 @@ def pyplot():
     import os
     if "MPLBACKEND" not in os.environ and not _interactive():
         matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    try:
+        import matplotlib.pyplot as plt
+    except (ImportError, ValueError) as exc:
+        backend = os.environ.get("MPLBACKEND")
+        where = f"MPLBACKEND={backend!r} " if backend else "matplotlib's backend "
+        raise MemlessError(f"{where}cannot be used: {' '.join(str(exc).split())[:200]} (unset MPLBACKEND or set "
+                           "it to Agg)") from None
     return plt
 
 
@@ -283,13 +289,20 @@ def probe(probe_or_records, *, ax=None):
 FORMATS = ("png", "svg", "pdf")
 
 
-def check_path(path: str) -> str:
-    """A figure file name ending in .png, .svg or .pdf (a one-line error otherwise)."""
-    import os
-    extension = os.path.splitext(str(path))[1].lower().lstrip(".")
-    if extension not in FORMATS:
-        raise MemlessError(f"--plot {path!r}: the file must end in .png, .svg or .pdf")
-    return str(path)
+def check_path(path) -> str:
+    """A figure file that can be written: .png, .svg or .pdf, its folder existing and writable,
+    not a directory or a device (a one-line error otherwise; see :func:`memless.files.check_output_path`)."""
+    from .files import check_output_path
+    return check_output_path(path, "--plot", tuple(f".{f}" for f in FORMATS))
+
+
+def save(fig, path) -> str:
+    """Write ``fig`` to ``path`` atomically (a temporary file renamed into place: a failed write
+    leaves an existing file as it was), in the format its extension names."""
+    from .files import write_atomic
+    path = check_path(path)
+    extension = path.rsplit(".", 1)[-1].lower()
+    return write_atomic(path, lambda fh: fig.savefig(fh, format=extension))
 
 
 def report_figure(analysis, optimizer, *, steps: int = 200):

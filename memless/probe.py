@@ -25,6 +25,7 @@ import numpy as np
 
 from ._json import strict
 from .checks import check_lr, check_n, check_optimizer
+from .errors import MemlessError
 from .analysis import measure_point
 from .objective import bound, objective, resolve_loss
 
@@ -45,7 +46,9 @@ class Probe:
         self.loss, start, self.loss_name = resolve_loss(loss, theta, need_theta=False)
         self.optimizer = bound(optimizer, self.loss)
         self.lr = check_lr(lr)
-        self.every = max(1, check_n(every, allow_none=False, name="every"))
+        self.every = check_n(every, allow_none=False, name="every")
+        if self.every < 1:
+            raise MemlessError(f"every must be an integer >= 1 (measure every that many steps), got {every!r}")
         self.calls = 0
         self.records: List[Dict] = []
         self._objective = None
@@ -75,21 +78,27 @@ class Probe:
 
     # -- the log ------------------------------------------------------------------
 
-    def to_csv(self, path: str) -> str:
-        """Write the records as CSV (one row per measurement)."""
+    def to_csv(self, path) -> str:
+        """Write the records as CSV (one row per measurement), atomically: a temporary file in the
+        same folder renamed into place, so a failed write leaves an existing file as it was."""
+        from .files import check_output_path, write_atomic
+        path = check_output_path(path, "path")
         if not self.records:
-            raise ValueError("the probe has no records yet")
-        with open(path, "w", newline="") as fh:
+            raise MemlessError("the probe has no records yet: call probe.step(params) first")
+
+        def write(fh):
             writer = csv.DictWriter(fh, fieldnames=list(self.records[0]))
             writer.writeheader()
             writer.writerows(self.records)
-        return path
+        return write_atomic(path, write, binary=False)
 
-    def to_json(self, path: Optional[str] = None) -> str:
-        """The records as strict JSON (written to ``path`` if given)."""
+    def to_json(self, path=None) -> str:
+        """The records as strict JSON (written atomically to ``path`` if given)."""
+        from .files import check_output_path, write_atomic
+        if path is not None:
+            path = check_output_path(path, "path")
         text = json.dumps(strict({"optimizer": self.optimizer.label, "loss": self.loss_name, "lr": self.lr,
                                   "every": self.every, "records": self.records}), indent=2)
         if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text)
+            write_atomic(path, lambda fh: fh.write(text), binary=False)
         return text

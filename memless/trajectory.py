@@ -15,17 +15,14 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checks import check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer, check_positive, shown
+from .checks import (check_budget, check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer,
+                     check_positive, shown)
 from .core import MemoryOptimizer
 from .engine import terms_at
 from .errors import DivergenceError, MemlessError, OptimizerError
 from .objective import LossLike, Objective, bound, objective, resolve_loss
 
 CORRECTIONS = ("exact", "limit")
-#: most steps one path may take, and most bytes its iterates may fill: larger requests are refused
-#: before any work (raise these module constants to allow them)
-MAX_STEPS = 10_000_000
-MAX_BYTES = 2 ** 31
 #: "streaming": the optimizer's own advance() (O(1) per step for momentum optimizers);
 #: "history": F^(n) applied to the whole history, as Eq. (1) writes it ("auto" = "streaming")
 FORMS = ("auto", "streaming", "history")
@@ -59,10 +56,11 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
-    steps = check_size(check_n(steps, allow_none=False, name="steps"), theta.size)
+    memoryless, corrected = check_flag(memoryless, "memoryless"), check_flag(corrected, "corrected")
+    steps = check_n(steps, allow_none=False, name="steps")
+    check_size(steps, theta.size, corrections=steps if memoryless and corrected else 0)
     check_choice(correction, CORRECTIONS, "correction")
     check_choice(form, FORMS, "form")
-    memoryless, corrected = check_flag(memoryless, "memoryless"), check_flag(corrected, "corrected")
     tol = check_positive(tol, "tol")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -151,16 +149,10 @@ def _direction_array(optimizer, F, theta, n, gradient=None):
     return F
 
 
-def check_size(steps: int, d: int, name: str = "steps") -> int:
-    """Refuse, before any work, a path longer than MAX_STEPS or larger than MAX_BYTES."""
-    if steps > MAX_STEPS:
-        raise MemlessError(f"{name}={steps} is more than memless.trajectory.MAX_STEPS={MAX_STEPS} steps; "
-                           "raise that constant to run it")
-    size = (steps + 1) * d * 8
-    if size > MAX_BYTES:
-        raise MemlessError(f"{name}={steps} with {d} parameters would hold {size / 2 ** 30:.3g} GiB of iterates, "
-                           f"more than memless.trajectory.MAX_BYTES={MAX_BYTES / 2 ** 30:.3g} GiB; raise that "
-                           "constant to run it")
+def check_size(steps: int, d: int, name: str = "steps", corrections: int = 0) -> int:
+    """Refuse, before any work, a path beyond the shared budget (:func:`memless.checks.check_budget`:
+    ``memless.checks.MAX_STEPS`` steps, ``MAX_BYTES`` bytes of iterates, ``MAX_CORRECTIONS``)."""
+    check_budget(f"{name}={steps}", steps=steps, corrections=corrections, nbytes=(steps + 1) * d * 8)
     return steps
 
 
@@ -255,8 +247,14 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     if horizon < max(lrs):
         raise MemlessError(f"horizon={shown(horizon)} is shorter than one step of the largest lr ({max(lrs)!r}); "
                            "it must be at least max(lrs)")
+    total = sum(max(1, int(round(horizon / lr))) for lr in lrs)
     check_size(int(round(horizon / min(lrs))), theta.size, name="horizon/min(lrs)")
+    check_budget(f"order_study over horizon={shown(horizon)} at lrs={shown(lrs)}", steps=3 * total, corrections=total)
     check_choice(correction, CORRECTIONS, "correction")
+    tol = check_positive(tol, "tol")
+    if callback is not None and not callable(callback):
+        raise MemlessError(f"callback must be a callable (lr, error_corrected, error_uncorrected) or None, got "
+                           f"{shown(callback)}")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
         return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
