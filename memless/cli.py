@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 
+from .checks import shown
 from .errors import DivergenceError, MemlessError
 
 USAGE_ERROR = 2
@@ -28,16 +29,21 @@ _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # ----------------------------------------------------------------------------
 
 
+#: the longest --set value parsed as a number (Python refuses int() of more than 4300 digits)
+MAX_NUMBER = 100
+
+
 def parse_value(text: str):
     """A --set value: true/false, an integer, a decimal number, or else a string -- parsed by
     plain ASCII patterns (no '1_000', no non-ASCII digits, no 'inf'), never evaluated."""
     stripped = text.strip()
     if stripped.lower() in ("true", "false"):
         return stripped.lower() == "true"
-    if _INT.fullmatch(stripped):
-        return int(stripped)
-    if _FLOAT.fullmatch(stripped):
-        return float(stripped)
+    if _INT.fullmatch(stripped) or _FLOAT.fullmatch(stripped):
+        if len(stripped) > MAX_NUMBER:
+            raise MemlessError(f"--set: a number of {len(stripped)} characters ({shown(stripped, 24)}); at most "
+                               f"{MAX_NUMBER} are allowed")
+        return int(stripped) if _INT.fullmatch(stripped) else float(stripped)
     return text
 
 
@@ -47,7 +53,7 @@ def parse_settings(items) -> dict:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise MemlessError(f"--set takes KEY=VALUE (e.g. --set beta2=0.99), got {item!r}")
+            raise MemlessError(f"--set takes KEY=VALUE (e.g. --set beta2=0.99), got {shown(item)}")
         settings[key.strip()] = parse_value(value)
     return settings
 
@@ -61,18 +67,18 @@ def parse_targeted_settings(items, names) -> list:
         key, sep, value = rest.partition("=")
         if not dot or not sep or not key.strip() or not target.strip():
             raise MemlessError(f"compare --set takes NAME.KEY=VALUE or N.KEY=VALUE (e.g. --set adamw.beta2=0.99 or "
-                               f"--set 2.beta2=0.99), got {item!r}")
+                               f"--set 2.beta2=0.99), got {shown(item)}")
         target = target.strip()
-        if target.isdigit():
+        if _INT.fullmatch(target) and len(target) <= 6:
             index = int(target)
             if not 1 <= index <= len(names):
-                raise MemlessError(f"--set {item!r}: entry {index} does not exist; there are {len(names)}")
+                raise MemlessError(f"--set {shown(item)}: entry {index} does not exist; there are {len(names)}")
             chosen = [index - 1]
         else:
             chosen = [i for i, name in enumerate(names) if name == target]
             if not chosen:
-                raise MemlessError(f"--set {item!r}: {target!r} is not among the compared names "
-                                   f"({', '.join(names)})")
+                raise MemlessError(f"--set {shown(item)}: {shown(target)} is not among the compared names "
+                                   f"({shown(', '.join(names))})")
         for i in chosen:
             per_entry[i][key.strip()] = parse_value(value)
     return per_entry
@@ -344,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands that read the optimizer registry (the others never import a plugin)
+NEEDS_PLUGINS = ("report", "compare", "modified", "map", "list")
+#: seconds a plugin's code may run in one call (import, construction, direction) in the CLI
+#: (the environment variable MEMLESS_PLUGIN_SECONDS overrides it)
+PLUGIN_SECONDS = 60.0
+
+
 def _discover_plugins():
     """Load the registry now, turning each skipped plugin's warning into one stderr line."""
     from .registry import PluginWarning, entries
@@ -360,25 +373,96 @@ def _discover_plugins():
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+def _plugin_seconds() -> float:
+    """PLUGIN_SECONDS, or the environment's MEMLESS_PLUGIN_SECONDS (a number > 0)."""
+    text = os.environ.get("MEMLESS_PLUGIN_SECONDS", "").strip()
+    try:
+        value = float(text[:20]) if text else PLUGIN_SECONDS
+    except ValueError:
+        value = PLUGIN_SECONDS
+    return value if 0 < value < 1e6 else PLUGIN_SECONDS
+
+
+class _AsciiStream:
+    """stdout for a terminal or pipe whose encoding cannot show memless's few non-ASCII characters:
+    they are written as ASCII names (beta, ok, x), anything else as '?'."""
+
+    NAMES = str.maketrans({"β": "beta", "✓": "ok", "✗": "x", "‖": "||", "ε": "eps", "√": "sqrt", "≤": "<=",
+                           "≥": ">=", "×": "x", "−": "-", "→": "->"})
+
+    def __init__(self, stream):
+        self.stream, self.encoding = stream, "ascii"
+
+    def write(self, text):
+        text = text.translate(self.NAMES)
+        return self.stream.write(text.encode(self.stream.encoding or "ascii", "replace").decode(
+            self.stream.encoding or "ascii"))
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _prepare_streams():
+    """stdout must exist and take memless's characters; COLUMNS, if set, must be a usable width."""
+    if sys.stdout is None:
+        raise MemlessError("standard output is closed: give memless somewhere to write (a terminal, a file, a pipe)")
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "β✓✗".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        sys.stdout = _AsciiStream(sys.stdout)
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and not (columns.strip().isascii() and columns.strip().isdigit()
+                                    and 40 <= int(columns.strip()[:6]) <= 10_000):
+        os.environ["COLUMNS"] = "100"          # rich would print nothing at COLUMNS=0
+
+
+def _silence_stdout():
+    """After a failed or closed stdout: keep Python from complaining about it at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def _say_error(args, exc) -> None:
+    print(f"memless: error: {exc}", file=sys.stderr)
+    if getattr(args, "json", False) and sys.stdout is not None:
+        try:
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
+            sys.stdout.flush()
+        except (BrokenPipeError, OSError):
+            _silence_stdout()
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import registry
+    previous = registry.CALL_SECONDS
+    registry.CALL_SECONDS = _plugin_seconds()
     try:
-        _discover_plugins()
-        return args.run(args)
+        _prepare_streams()
+        if args.command in NEEDS_PLUGINS:
+            _discover_plugins()
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
     except MemlessError as exc:
-        print(f"memless: error: {exc}", file=sys.stderr)
-        if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
+        _say_error(args, exc)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("memless: interrupted", file=sys.stderr)
         return INTERRUPTED
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): say nothing more, and keep Python from complaining at exit
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
+        _silence_stdout()
         return BROKEN_PIPE
+    except OSError as exc:
+        # stdout (or a file) could not be written: a full disk, /dev/full
+        _silence_stdout()
+        print(f"memless: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return USAGE_ERROR
+    finally:
+        registry.CALL_SECONDS = previous

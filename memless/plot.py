@@ -29,11 +29,14 @@ PATH_LABELS = {"optimizer": "optimizer", "corrected": "memoryless + M (Eq. 4)", 
 
 def pyplot():
     """matplotlib.pyplot with a non-interactive backend where none is chosen; a one-line error without it."""
+    import os
     try:
         import matplotlib
     except ImportError:
         raise MemlessError("memless.plot needs matplotlib: pip install memless[plot]") from None
-    import os
+    except ValueError as exc:            # matplotlib validates MPLBACKEND when it is imported
+        raise MemlessError(f"MPLBACKEND={os.environ.get('MPLBACKEND')!r} cannot be used: "
+                           f"{' '.join(str(exc).split())[:160]} (unset MPLBACKEND or set it to Agg)") from None
     if "MPLBACKEND" not in os.environ and not _interactive():
         matplotlib.use("Agg")
     try:

@@ -14,8 +14,13 @@ distribution; :func:`entries` still lists it, marked broken, with the reason.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import re
+import signal
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -25,6 +30,7 @@ import entrypoints
 from .core import MemoryOptimizer
 from .checks import shown
 from .errors import MemlessError, PluginError, UnknownOptimizerError
+from .hyperparameters import Hyperparameter
 
 GROUP = "memless.optimizers"
 
@@ -72,6 +78,79 @@ def canonical_name(distribution: str) -> str:
     return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
+# ----------------------------------------------------------------------------
+# Plugin code runs guarded: its prints go to stderr, SystemExit becomes a PluginError, and in
+# the CLI each call has a time budget (CALL_SECONDS)
+# ----------------------------------------------------------------------------
+
+#: seconds one call of plugin code may take (None: no limit; the CLI sets one)
+CALL_SECONDS: Optional[float] = None
+_depth = [0]
+
+
+class _OutOfTime(BaseException):
+    """Raised by the alarm inside plugin code that ran past CALL_SECONDS."""
+
+
+@contextlib.contextmanager
+def guarded(who: str):
+    """Run plugin code: stdout to stderr (it must not corrupt --json), SystemExit and a call past
+    :data:`CALL_SECONDS` turned into a :class:`PluginError` naming ``who``."""
+    outermost = _depth[0] == 0
+    timed = (outermost and CALL_SECONDS is not None and hasattr(signal, "setitimer")
+             and threading.current_thread() is threading.main_thread())
+    if timed:
+        def alarm(signum, frame):
+            raise _OutOfTime()
+        previous = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, CALL_SECONDS)
+    _depth[0] += 1
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except SystemExit as exc:
+        raise PluginError(f"{who} called sys.exit({shown(exc.code, 40)}); a plugin must raise an exception "
+                          "instead") from None
+    except _OutOfTime:
+        raise PluginError(f"{who} ran for more than {CALL_SECONDS:g} s in one call (the CLI's limit for plugin "
+                          "code): it hangs or is far too slow") from None
+    finally:
+        _depth[0] -= 1
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _guard_method(function, who):
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with guarded(who):
+            return function(*args, **kwargs)
+    return call
+
+
+_GUARDED: Dict[type, type] = {}
+
+
+def guarded_class(cls: type, who: str) -> type:
+    """A subclass of a plugin's optimizer class whose own methods (those defined outside memless)
+    run :func:`guarded`."""
+    if cls in _GUARDED.values():
+        return cls
+    if cls not in _GUARDED:
+        namespace = {"__module__": cls.__module__, "__doc__": cls.__doc__, "__qualname__": cls.__qualname__}
+        for klass in cls.__mro__:
+            if klass.__module__.split(".")[0] == "memless" or klass is object:
+                continue
+            for attribute, value in vars(klass).items():
+                if attribute in namespace or not inspect.isfunction(value) or (
+                        attribute.startswith("__") and attribute != "__init__"):
+                    continue
+                namespace[attribute] = _guard_method(value, who)
+        _GUARDED[cls] = type(cls.__name__, (cls,), namespace)
+    return _GUARDED[cls]
+
+
 def _check_factory(obj):
     if inspect.isclass(obj):
         if not issubclass(obj, MemoryOptimizer):
@@ -79,6 +158,10 @@ def _check_factory(obj):
         if inspect.isabstract(obj):
             missing = ", ".join(sorted(obj.__abstractmethods__))
             return f"{obj.__name__} is abstract (does not implement {missing})"
+        declared = getattr(obj, "hyperparameters", ())
+        if not isinstance(declared, (tuple, list)) or not all(isinstance(hp, Hyperparameter) for hp in declared):
+            return (f"{obj.__name__}.hyperparameters must be a tuple of memless Hyperparameter objects "
+                    f"(memless.extend: decay(), positive(), ...), got {shown(declared, 60)}")
         return None
     if not callable(obj):
         return f"{type(obj).__name__} object is neither a MemoryOptimizer subclass nor a factory"
@@ -122,9 +205,12 @@ def discover(path=None) -> Dict[str, Entry]:
             found[f"{ep.name} ({dist})"] = entry
             continue
         try:
-            obj = ep.load()
+            with guarded(f"optimizer plugin {ep.name!r} from {dist}"):
+                obj = ep.load()
+        except PluginError as exc:
+            entry.error = f"import failed: {exc}"
         except Exception as exc:  # a broken plugin must not take memless down
-            entry.error = f"import failed: {type(exc).__name__}: {exc}"
+            entry.error = f"import failed: {type(exc).__name__}: {shown(str(exc), 200)}"
         else:
             entry.error = _check_factory(obj)
             entry.factory = None if entry.error else obj
@@ -174,8 +260,13 @@ def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
         raise UnknownOptimizerError(
             f"optimizer {shown(name)} from {entry.distribution} is broken ({entry.error}); "
             f"available: {', '.join(available())}")
+    who = f"optimizer plugin {shown(name)} from {entry.distribution}"
     try:
-        optimizer = entry.factory(**hyperparameters)
+        if entry.builtin:
+            optimizer = entry.factory(**hyperparameters)
+        else:
+            with guarded(who):
+                optimizer = entry.factory(**hyperparameters)
     except MemlessError:
         raise
     except Exception as exc:     # a plugin's own constructor failing is the plugin's fault: say whose
@@ -186,4 +277,6 @@ def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
                            f"{type(optimizer).__name__}, not a memless.MemoryOptimizer")
     if getattr(optimizer, "name", None) is None:
         optimizer.name = name
+    if not entry.builtin:
+        optimizer.__class__ = guarded_class(type(optimizer), who)
     return optimizer

@@ -16,7 +16,9 @@ from memless import MemlessError, teaching
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIALS = os.path.join(ROOT, "tutorials")
 SCRIPTS = sorted(f for f in os.listdir(TUTORIALS) if f[:2].isdigit() and f.endswith(".py"))
-TIME_LIMIT = 240          # seconds per tutorial; they take 1-25 s on a 2-core machine
+# a hang guard, not a speed test: tutorials take 1-71 s on a 2-core machine; a busy machine may take many times
+# that, so the guard is generous (speed belongs in the benchmark)
+TIME_LIMIT = 1800
 
 
 def test_there_are_six_tutorials():
