@@ -19,7 +19,7 @@ __version__ = "0.5.0"
 from .core import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, Term,
                    ema, ema_bias_correction)
 from .engine import CorrectionInfo, correction, correction_terms
-from .errors import (DerivativeWarning, DivergenceError, HyperparameterError, LossError, MemlessError,
+from .errors import (DerivativeWarning, OrderWarning, DivergenceError, HyperparameterError, LossError, MemlessError,
                      MemoryTruncationWarning, OptimizerError, PluginError, UnknownOptimizerError)
 from .hyperparameters import Hyperparameter, choice, decay, flag, nonnegative, positive, weight_decay
 from .modified import ModifiedEquation, implicit_loss, modified_equation
@@ -37,5 +37,5 @@ __all__ = [
     "modified_equation", "ModifiedEquation", "implicit_loss",
     "get_optimizer", "available", "Layout", "structured", "Probe",
     "MemlessError", "HyperparameterError", "UnknownOptimizerError", "LossError",
-    "DivergenceError", "PluginError", "OptimizerError", "MemoryTruncationWarning", "PluginWarning", "DerivativeWarning",
+    "DivergenceError", "PluginError", "OptimizerError", "MemoryTruncationWarning", "PluginWarning", "DerivativeWarning", "OrderWarning",
 ]

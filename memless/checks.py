@@ -115,6 +115,8 @@ MAX_STEPS = 10_000_000
 MAX_CORRECTIONS = 200_000
 #: the most bytes one request may hold in its arrays (2 GiB)
 MAX_BYTES = 2 ** 31
+#: the most parameters theta may have (a correction holds about 20 vectors of theta's size)
+MAX_PARAMETERS = 50_000_000
 
 
 def check_budget(what: str, *, steps: int = 0, corrections: int = 0, nbytes: int = 0) -> None:
@@ -156,6 +158,10 @@ def check_theta(theta: Any, name: str = "theta") -> np.ndarray:
         raise LossError(
             f"{name} must be a non-empty 1-D array of parameters, got shape {arr.shape}; "
             "flatten structured parameters first (e.g. autograd.misc.flatten)")
+    if arr.size > MAX_PARAMETERS:
+        raise LossError(f"{name} has {arr.size:.3g} parameters, more than memless.checks.MAX_PARAMETERS="
+                        f"{MAX_PARAMETERS:.3g} (a correction holds about 20 vectors of that size: "
+                        f"{20 * arr.size * 8 / 2 ** 30:.3g} GiB); raise memless.checks.MAX_PARAMETERS to try")
     if not np.all(np.isfinite(arr)):
         raise LossError(f"{name} must be finite, got {shown(arr)}")
     return arr.copy()

@@ -160,6 +160,10 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
                 "optimizer written as a memless class: write direction()/combine() with autograd.numpy, returning "
                 "theta's shape; for a black box: its step raised)") from exc
     for name, vector in terms.items():
+        if not np.all(np.isfinite(vector)) and lr > 1.0 and _finite_at_unit_lr(optimizer, obj, theta, n, method,
+                                                                             tol, max_history):
+            raise MemlessError(f"{optimizer.label}: the correction overflows at lr={lr:.3g}: it is lr times a finite "
+                               "derivative, and that product is beyond floating point; use a smaller lr")
         if not np.all(np.isfinite(vector)):
             raise MemlessError(
                 f"{optimizer.label}: the correction{'' if name == 'total' else ' term ' + repr(name)} is not "
@@ -167,6 +171,19 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
     if not split:
         return {"total": terms["total"]}, info
     return terms, info
+
+
+def _finite_at_unit_lr(optimizer, obj, theta, n, method, tol, max_history) -> bool:
+    """Whether the correction is finite at lr = 1 (M is linear in lr: then only the product overflowed)."""
+    try:
+        with np.errstate(all="ignore"):
+            if method == "momentum":
+                total = momentum_terms(optimizer, obj, theta, 1.0, n, tol, split=False)["total"]
+            else:
+                total, _ = history_correction(optimizer, obj, theta, 1.0, n, tol, max_history)
+        return bool(np.all(np.isfinite(total)))
+    except Exception:
+        return False
 
 
 def _as_float_array(value, like):

@@ -42,6 +42,10 @@ class MemoryTruncationWarning(UserWarning):
     """The history was cut before the optimizer's memory had decayed below tolerance."""
 
 
+class OrderWarning(UserWarning):
+    """An order study's fitted order is NaN: an error was 0 or not finite."""
+
+
 class DerivativeWarning(UserWarning):
     """A derivative taken by difference quotients (a black-box optimizer's) is not accurate:
     the function is not smooth at the scale of the differences."""

@@ -29,7 +29,7 @@ from ._json import strict
 from .checks import check_budget, check_lr, check_n, check_optimizer, check_positive, check_theta, shown
 from .core import MemoryOptimizer
 from .engine import correction
-from .errors import DivergenceError, LossError, MemlessError
+from .errors import DivergenceError, LossError, MemlessError, OptimizerError
 from .objective import LossLike, bound, objective, resolve_loss
 
 # ----------------------------------------------------------------------------
@@ -352,11 +352,17 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
     steps = check_n(steps, allow_none=False, name="steps")
     if steps < 2:
         raise MemlessError(f"steps must be at least 2 (the check compares two learning rates), got {steps}")
+    check_budget(f"modified with steps={steps}", steps=4 * steps,
+                 corrections=(2 + SOLVE_EVALUATIONS_PER_STEP) * 2 * steps)
     loss_fn, theta, loss_name = resolve_loss(optimizer.reference_losses[0] if loss is None else loss, theta)
     optimizer = bound(optimizer, loss_fn)
     eq = modified_equation(optimizer, loss_fn, lr)
     F, M, dF_F = eq._parts(theta)
     hG2 = -(M + 0.5 * lr * dF_F)
+    if not (np.all(np.isfinite(F)) and np.all(np.isfinite(hG2))):
+        which = "its direction F" if not np.all(np.isfinite(F)) else "its correction (h G2)"
+        raise OptimizerError(f"{optimizer.label}: {which} is not finite at theta={shown(theta)}, where the loss "
+                             "and its gradient are finite: the optimizer's own code returns NaN or inf there")
     implicit = implicit_loss(optimizer, loss_fn, theta, lr)
     summary = ModifiedSummary(optimizer.label, dict(optimizer.hyper), loss_name, lr, theta.tolist(),
                               float(np.linalg.norm(F)), float(np.linalg.norm(hG2)), implicit)

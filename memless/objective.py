@@ -165,6 +165,11 @@ class Objective:
         try:
             with np.errstate(all="ignore"):
                 g = self.gradient(theta)
+        except MemoryError:
+            raise LossError(f"out of memory computing the gradient of the loss at {np.size(theta)} parameters: the "
+                            "loss's intermediate arrays do not fit; use fewer parameters or a smaller batch") from None
+        except LossError:
+            raise
         except Exception as exc:
             raise LossError(
                 f"autograd could not differentiate the loss: {type(exc).__name__}: {exc}; "

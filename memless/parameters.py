@@ -31,6 +31,20 @@ import numpy as np
 
 from .errors import LossError
 
+
+def real_array(value, what: str) -> np.ndarray:
+    """``value`` as a float64 array, refused in one line unless it holds real numbers (not complex,
+    strings, dicts or other objects)."""
+    try:
+        array = np.asarray(value)
+    except Exception:
+        raise LossError(f"{what} must be an array of real numbers, got {type(value).__name__}") from None
+    if array.dtype.kind not in "iuf":
+        kind = "complex numbers" if array.dtype.kind == "c" else f"{type(value).__name__} of dtype {array.dtype}"
+        raise LossError(f"{what} must be an array of real numbers, got {kind}")
+    return array.astype(float)
+
+
 # ----------------------------------------------------------------------------
 # Layout: named shapes over a flat vector
 # ----------------------------------------------------------------------------
@@ -101,7 +115,7 @@ class Layout:
             raise LossError(f"parameters {sorted(params)} do not match the layout {self!r}")
         parts = []
         for name, _, shape in self:
-            value = np.asarray(params[name], dtype=float)
+            value = real_array(params[name], f"parameter {name!r}")
             if value.shape != shape:
                 raise LossError(f"parameter {name!r} has shape {value.shape}; the layout says {shape}")
             parts.append(value.ravel())

@@ -13,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
+import warnings
+
 import numpy as np
 
 from .checks import (check_budget, check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer,
                      check_positive, shown)
 from .core import MemoryOptimizer
 from .engine import terms_at
-from .errors import DivergenceError, MemlessError, OptimizerError
+from .errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
 from .objective import LossLike, Objective, bound, objective, resolve_loss
 
 CORRECTIONS = ("exact", "limit")
@@ -83,6 +85,7 @@ def optimizer_path(optimizer: MemoryOptimizer, gradient: Callable, theta, lr: fl
     """
     path = np.empty((steps + 1, theta.size))
     path[0] = theta
+    theta = _read_only(theta)
     begin, advance = optimizer.initial_state, optimizer.advance
     if form == "history":
         begin = MemoryOptimizer.initial_state.__get__(optimizer)
@@ -91,9 +94,16 @@ def optimizer_path(optimizer: MemoryOptimizer, gradient: Callable, theta, lr: fl
     for n in range(steps):
         g = gradient if gradient_at_step is None else gradient_at_step(n)
         F, state = _call(optimizer, "direction()", n, advance, state, theta, g, n)
-        theta = theta - lr * _direction_array(optimizer, F, theta, n, g)
+        theta = _read_only(theta - lr * _direction_array(optimizer, F, theta, n, g))
         _store(optimizer, path, n + 1, theta, lr)
     return path
+
+
+def _read_only(theta):
+    """An iterate the optimizer's code may read but not change in place (its history is the path)."""
+    theta = np.array(theta, dtype=float)
+    theta.setflags(write=False)
+    return theta
 
 
 def _call(optimizer, what, n, function, *args, **kwargs):
@@ -103,7 +113,9 @@ def _call(optimizer, what, n, function, *args, **kwargs):
     except MemlessError:
         raise
     except Exception as exc:
-        raise OptimizerError(f"{optimizer.label}: {what} raised {type(exc).__name__} at step {n}: {exc}") from exc
+        hint = (" (the optimizer must not change its history or theta in place: they are read-only)"
+                if "read-only" in str(exc) else "")
+        raise OptimizerError(f"{optimizer.label}: {what} raised {type(exc).__name__} at step {n}: {exc}{hint}") from exc
 
 
 def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float, steps: int,
@@ -273,8 +285,16 @@ def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
         ratios.append(float(ratio))
         if callback is not None:
             callback(lr, corrected[-1], uncorrected[-1])
-    return OrderStudy(lrs, steps, float(horizon), corrected, uncorrected,
-                      fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios)
+    study = OrderStudy(lrs, steps, float(horizon), corrected, uncorrected,
+                       fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios)
+    for label, order, errors in (("corrected", study.order_corrected, corrected),
+                                 ("uncorrected", study.order_uncorrected, uncorrected)):
+        if not np.isfinite(order):
+            why = ("an error is exactly 0 (a stationary start, or no memory: nothing to fit)"
+                   if all(np.isfinite(errors)) else "an error is not finite (a rung diverged)")
+            warnings.warn(f"order_study: the {label} order is NaN: {why}; errors {shown(errors)}", OrderWarning,
+                          stacklevel=3)
+    return study
 
 
 def first_order_lrs(optimizer: MemoryOptimizer, obj: Objective, theta, lrs: Sequence[float], horizon: float, *,

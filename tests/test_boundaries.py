@@ -270,3 +270,104 @@ def test_a_plugin_that_prints_does_not_corrupt_json():
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["optimizer"] == "prints-in-direction"
     assert "direction called" in run.stderr
+
+
+# -- 7. API arguments ---------------------------------------------------------------------------
+
+
+def _square(p):
+    return sum((value ** 2).sum() for value in p.values())
+
+
+@pytest.mark.parametrize("theta,fragment", [
+    ({"a": {"b": 1.0}}, "parameter 'a' must be an array of real numbers, got dict"),
+    ({"a": "xyz"}, "got str"),
+    ({"a": object()}, "got object"),
+    ({"a": np.array([1 + 2j, 3.0])}, "got complex numbers"),
+])
+def test_dict_parameters_must_hold_real_numbers(theta, fragment):
+    with pytest.raises(memless.LossError, match=fragment):
+        memless.correction(memless.get_optimizer("heavy-ball"), _square, theta, lr=1e-3)
+
+
+def test_framework_parameters_are_checked():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
+    from memless.frameworks.torch import objective
+    with pytest.raises(memless.LossError, match="'meta' device"):
+        objective(torch.nn.Linear(3, 2, device="meta"), torch.nn.functional.mse_loss,
+                  (torch.zeros(4, 3), torch.zeros(4, 2)))
+    pytest.importorskip("jax", reason="JAX is not installed (pip install memless[jax])")
+    from memless.frameworks import jax as jax_frameworks
+    for params in ({"a": "xyz"}, "abc", {"a": {"b": 1.0}}):
+        with pytest.raises(memless.LossError, match="must be an array of real numbers"):
+            jax_frameworks.objective(lambda p: 0.0, params)
+
+
+def test_a_black_box_limit_n_must_be_a_count():
+    from memless.frameworks.blackbox import StepFunction
+    for bad in ("abc", 0, -3, 2.5, True):
+        with pytest.raises(memless.MemlessError, match="limit_n must be an integer"):
+            StepFunction(lambda g, p, s: (g, s), init=np.zeros_like, limit_n=bad)
+
+
+def test_an_order_fit_that_is_nan_is_said():
+    """No memory (gd): the memoryless iteration equals the optimizer, every error is 0, no order can be fitted;
+    memless says so instead of returning NaN without a word."""
+    with pytest.warns(memless.OrderWarning, match="an error is exactly 0"):
+        study = memless.order_study(memless.get_optimizer("gd"), "curvy", None, horizon=0.05, lrs=[0.01, 0.005])
+    assert np.isnan(study.order_corrected)
+
+
+# -- 8. messages name the real cause ---------------------------------------------------------------
+
+
+def test_a_faulty_external_hvp_is_blamed_not_the_optimizer():
+    from memless.frameworks import ExternalLoss
+    f, g = (lambda t: float(np.sum(t ** 4))), (lambda t: 4 * t ** 3)
+    wrong_shape = ExternalLoss(f, g, lambda t, v: np.ones(7), check=False, name="my-loss")
+    with pytest.raises(memless.LossError, match=r"my-loss: hvp\(theta, v\) returned 7 numbers .* theta has 3"):
+        memless.correction(memless.get_optimizer("heavy-ball"), wrong_shape, np.ones(3), lr=1e-3)
+
+    def raising(t, v):
+        raise RuntimeError("CUDA out of memory")
+    with pytest.raises(memless.LossError, match="my-loss: the loss's hvp function raised RuntimeError: CUDA"):
+        memless.correction(memless.get_optimizer("heavy-ball"),
+                           ExternalLoss(f, g, raising, check=False, name="my-loss"), np.ones(3), lr=1e-3)
+
+
+def test_an_overflowing_lr_is_named_as_such():
+    with pytest.raises(memless.MemlessError, match="overflows at lr=1e\\+308"):
+        memless.correction(memless.get_optimizer("adamw"), "curvy", None, lr=1e308)
+
+
+def test_too_many_parameters_are_refused_before_any_gradient():
+    with pytest.raises(memless.LossError, match="MAX_PARAMETERS"):
+        memless.correction(memless.get_optimizer("adamw"), lambda t: (t ** 2).sum(), np.broadcast_to(1.0, (10 ** 8,)),
+                           lr=1e-3)
+
+
+class _MutatesHistory(memless.MemoryOptimizer):
+    name = "mutates-history"
+    window = 2
+
+    def direction(self, history, gradient):
+        history[-1] += 1.0                     # changes the caller's iterate
+        return gradient(history[0])
+
+
+class _ReturnsNaN(memless.MemoryOptimizer):
+    name = "returns-nan"
+
+    def direction(self, history, gradient):
+        return gradient(history[0]) * np.nan
+
+
+def test_an_optimizer_that_changes_its_history_is_told_so():
+    with pytest.raises(memless.OptimizerError, match="read-only"):
+        memless.trajectory(_MutatesHistory(), "curvy", None, lr=1e-3, steps=5)
+
+
+def test_modified_on_an_optimizer_that_returns_nan_blames_the_optimizer():
+    from memless.modified import summarize
+    with pytest.raises(memless.OptimizerError, match="returns-nan: its direction F is not finite"):
+        summarize(_ReturnsNaN(), "curvy", lr=1e-3)

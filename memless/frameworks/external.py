@@ -8,6 +8,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
 
+from ..checks import shown
 from ..errors import DerivativeWarning, LossError
 from ..parameters import Layout
 
@@ -78,15 +79,30 @@ class ExternalLoss:
                           stacklevel=3)
         return self.hvp_error
 
-    # the numbers, as float64 NumPy
+    # the numbers, as float64 NumPy; whatever the user's functions raise or return wrongly is named
     def value(self, theta) -> float:
-        return float(self.value_function(np.asarray(theta, dtype=float)))
+        out = self._call("value", self.value_function, np.asarray(theta, dtype=float))
+        try:
+            return float(out)
+        except (TypeError, ValueError):
+            raise LossError(f"{self.__name__}: value(theta) must return a number, got {shown(out, 60)}") from None
 
     def gradient(self, theta) -> np.ndarray:
-        return _vector(self.gradient_function(np.asarray(theta, dtype=float)), theta)
+        return _vector(self._call("gradient", self.gradient_function, np.asarray(theta, dtype=float)), theta,
+                       f"{self.__name__}: gradient(theta)")
 
     def hvp(self, theta, v) -> np.ndarray:
-        return _vector(self.hvp_function(np.asarray(theta, dtype=float), np.asarray(v, dtype=float)), theta)
+        return _vector(self._call("hvp", self.hvp_function, np.asarray(theta, dtype=float),
+                                  np.asarray(v, dtype=float)), theta, f"{self.__name__}: hvp(theta, v)")
+
+    def _call(self, what, function, *args):
+        try:
+            return function(*args)
+        except LossError:
+            raise
+        except Exception as exc:
+            raise LossError(f"{self.__name__}: the loss's {what} function raised {type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:160]}") from exc
 
     def value_and_gradient(self, theta) -> Tuple[float, np.ndarray]:
         if self.fused_function is None:
@@ -118,9 +134,15 @@ class ExternalLoss:
         return f"ExternalLoss({self.__name__})"
 
 
-def _vector(x, like) -> np.ndarray:
-    """A framework's array as float64 NumPy of theta's shape."""
-    return np.asarray(x, dtype=float).reshape(np.shape(like))
+def _vector(x, like, what: str = "the loss") -> np.ndarray:
+    """A framework's array as float64 NumPy of theta's shape (a one-line LossError otherwise)."""
+    try:
+        out = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise LossError(f"{what} must return an array of real numbers, got {type(x).__name__}") from None
+    if out.size != np.size(like):
+        raise LossError(f"{what} returned {out.size} numbers (shape {out.shape}); theta has {np.size(like)}")
+    return out.reshape(np.shape(like))
 
 
 @primitive

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import LossError
-from ..parameters import Layout
+from ..parameters import Layout, real_array
 from .external import ExternalLoss
 
 try:                                    # float64, before the user's arrays are made
@@ -46,10 +46,10 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
     if not callable(fun):
         raise LossError(f"fun must be a callable params -> scalar, got {type(fun).__name__}")
     if isinstance(params, dict):
-        params = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+        params = {k: jnp.asarray(real_array(v, f"params[{k!r}]")) for k, v in params.items()}
         layout = Layout({k: tuple(np.shape(params[k])) for k in sorted(params)})
     else:
-        params = jnp.asarray(params, dtype=jnp.float64)
+        params = jnp.asarray(real_array(params, "params"))
         layout = None
     flat, unravel = ravel_pytree(params)
 

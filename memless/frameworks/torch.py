@@ -52,6 +52,11 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
         raise LossError("the model has no trainable parameters")
     layout = Layout({n: tuple(p.shape) if p.dim() else (1,) for n, p in named})
     dtype, device = named[0][1].dtype, named[0][1].device
+    if device.type == "meta" or any(p.is_meta for _, p in named):
+        raise LossError("the model's parameters are on the 'meta' device (shapes without data): materialize them "
+                        "first (model.to_empty(device='cpu') and load a state dict)")
+    if not dtype.is_floating_point or dtype.is_complex:
+        raise LossError(f"the model's parameters must be real floating point, got {dtype}")
     inputs, targets = tuple(batch[:-1]), batch[-1]
     # the user's buffers are never written: each evaluation gets copies (BatchNorm in train mode
     # updates running statistics in place)
