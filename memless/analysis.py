@@ -160,7 +160,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         evidence_steps = check_count(evidence_steps, "evidence_steps", 1, MAX_EVIDENCE_STEPS)
     if progress is not None and not callable(progress):
         raise MemlessError(f"progress must be a callable (done, total, label) or None, got {shown(progress)}")
-    if isinstance(evidence_losses, str) or not all(isinstance(name, str) for name in evidence_losses):
+    if not isinstance(evidence_losses, (list, tuple)) or not all(isinstance(name, str) for name in evidence_losses):
         raise MemlessError(f"evidence_losses must be a list of reference-loss names, got {shown(evidence_losses)}")
     others = [name for name in evidence_losses if name != loss_name]
     check_budget(f"analyze with steps={steps}", steps=steps * (1 + len(others)) + 7 * (evidence_steps or 200),
@@ -551,12 +551,14 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     """
     from .registry import get_optimizer
 
-    name = optimizer if isinstance(optimizer, str) else optimizer.name
+    if not isinstance(optimizer, str):
+        check_optimizer(optimizer)
+    name = optimizer if isinstance(optimizer, str) else optimizer.label
     base = get_optimizer(name) if isinstance(optimizer, str) else optimizer
     allowed = ["lr"] + [hp.name for hp in type(base).hyperparameters]
     for axis in (x, y):
-        if axis not in allowed:
-            raise MemlessError(f"cannot map {axis!r} for {base.label}; allowed: {', '.join(allowed)}")
+        if not isinstance(axis, str) or axis not in allowed:
+            raise MemlessError(f"cannot map {shown(axis)} for {base.label}; allowed: {', '.join(allowed)}")
     if x == y:
         raise MemlessError(f"x and y must differ, got {x!r} twice")
     grid = check_count(grid, "grid", 2, MAX_GRID)

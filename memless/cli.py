@@ -211,9 +211,25 @@ def cmd_map(args):
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     check_lr(args.lr)
     plot = _plot_module(args)
+    from rich.console import Console
+    from rich.progress import Progress
+
     from .analysis import regime_map
-    result = regime_map(optimizer, args.loss or "bilinear", x=args.x, y=args.y, grid=args.grid, lr=args.lr,
-                        steps=args.steps)
+    err = Console(stderr=True)
+    bar = Progress(console=err, transient=True) if err.is_terminal else None
+    follow = None
+    if bar is not None:                  # a long map shows its progress; Ctrl-C stops it (exit 130)
+        bar.start()
+        task = bar.add_task(f"mapping {optimizer.label}", total=None)
+
+        def follow(done, total, label):
+            bar.update(task, completed=done, total=total)
+    try:
+        result = regime_map(optimizer, args.loss or "bilinear", x=args.x, y=args.y, grid=args.grid, lr=args.lr,
+                            steps=args.steps, progress=follow)
+    finally:
+        if bar is not None:
+            bar.stop()
     if plot is not None:
         _save(result.figure(), args.plot)
     if args.json or plot is None:

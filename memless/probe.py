@@ -56,6 +56,7 @@ class Probe:
     def step(self, theta, step: Optional[int] = None) -> Optional[Dict]:
         """Count one training step; every ``every`` steps measure at ``theta`` (a flat vector or a
         dict of arrays) and return the new record (else None)."""
+        step = None if step is None else check_n(step, allow_none=False, name="step")
         self.calls += 1
         if (self.calls - 1) % self.every:
             return None
@@ -67,7 +68,7 @@ class Probe:
         with np.errstate(all="ignore"):       # N from the gradient already computed
             N = float(self.optimizer.sharpness_proxy(lambda t: measured.gradient, self._objective.loss)(theta))
         ratio = measured.ratio
-        record = {"step": self.calls - 1 if step is None else int(step), "N": N, "M/F": ratio,
+        record = {"step": self.calls - 1 if step is None else step, "N": N, "M/F": ratio,
                   "regime": "first-order" if ratio <= FIRST_ORDER else "outside"}
         strengths = measured.strengths
         for name, value in strengths.items():

@@ -7,6 +7,7 @@ argument of the public functions.
 """
 import json
 import os
+import tempfile
 import subprocess
 import sys
 
@@ -242,6 +243,43 @@ PUBLIC = [
     (memless.correction, dict(optimizer=memless.get_optimizer("muon", orthogonalize="polar"), loss=_of_matrix,
                               theta={"W": np.array([[1.0, 0.2], [0.1, 0.8]])}, lr=0.01, n=2)),
     (memless.structured, dict(loss=_of_matrix, params={"W": np.ones((2, 2))})),
+    # the entry points of 0.4-0.5: analysis, regime map, probe, frameworks, black boxes, files
+    (memless.analysis.analyze, dict(optimizer=memless.get_optimizer("heavy-ball"), loss="bilinear", lr=0.01,
+                                    steps=10, points=2, evidence_steps=10, evidence_losses=(), progress=None)),
+    (memless.analysis.regime_map, dict(optimizer="heavy-ball", loss="bilinear", x="lr", y="beta", grid=2, lr=0.01,
+                                       steps=2, progress=None)),
+    (memless.Probe, dict(optimizer=memless.get_optimizer("adamw"), loss=_quadratic, lr=0.01, every=1,
+                         theta=np.ones(2))),
+]
+
+
+def _probe_step(params, step, every):
+    probe = memless.Probe(memless.get_optimizer("adamw"), _quadratic, lr=0.01, every=every, theta=np.ones(2))
+    return probe.step(params, step=step)
+
+
+def _external(value, gradient, hvp, start, n):
+    from memless.frameworks import ExternalLoss
+    loss = ExternalLoss(value, gradient, hvp, start=start)
+    return memless.correction(memless.get_optimizer("heavy-ball"), loss, None, lr=0.01, n=n)
+
+
+def _black_box(step, init, limit_n, n):
+    from memless.frameworks.blackbox import StepFunction
+    return memless.correction(StepFunction(step, init, limit_n=limit_n), _quadratic, np.ones(2), lr=0.01, n=n)
+
+
+def _written(path):
+    from memless.files import write_atomic
+    return write_atomic(path, lambda fh: fh.write(b"ok"))
+
+
+PUBLIC += [
+    (_probe_step, dict(params=np.ones(2), step=None, every=1)),
+    (_external, dict(value=lambda t: float(np.sum(t ** 2)), gradient=lambda t: 2 * t, hvp=lambda t, v: 2 * v,
+                     start=np.ones(2), n=3)),
+    (_black_box, dict(step=lambda g, p, s: (0.5 * s + g,) * 2, init=np.zeros_like, limit_n=20, n=3)),
+    (_written, dict(path=os.path.join(tempfile.mkdtemp(), "out.txt"))),
 ]
 
 

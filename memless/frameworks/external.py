@@ -8,7 +8,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
 
-from ..checks import shown
+from ..checks import check_theta, shown
 from ..errors import DerivativeWarning, LossError
 from ..parameters import Layout
 
@@ -50,7 +50,7 @@ class ExternalLoss:
                 raise LossError(f"ExternalLoss: {label} must be a callable, got {type(fun).__name__}")
         self.value_function, self.gradient_function, self.hvp_function = value, gradient, hvp
         self.fused_function, self.linearize_function = value_and_gradient, linearize
-        self.start = None if start is None else np.asarray(start, dtype=float)
+        self.start = None if start is None else check_theta(start, "start")
         self.layout = layout
         self.__name__ = name
         self.hvp_error: Optional[float] = None       #: the check's measured disagreement (None: not checked)
