@@ -26,7 +26,7 @@ from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
 from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError, MemlessError
 from .objective import LossLike, bound, objective, resolve_loss
-from .trajectory import first_order_lrs, optimizer_path, order_study
+from .trajectory import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: most cells per axis of a regime map
 MAX_GRID = 100
@@ -377,7 +377,7 @@ def _settled(order) -> bool:
 def _study(optimizer, loss_fn, theta, lrs, horizon, tick):
     order = {"lrs": list(lrs), "horizon": horizon}
     try:
-        study = order_study(optimizer, loss_fn, theta, horizon=horizon, lrs=lrs,
+        study = order_study_unwarned(optimizer, loss_fn, theta, horizon=horizon, lrs=lrs,
                             callback=lambda *result: tick("order study"))
     except DivergenceError as exc:
         nan = float("nan")
@@ -587,7 +587,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
             h = xv if x == "lr" else (yv if y == "lr" else lr)
             opt = bound(type(base)(**{**base.hyper, **settings}), loss_fn)
             try:
-                study = order_study(opt, loss_fn, theta, horizon=steps * h, lrs=[h, h / 2])
+                study = order_study_unwarned(opt, loss_fn, theta, horizon=steps * h, lrs=[h, h / 2])
                 orders[i, j], uncorrected[i, j] = study.order_corrected, study.order_uncorrected
             except DivergenceError:
                 pass

@@ -389,6 +389,18 @@ def _discover_plugins():
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+def _needs_plugins(args) -> bool:
+    """Whether the command reads a plugin: 'list', or a name that is not a built-in (a plugin can
+    never take a built-in's name, so built-ins need no discovery)."""
+    if args.command not in NEEDS_PLUGINS:
+        return False
+    if args.command == "list":
+        return True
+    from .optimizers import BUILTIN
+    names = getattr(args, "names", None) or [getattr(args, "name", None)]
+    return any(name not in BUILTIN for name in names)
+
+
 def _plugin_seconds() -> float:
     """PLUGIN_SECONDS, or the environment's MEMLESS_PLUGIN_SECONDS (a number > 0)."""
     text = os.environ.get("MEMLESS_PLUGIN_SECONDS", "").strip()
@@ -460,7 +472,7 @@ def main(argv=None) -> int:
     registry.CALL_SECONDS = _plugin_seconds()
     try:
         _prepare_streams()
-        if args.command in NEEDS_PLUGINS:
+        if _needs_plugins(args):
             _discover_plugins()
         code = args.run(args)
         sys.stdout.flush()

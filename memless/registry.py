@@ -252,7 +252,9 @@ def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
     if not isinstance(name, str):
         raise UnknownOptimizerError(f"optimizer name must be a string, got {shown(name)}; available: "
                                     f"{', '.join(available())}")
-    table = entries()
+    from .optimizers import BUILTIN
+    table = entries() if name not in BUILTIN or _cache is not None else {
+        entry.name: entry for entry in _builtin_entries()}
     entry = table.get(name)
     if entry is None:
         raise UnknownOptimizerError(f"unknown optimizer {shown(name)}; available: {', '.join(available())}")

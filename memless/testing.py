@@ -36,7 +36,7 @@ from .errors import MemlessError
 from .losses import REFERENCE_LOSSES
 from .objective import bound, objective, resolve_loss
 from .registry import get_optimizer
-from .trajectory import first_order_lrs, optimizer_path, order_study
+from .trajectory import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: (name, loss, start) the kit runs on by default
 KIT_LOSSES = ("curvy", "logistic")
@@ -208,7 +208,7 @@ def _check_order(optimizer, loss, theta, lrs, horizon, band, target=0.2, max_red
         return False, f"memory does not decay ({profile.reason}): Theorem 3.3 does not apply, no order 2 is expected"
     obj = objective(loss, theta)
     lrs, _ = first_order_lrs(tamed, obj, theta, lrs, horizon, target=target, max_reduction=max_reduction)
-    study = order_study(tamed, loss, theta, horizon=horizon, lrs=lrs)
+    study = order_study_unwarned(tamed, loss, theta, horizon=horizon, lrs=lrs)
     if study.exact:
         return True, "the memoryless iteration reproduces the optimizer exactly (no memory)"
     ok = (abs(study.order_corrected - 2) <= band[0] and abs(study.order_uncorrected - 1) <= band[1])

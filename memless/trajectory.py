@@ -272,6 +272,14 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
         return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
 
 
+def order_study_unwarned(*args, **kwargs) -> OrderStudy:
+    """:func:`order_study` for callers that read NaN orders themselves (the report, the kit, the
+    regime map): no :class:`~memless.OrderWarning`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OrderWarning)
+        return order_study(*args, **kwargs)
+
+
 def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback):
     steps, corrected, uncorrected, ratios = [], [], [], []
     for lr in lrs:
