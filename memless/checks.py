@@ -112,7 +112,7 @@ def check_lrs(lrs: Any) -> list:
 #: the most optimizer steps (all paths of a request together, or history entries read) one request may run
 MAX_STEPS = 10_000_000
 #: the most corrections M (each a few gradients and Hessian-vector products) one request may compute
-MAX_CORRECTIONS = 200_000
+MAX_CORRECTIONS = 50_000
 #: the most bytes one request may hold in its arrays (2 GiB)
 MAX_BYTES = 2 ** 31
 #: the most parameters theta may have (a correction holds about 20 vectors of theta's size)
@@ -132,6 +132,15 @@ def check_budget(what: str, *, steps: int = 0, corrections: int = 0, nbytes: int
     if nbytes > MAX_BYTES:
         raise MemlessError(f"{what}: {nbytes / 2 ** 30:.3g} GiB of arrays is more than memless.checks.MAX_BYTES="
                            f"{MAX_BYTES / 2 ** 30:.3g} GiB; ask for less (or raise memless.checks.MAX_BYTES)")
+
+
+def history_work(steps: int, window: Optional[int] = None) -> int:
+    """History entries a corrected memoryless path of ``steps`` steps reads with the history method
+    (M^(n) at every n: at least 32 terms of n + 1 entries each, or window - 1 terms of ``window``
+    entries): the budget's measure for optimizers that have no momentum form."""
+    if window is not None:
+        return steps * max(int(window), 1) ** 2
+    return sum(min(n, 32) * (n + 1) for n in range(min(steps, 33))) + max(steps - 33, 0) * 32 * (steps + 34) // 2
 
 
 def check_count(value: Any, name: str, lo: int, hi: int) -> int:

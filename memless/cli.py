@@ -201,7 +201,7 @@ def _plot_module(args):
 def _save(fig, path):
     from .plot import save
     save(fig, path)
-    print(f"memless: wrote {path}", file=sys.stderr)
+    print(f"memless: wrote {shown(path, 200)}", file=sys.stderr)
 
 
 def cmd_map(args):
@@ -319,10 +319,19 @@ def _common(parser, analysis=True):
                             help="less work: 4 points, 100 steps, no evidence on the other reference losses")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with memless's one-line usage errors (exit 2), for the parser and every sub-command."""
+
+    def error(self, message):
+        message = " ".join(message.split())
+        print(f"memless: error: {message[:300]} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m memless",
         description="How memory in an optimizer implicitly modifies the loss (Cattaneo & Shigida 2025).")
     parser.add_argument("--version", action="version", version=f"memless {__version__}")
@@ -404,11 +413,15 @@ def _needs_plugins(args) -> bool:
 def _plugin_seconds() -> float:
     """PLUGIN_SECONDS, or the environment's MEMLESS_PLUGIN_SECONDS (a number > 0)."""
     text = os.environ.get("MEMLESS_PLUGIN_SECONDS", "").strip()
+    if not text:
+        return PLUGIN_SECONDS
     try:
-        value = float(text[:20]) if text else PLUGIN_SECONDS
+        value = float(text[:40])
     except ValueError:
-        value = PLUGIN_SECONDS
-    return value if 0 < value < 1e6 else PLUGIN_SECONDS
+        value = float("nan")
+    if not 0 < value <= 1e6:
+        raise MemlessError(f"MEMLESS_PLUGIN_SECONDS must be a number of seconds in (0, 1e6], got {shown(text, 40)}")
+    return value
 
 
 class _AsciiStream:
@@ -468,9 +481,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import registry
-    previous = registry.CALL_SECONDS
-    registry.CALL_SECONDS = _plugin_seconds()
+    previous = registry.CALL_SECONDS, registry.CONTAIN_OUTPUT
     try:
+        registry.CALL_SECONDS, registry.CONTAIN_OUTPUT = _plugin_seconds(), True
         _prepare_streams()
         if _needs_plugins(args):
             _discover_plugins()
@@ -493,4 +506,4 @@ def main(argv=None) -> int:
         print(f"memless: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
         return USAGE_ERROR
     finally:
-        registry.CALL_SECONDS = previous
+        registry.CALL_SECONDS, registry.CONTAIN_OUTPUT = previous

@@ -29,7 +29,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import check_choice, check_flag, check_lr, check_n, check_optimizer, check_positive, shown
+from .checks import check_budget, check_choice, history_work, check_flag, check_lr, check_n, check_optimizer, check_positive, shown
 from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
 from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
 from .objective import LossLike, Objective, bound, objective, resolve_loss
@@ -143,6 +143,9 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
         method = "momentum" if isinstance(optimizer, MomentumOptimizer) else "history"
     if method == "momentum" and not isinstance(optimizer, MomentumOptimizer):
         raise MemlessError(f"method='momentum' needs a MomentumOptimizer; {optimizer.label} defines only direction()")
+    if method == "history" and n is not None:
+        check_budget(f"M^(n) at n={n} by the history method (it reads n + 1 entries per term)",
+                     steps=(n + 1) * min(n, 32) if optimizer.window is None else n + 1)
     with np.errstate(all="ignore"):      # non-finite results are reported below, by name
         obj = objective(loss, theta, linearize=True)
         try:
@@ -171,6 +174,15 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
     if not split:
         return {"total": terms["total"]}, info
     return terms, info
+
+
+def history_entries(optimizer: MemoryOptimizer, steps: int) -> int:
+    """History entries that exact corrections M^(n), n < steps, read (0 for a MomentumOptimizer, whose
+    closed form costs the same at every n): what a corrected memoryless path costs beyond its
+    corrections, for the shared budget."""
+    if isinstance(optimizer, MomentumOptimizer):
+        return 0
+    return history_work(steps, optimizer.window)
 
 
 def _finite_at_unit_lr(optimizer, obj, theta, n, method, tol, max_history) -> bool:

@@ -52,6 +52,8 @@ def check_output_path(path, what: str = "path", extensions: Optional[Sequence[st
     target = os.path.realpath(path)
     if os.path.isdir(target):
         raise MemlessError(f"{what} {shown(path)} is a directory, not a file")
+    if os.path.isfile(target) and not os.access(target, os.W_OK):
+        raise MemlessError(f"{what} {shown(path)} is read-only: memless does not replace a file you cannot write")
     if os.path.exists(target) and not os.path.isfile(target):
         raise MemlessError(f"{what} {shown(path)} is not a regular file (a device, a pipe or a socket): memless "
                            "writes only regular files")

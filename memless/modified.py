@@ -26,7 +26,7 @@ import numpy as np
 
 from ._autodiff import jvp
 from ._json import strict
-from .checks import check_budget, check_lr, check_n, check_optimizer, check_positive, check_theta, shown
+from .checks import check_budget, check_flag, check_lr, check_n, check_optimizer, check_positive, check_theta, shown
 from .core import MemoryOptimizer
 from .engine import correction
 from .errors import DivergenceError, LossError, MemlessError, OptimizerError
@@ -102,6 +102,7 @@ class ModifiedEquation:
         """
         theta = check_theta(theta)
         steps = check_n(steps, allow_none=False, name="steps")
+        corrected = check_flag(corrected, "corrected")
         check_budget(f"iterate(steps={steps})", steps=steps, corrections=steps if corrected else 0,
                      nbytes=(steps + 1) * theta.size * 8)
         path = [theta]
@@ -128,6 +129,7 @@ class ModifiedEquation:
         """theta(k h) for k = 0..steps, shape (steps + 1, d), by :func:`scipy.integrate.solve_ivp` (DOP853)."""
         theta = check_theta(theta)
         steps = check_n(steps, allow_none=False, name="steps")
+        corrected = check_flag(corrected, "corrected")
         rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
         budget = SOLVE_EVALUATIONS_PER_STEP * steps + 1000
         check_budget(f"solve(steps={steps})", corrections=budget if corrected else 0,

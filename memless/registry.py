@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import re
 import signal
 import sys
@@ -85,6 +86,8 @@ def canonical_name(distribution: str) -> str:
 
 #: seconds one call of plugin code may take (None: no limit; the CLI sets one)
 CALL_SECONDS: Optional[float] = None
+#: also send what plugin code writes to file descriptor 1 to 2 (the CLI: --json stays clean)
+CONTAIN_OUTPUT = False
 _depth = [0]
 
 
@@ -105,6 +108,7 @@ def guarded(who: str):
         previous = signal.signal(signal.SIGALRM, alarm)
         signal.setitimer(signal.ITIMER_REAL, CALL_SECONDS)
     _depth[0] += 1
+    saved = _divert_fd() if outermost and CONTAIN_OUTPUT else None
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
@@ -116,9 +120,31 @@ def guarded(who: str):
                           "code): it hangs or is far too slow") from None
     finally:
         _depth[0] -= 1
+        if saved is not None:
+            _restore_fd(saved)
         if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+
+def _divert_fd():
+    """Point file descriptor 1 at 2 (a plugin's os.write(1, ...) must not reach --json); the saved fd."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        sys.stderr.flush()
+        os.dup2(2, 1)
+        return saved
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _restore_fd(saved) -> None:
+    try:
+        os.dup2(saved, 1)
+        os.close(saved)
+    except OSError:
+        pass
 
 
 def _guard_method(function, who):

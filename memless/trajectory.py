@@ -20,7 +20,7 @@ import numpy as np
 from .checks import (check_budget, check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer,
                      check_positive, shown)
 from .core import MemoryOptimizer
-from .engine import terms_at
+from .engine import history_entries, terms_at
 from .errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
 from .objective import LossLike, Objective, bound, objective, resolve_loss
 
@@ -60,8 +60,11 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     lr = check_lr(lr)
     memoryless, corrected = check_flag(memoryless, "memoryless"), check_flag(corrected, "corrected")
     steps = check_n(steps, allow_none=False, name="steps")
-    check_size(steps, theta.size, corrections=steps if memoryless and corrected else 0)
     check_choice(correction, CORRECTIONS, "correction")
+    check_size(steps, theta.size, corrections=steps if memoryless and corrected else 0)
+    if memoryless and corrected and correction == "exact":
+        check_budget(f"a corrected memoryless path of {steps} steps by the history method",
+                     steps=history_entries(optimizer, steps))
     check_choice(form, FORMS, "form")
     tol = check_positive(tol, "tol")
     obj = objective(loss, theta)
@@ -263,6 +266,9 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     check_size(int(round(horizon / min(lrs))), theta.size, name="horizon/min(lrs)")
     check_budget(f"order_study over horizon={shown(horizon)} at lrs={shown(lrs)}", steps=3 * total, corrections=total)
     check_choice(correction, CORRECTIONS, "correction")
+    check_budget(f"order_study over horizon={shown(horizon)} by the history method",
+                 steps=sum(history_entries(optimizer, max(1, int(round(horizon / lr)))) for lr in lrs)
+                 if correction == "exact" else 0)
     tol = check_positive(tol, "tol")
     if callback is not None and not callable(callback):
         raise MemlessError(f"callback must be a callable (lr, error_corrected, error_uncorrected) or None, got "

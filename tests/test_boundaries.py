@@ -134,7 +134,7 @@ def test_a_bad_matplotlib_backend_is_one_line(tmp_path):
     (("--grid", "100000"), "grid must be an integer in 2..100"),
     (("--grid", "0"), "grid must be an integer in 2..100"),
     (("--grid", "9" * 30), "grid must be an integer in 2..100"),
-    (("--grid", "60"), "corrections is more than memless.checks.MAX_CORRECTIONS"),
+    (("--grid", "40"), "corrections is more than memless.checks.MAX_CORRECTIONS"),
     (("--steps", "4000000"), "steps must be an integer in 1..1000000"),
     (("--steps", "100000"), "is more than memless.checks.MAX_"),
 ])
@@ -371,3 +371,105 @@ def test_modified_on_an_optimizer_that_returns_nan_blames_the_optimizer():
     from memless.modified import summarize
     with pytest.raises(memless.OptimizerError, match="returns-nan: its direction F is not finite"):
         summarize(_ReturnsNaN(), "curvy", lr=1e-3)
+
+
+# -- found by an outside sweep ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("report", "adamw", "--lr", "0x10"),
+    ("map", "adamw", "--steps", "2.5"),
+    ("compare",),
+    ("report",),
+    ("list", "--json", "extra"),
+    ("list-losses", "--set", "a=1"),
+    ("nosuchcommand",),
+])
+def test_usage_errors_from_the_argument_parser_are_one_line(args):
+    run = cli(*args)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("memless: error: "), run.stderr
+
+
+def test_a_plugin_writing_to_the_stdout_descriptor_does_not_corrupt_json():
+    import json
+    run = hostile("report", "writes-fd", "--fast", "--quiet", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["optimizer"] == "writes-fd"
+    assert "FD1-NOISE at import" in run.stderr and "FD1-NOISE in direction" in run.stderr
+    listing = hostile("list", "--json")
+    assert json.loads(listing.stdout) and "FD1-NOISE" not in listing.stdout
+
+
+def test_a_bad_plugin_time_budget_is_refused():
+    assert_one_line_error(hostile("report", "writes-fd", seconds="abc"), "MEMLESS_PLUGIN_SECONDS must be")
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path):
+    """As an unprivileged user (root may write anything): --plot over a read-only file is refused and the file
+    stays.  Run as 'nobody' in a world-writable folder; skipped where that cannot be arranged."""
+    import tempfile
+    folder = tempfile.mkdtemp(dir="/tmp")
+    os.chmod(folder, 0o777)
+    path = os.path.join(folder, "ro.png")
+    with open(path, "w") as fh:
+        fh.write("read-only")
+    os.chmod(path, 0o444)
+    if os.geteuid() != 0:
+        run = cli("report", "heavy-ball", "--fast", "--quiet", "--plot", path)
+    else:
+        def become_nobody():
+            os.setgid(65534)
+            os.setuid(65534)
+        try:
+            run = cli("report", "heavy-ball", "--fast", "--quiet", "--plot", path, preexec_fn=become_nobody,
+                      env={"HOME": folder, "MPLCONFIGDIR": folder})
+        except (OSError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"cannot run as nobody here: {exc}")
+        if "Permission denied" in run.stderr or "No module named" in run.stderr:
+            pytest.skip("the interpreter is not readable by nobody here")
+    assert_one_line_error(run, "is read-only")
+    assert open(path).read() == "read-only"
+
+
+def test_wrong_shapes_and_flags_are_not_silently_accepted():
+    from memless.frameworks import ExternalLoss
+    from memless.frameworks.blackbox import StepFunction
+    box = StepFunction(lambda g, p, s: (g[:1], s), lambda p: None, name="short")
+    with pytest.raises(memless.OptimizerError, match="short: its step returned a direction of 1 numbers"):
+        memless.correction(box, "curvy", None, lr=0.01, n=5)
+    equation = memless.modified_equation(memless.get_optimizer("heavy-ball"), "curvy", 0.01)
+    for call in (equation.solve, equation.iterate):
+        with pytest.raises(memless.MemlessError, match="corrected must be True or False"):
+            call(CURVY.start, 5, corrected="no")
+    with pytest.raises(memless.LossError, match="layout must be a memless Layout"):
+        ExternalLoss(lambda t: 0.0, lambda t: t, lambda t, v: v, start=np.ones(3), layout="bad")
+
+
+@pytest.mark.parametrize("call,fragment", [
+    (lambda: memless.trajectory(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", None, lr=0.01,
+                                steps=100_000, memoryless=True), "MAX_CORRECTIONS"),
+    (lambda: memless.trajectory(memless.frameworks.blackbox.StepFunction(lambda g, p, s: (g, s), lambda p: None),
+                                "curvy", None, lr=0.01, steps=3000, memoryless=True), "by the history method"),
+    (lambda: memless.correction(memless.frameworks.blackbox.StepFunction(lambda g, p, s: (g, s), lambda p: None),
+                                "curvy", None, lr=0.01, n=10 ** 9), "by the history method"),
+])
+def test_long_requests_within_the_old_bounds_are_refused(call, fragment):
+    import memless.frameworks.blackbox  # noqa: F401
+    with pytest.raises(memless.MemlessError, match=fragment):
+        call()
+
+
+def test_a_file_the_user_cannot_write_is_refused_before_the_work(tmp_path, monkeypatch):
+    """The same refusal through the API, for a user to whom os.access denies writing the file (root is
+    never denied, so the permission is simulated here; the subprocess test above runs it for real where it can)."""
+    path = tmp_path / "ro.csv"
+    path.write_text("keep")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == str(path) and mode & os.W_OK
+                        else real(p, mode, **kw))
+    probe = memless.Probe(memless.get_optimizer("adamw"), "curvy", lr=1e-3, every=1)
+    probe.step(CURVY.start)
+    with pytest.raises(memless.MemlessError, match="is read-only"):
+        probe.to_csv(str(path))
+    assert path.read_text() == "keep"

@@ -240,6 +240,13 @@ class BlackBox(MemoryOptimizer):
         self._diagnostics.update(error=0.0, scale=0.0, checked=False)
         return super().bind(layout)
 
+    def _check_shapes(self, directions, pairs) -> None:
+        for direction, (theta, _) in zip(directions, pairs):
+            size = np.size(direction)
+            if size != np.size(theta):
+                raise OptimizerError(f"{self.label}: its step returned a direction of {size} numbers (shape "
+                                     f"{np.shape(direction)}); the parameters have {np.size(theta)}")
+
     def _check_repeatable(self, theta, g) -> None:
         """Two replays of the same three steps must agree: F^(n) is a function of the history only."""
         record = self._diagnostics
@@ -271,6 +278,8 @@ class BlackBox(MemoryOptimizer):
             pairs = pairs if s == 0 else inputs(s)
             directions, states = self.step_many(states, [np.asarray(t, dtype=float) for t, _ in pairs],
                                                 [np.asarray(g, dtype=float) for _, g in pairs])
+            if s == 0:
+                self._check_shapes(directions, pairs)
             if at is not None and (marks is None or s + 1 in marks) and at(s + 1, directions):
                 break
         return [np.asarray(d, dtype=float) for d in directions]

@@ -51,6 +51,10 @@ class ExternalLoss:
         self.value_function, self.gradient_function, self.hvp_function = value, gradient, hvp
         self.fused_function, self.linearize_function = value_and_gradient, linearize
         self.start = None if start is None else check_theta(start, "start")
+        if layout is not None and not isinstance(layout, Layout):
+            raise LossError(f"ExternalLoss: layout must be a memless Layout or None, got {shown(layout)}")
+        if layout is not None and self.start is not None and layout.size != self.start.size:
+            raise LossError(f"ExternalLoss: the layout holds {layout.size} parameters, start has {self.start.size}")
         self.layout = layout
         self.__name__ = name
         self.hvp_error: Optional[float] = None       #: the check's measured disagreement (None: not checked)
