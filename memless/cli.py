@@ -289,6 +289,38 @@ def cmd_list(args):
     return 0
 
 
+def cmd_experiment(args):
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from .experiments import run
+    from .report import render_experiment
+
+    err = Console(stderr=True)
+    bar = Progress(console=err, transient=True) if err.is_terminal and not args.quiet else None
+    follow = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task(f"experiment {args.name}", total=None)
+
+        def follow(done, total, label):
+            bar.update(task, completed=done, total=total, description=label)
+    elif not args.quiet:
+        def follow(done, total, label):
+            print(f"memless: {done}/{total} {label}", file=sys.stderr, flush=True)
+    try:
+        result = run(args.name, quick=args.quick, seeds=args.seeds, device=args.device, data=args.data,
+                     progress=follow)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if args.json:
+        print(result.to_json())
+    else:
+        _console(args).print(render_experiment(result))
+    return 0
+
+
 def cmd_list_losses(args):
     from .losses import REFERENCE_LOSSES
 
@@ -365,6 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     regime.add_argument("--plot", metavar="FILE", help="write the map (.png, .svg or .pdf)")
     _common(regime, analysis=False)
     regime.set_defaults(run=cmd_map)
+    experiment = sub.add_parser("experiment", help="the papers' experiments at CPU scale (PyTorch; see "
+                                                   "memless.experiments)")
+    experiment.add_argument("name", help="adam-rho, adam-beta or order-on-a-model")
+    experiment.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    experiment.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
+    experiment.add_argument("--device", default="cpu", help="torch device for training (default cpu)")
+    experiment.add_argument("--data", default=None,
+                            help="digits, mnist1d or a .npz with x, y, x_test, y_test (default: the experiment's)")
+    experiment.add_argument("--json", action="store_true", help="print JSON")
+    experiment.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    experiment.add_argument("--no-color", action="store_true")
+    experiment.set_defaults(run=cmd_experiment)
     listing = sub.add_parser("list", help="registered optimizers")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.add_argument("--no-color", action="store_true")

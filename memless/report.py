@@ -267,3 +267,34 @@ def render_modified(summary):  # summary: memless.modified.ModifiedSummary
     if summary.caveats:
         parts.append(Text("caveats:\n" + "\n".join(f"- {c}" for c in summary.caveats), style="yellow"))
     return Group(*parts)
+
+
+#: short headers for the experiments' columns, and what they mean
+_SHORT = {"share_above": "share", "test_accuracy": "acc", "error_corrected": "err M", "error_uncorrected": "err no M",
+          "sharpness_h": "h lmax", "strength": "strength", "beta1": "b1", "beta2": "b2", "optimizer": "opt"}
+_LEGEND = ("excess = ||g||_{1,eps} - p sqrt(eps); share = share of |g_i| > sqrt(eps); acc = test accuracy; strength = "
+           "<grad N, M>/|<grad N, F>| (> 0 regularizing); err = max distance to the optimizer over the horizon, "
+           "with M and without; h lmax = h lambda_max(P H) at the start (stability edge 2)")
+
+
+def render_experiment(result):  # result: memless.experiments.ExperimentResult
+    """An experiment's rows as a table and its claims as sentences (each decided by the rows)."""
+    from rich import box
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+    head = Text(f"{result.name}: {result.what}", style="bold")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1), show_edge=False)
+    for column in result.columns:
+        table.add_column(_SHORT.get(column, column), justify="left" if column in ("data", "optimizer") else "right",
+                         no_wrap=True)
+    for row in result.rows:
+        table.add_row(*(f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                        for c in result.columns))
+    claims = Text("\n".join(f"- {claim['sentence']}" for claim in result.claims))
+    seeds = len({row.get("seed") for row in result.rows})
+    run = (f"{'quick run' if result.settings.get('quick') else 'full run'}, {seeds} seed(s), device "
+           f"{result.settings.get('device')}, {result.seconds:.0f} s; columns: {_LEGEND}")
+    return Group(head, table, Panel(claims, title="what the data say (decided by the rows above)"),
+                 Text(run, style="dim"))

@@ -70,7 +70,10 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
     gradient_of = grad(flat_loss)
 
     def tensor(x):
-        return torch.as_tensor(np.asarray(x, dtype=float), dtype=dtype, device=device)
+        array = np.asarray(x, dtype=float)
+        if not array.flags.writeable:          # memless's iterates are read-only; torch wants to own its memory
+            array = array.copy()
+        return torch.as_tensor(array, dtype=dtype, device=device)
 
     def value(theta):
         with torch.no_grad():

@@ -1,0 +1,166 @@
+"""A user's kind of training loop: a PyTorch MLP, full-batch Adam written out, and memless
+measuring at the point the protocol asks for.  Shared by the experiments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..errors import MemlessError
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        raise MemlessError("the experiments train PyTorch models: pip install memless[torch,experiments]") from None
+    return torch
+
+
+def mlp(inputs: int, hidden, classes: int, seed: int, activation: str = "tanh", dtype=None):
+    """A fully connected network ``inputs-hidden...-classes`` with biases, seeded."""
+    torch = torch_module()
+    torch.manual_seed(seed)
+    layers, width = [], inputs
+    for size in hidden:
+        layers += [torch.nn.Linear(width, size), torch.nn.Tanh() if activation == "tanh" else torch.nn.ReLU()]
+        width = size
+    layers.append(torch.nn.Linear(width, classes))
+    return torch.nn.Sequential(*layers).to(dtype or torch.float64)
+
+
+@dataclass
+class Run:
+    """Where full-batch training stopped and what was measured there."""
+
+    steps: int                      #: steps taken to reach the threshold (or the cap)
+    reached: bool                   #: the training loss fell below the threshold
+    loss: float
+    gradient: np.ndarray            #: the full-batch gradient at that point (flat)
+    test_accuracy: float
+    train_accuracy: float
+
+
+def train_adam(model, data, *, lr: float, beta1: float, beta2: float, eps: float, threshold: float,
+               max_steps: int, device: str = "cpu") -> Run:
+    """Full-batch Adam as Cattaneo, Klusowski & Shigida (2023) run it (bias-corrected, eps inside
+    the root) until the training loss falls below ``threshold`` (or ``max_steps``)."""
+    torch = torch_module()
+    dtype = next(model.parameters()).dtype
+    model = model.to(device)
+    x = torch.as_tensor(data.x, dtype=dtype, device=device)
+    y = torch.as_tensor(data.y, dtype=torch.long, device=device)
+    params = [p for p in model.parameters()]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    loss_fn = torch.nn.functional.cross_entropy
+    step, reached = 0, False
+    for step in range(max_steps + 1):
+        loss = loss_fn(model(x), y)
+        if float(loss.detach()) < threshold:
+            reached = True
+            break
+        if step == max_steps:
+            break
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            c1, c2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
+            for p, g, mi, vi in zip(params, grads, m, v):
+                mi.mul_(beta1).add_(g, alpha=1 - beta1)
+                vi.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                p.sub_(lr * (mi / c1) / torch.sqrt(vi / c2 + eps))
+    loss = loss_fn(model(x), y)
+    grads = torch.autograd.grad(loss, params)
+    gradient = torch.cat([g.reshape(-1) for g in grads]).detach().cpu().double().numpy()
+    return Run(step, reached, float(loss.detach()), gradient, accuracy(model, data.x_test, data.y_test, device),
+               accuracy(model, data.x, data.y, device))
+
+
+def accuracy(model, x, y, device: str = "cpu") -> float:
+    torch = torch_module()
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        predicted = model(torch.as_tensor(x, dtype=dtype, device=device)).argmax(dim=1).cpu().numpy()
+    return float(np.mean(predicted == np.asarray(y)))
+
+
+def objective_of(model, data, device: str = "cpu"):
+    """The full-batch training loss as a memless objective (float64, on the CPU: memless's numbers)."""
+    torch = torch_module()
+    from ..frameworks.torch import objective
+    cpu = model.to("cpu").double()
+    loss = objective(cpu, torch.nn.functional.cross_entropy,
+                     (torch.as_tensor(data.x, dtype=torch.float64), torch.as_tensor(data.y, dtype=torch.long)),
+                     name=data.name)
+    model.to(device)
+    return loss
+
+
+def perturbed_norm(g: np.ndarray, eps: float) -> float:
+    """||g||_{1,eps} = sum_i sqrt(g_i^2 + eps)."""
+    return float(np.sum(np.sqrt(g ** 2 + eps)))
+
+
+def excess(g: np.ndarray, eps: float) -> float:
+    """sum_i (sqrt(g_i^2 + eps) - sqrt(eps)): the norm above its floor p sqrt(eps), computed without cancellation."""
+    return float(np.sum(g ** 2 / (np.sqrt(g ** 2 + eps) + np.sqrt(eps))))
+
+
+def fitted_slope(lrs, errors) -> float:
+    """Least-squares slope of log(error) on log(h) (NaN where an error is not positive and finite)."""
+    lrs, errors = np.asarray(lrs, dtype=float), np.asarray(errors, dtype=float)
+    if len(lrs) < 2 or np.any(~(errors > 0)) or np.any(~np.isfinite(errors)):
+        return float("nan")
+    return float(np.polyfit(np.log(lrs), np.log(errors), 1)[0])
+
+
+# ----------------------------------------------------------------------------
+# Effect sizes and sentences decided by the data
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Trend:
+    """How a measured quantity moves across a swept setting, against seed noise."""
+
+    quantity: str
+    change: float                   #: mean over seeds of (value at the last setting - value at the first)
+    noise: float                    #: pooled seed standard deviation at a fixed setting
+    effect: float                   #: change / noise (NaN where the noise is 0)
+    monotone_seeds: int             #: seeds in which the value moves monotonically in the change's direction
+    seeds: int
+    expected: Optional[int]         #: the paper's direction (+1 rises, -1 falls), None if it claims none
+    verdict: str                    #: "reproduced", "reversed", "not distinguishable from noise", ...
+
+    def sentence(self, setting: str, claim: str) -> str:
+        size = (f"{self.change:+.3g} from the first to the last {setting}, {self.effect:+.1f} seed-sd "
+                f"(seed sd {self.noise:.2g}, {self.monotone_seeds} of {self.seeds} seeds monotone)")
+        return f"{self.quantity} vs {setting}: {self.verdict} -- {size}; the claim: {claim}."
+
+
+#: |change| / seed-sd at or above which a trend is called an effect
+EFFECT = 2.0
+
+
+def trend(quantity: str, table: np.ndarray, expected: Optional[int]) -> Trend:
+    """``table[seed, setting]``: the trend of ``quantity`` across settings, decided by the numbers."""
+    table = np.asarray(table, dtype=float)
+    seeds = table.shape[0]
+    change = float(np.mean(table[:, -1] - table[:, 0]))
+    noise = float(np.sqrt(np.mean(np.var(table, axis=0, ddof=1)))) if seeds > 1 else float("nan")
+    effect = change / noise if noise > 0 else (float("nan") if change == 0 else float(np.sign(change)) * np.inf)
+    direction = np.sign(change)
+    monotone = int(sum(np.all(np.sign(np.diff(row)) == direction) for row in table)) if direction else 0
+    if seeds < 2:
+        verdict = "one seed: no noise estimate, no verdict"
+    elif not np.isfinite(effect) and noise > 0:
+        verdict = "not measured"
+    elif abs(effect) < EFFECT or (np.isfinite(effect) and monotone < seeds):
+        verdict = "not distinguishable from noise"
+    elif expected is None:
+        verdict = "a trend (the papers claim none)"
+    else:
+        verdict = "reproduced" if direction == expected else "reversed"
+    return Trend(quantity, change, noise, float(effect), monotone, seeds, expected, verdict)

@@ -1,0 +1,101 @@
+"""memless.experiments: the papers' experiments at CPU scale.  The quick runs run here; each test checks
+that the rows are the run's own (trained and measured now, with their seeds) and that every sentence is the
+one the rows decide (recomputed from the rows), never text written in advance."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import memless
+
+pytest.importorskip("torch", reason="PyTorch is not installed (pip install memless[torch])")
+pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install memless[experiments])")
+
+from memless.experiments import EXPERIMENTS, run  # noqa: E402
+from memless.experiments.training import trend  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HANG_GUARD = 1800       # a hang guard, not a speed test
+
+
+@pytest.mark.parametrize("name,swept", [("adam-rho", "rho"), ("adam-beta", "beta")])
+def test_adam_quick_runs_report_their_own_rows_and_decided_sentences(name, swept):
+    from memless.experiments.adam import claims
+    result = run(name, quick=True)
+    values = sorted({r[swept] for r in result.rows})
+    assert len(values) == 2 and {r["seed"] for r in result.rows} == {0, 1}
+    for row in result.rows:
+        assert row["reached"] and row["loss"] < 0.01            # stopped at the protocol's threshold
+        assert row["excess"] == pytest.approx(row["norm"] - row["floor"], rel=1e-6, abs=1e-12)
+        assert 0 <= row["share_above"] <= 1 and 0 < row["test_accuracy"] <= 1 and row["M/F"] > 0
+    assert result.claims == claims(result.rows, swept, values)     # the sentences follow from the rows
+    for claim in result.claims:
+        assert claim["verdict"] in claim["sentence"] and f"{claim['effect']:+.1f} seed-sd" in claim["sentence"]
+    json.loads(result.to_json())
+
+
+def test_order_on_a_model_quick_run():
+    result = run("order-on-a-model", quick=True)
+    assert {r["optimizer"] for r in result.rows} == {"heavy-ball", "adam"}
+    for claim in result.claims:
+        part = [r for r in result.rows if r["optimizer"] == claim["optimizer"]]
+        lrs = [r["lr"] for r in part]
+        fitted = np.polyfit(np.log(lrs), np.log([r["error_corrected"] for r in part]), 1)[0]
+        assert claim["order_corrected"] == pytest.approx(fitted, rel=1e-9)
+        assert claim["verdict"] == ("reproduced" if abs(claim["order_corrected"] - 2) <= 0.3
+                                    and abs(claim["order_uncorrected"] - 1) <= 0.3 else "not reproduced")
+        assert f"{claim['order_corrected']:.2f} with M" in claim["sentence"]
+
+
+def test_trend_decides_by_effect_size_and_monotonicity():
+    rises = np.array([[1.0, 2.0, 3.0], [1.1, 2.1, 3.2], [0.9, 1.9, 3.1]])
+    assert trend("x", rises, +1).verdict == "reproduced"
+    assert trend("x", rises, -1).verdict == "reversed"
+    noisy = np.array([[1.0, 1.2, 0.9], [1.1, 0.8, 1.3], [0.9, 1.0, 1.0]])
+    assert trend("x", noisy, +1).verdict == "not distinguishable from noise"
+    assert trend("x", rises[:1], +1).verdict.startswith("one seed")
+
+
+def test_data_loaders_leave_the_global_rng_alone_and_check_user_files(tmp_path):
+    from memless.experiments.data import load
+    state = np.random.get_state()[1].copy()
+    digits = load("digits", seed=3)
+    assert digits.x.shape == (1200, 64) and digits.x_test.shape == (597, 64)
+    np.testing.assert_array_equal(state, np.random.get_state()[1])
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=rng.normal(size=(40, 5)), y=rng.integers(0, 3, 40), x_test=rng.normal(size=(10, 5)),
+             y_test=rng.integers(0, 3, 10))
+    mine = load(str(path))
+    assert mine.classes == 3 and mine.x.shape == (40, 5)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.ones((3, 2)), y=np.array([0.5, 1, 2]), x_test=np.ones((1, 2)), y_test=np.array([0]))
+    for source, fragment in ((str(bad), "integers from 0"), (str(tmp_path / "none.npz"), "does not exist"),
+                             ("cifar", "digits, mnist1d or a path")):
+        with pytest.raises(memless.MemlessError, match=fragment):
+            load(source)
+
+
+def test_experiment_cli_quick_json_and_refusals(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "tiny.npz"
+    x = rng.normal(size=(120, 6))
+    y = (x[:, 0] > 0).astype(int)
+    np.savez(path, x=x[:90], y=y[:90], x_test=x[90:], y_test=y[90:])
+    out = subprocess.run([sys.executable, "-m", "memless", "experiment", "adam-rho", "--quick", "--json", "--quiet",
+                          "--data", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=HANG_GUARD)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert {r["data"] for r in result["rows"]} == {"tiny.npz"} and result["claims"]
+    for args, fragment in ((("nosuch",), "unknown experiment"), (("adam-rho", "--seeds", "0"), "seeds must be"),
+                           (("adam-rho", "--device", "nosuchdevice"), "cannot be used here")):
+        out = subprocess.run([sys.executable, "-m", "memless", "experiment", *args], capture_output=True, text=True,
+                             cwd=ROOT, timeout=HANG_GUARD)
+        assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_every_experiment_is_listed():
+    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model"}
