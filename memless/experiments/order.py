@@ -41,9 +41,10 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
     import memless
     dataset = load(data or "digits", 0)
     if quick:
-        lrs, samples, hidden, horizon = [0.01, 0.005, 0.0025], 150, (8,), QUICK_HORIZON
+        lrs, samples, hidden, horizon = [0.005, 0.0025, 0.00125], 150, (8,), QUICK_HORIZON
     else:
-        lrs, samples, hidden, horizon = [0.16, 0.08, 0.04, 0.02, 0.01, 0.005, 0.0025], 300, (16,), HORIZON
+        lrs, samples, hidden, horizon = [0.16, 0.08, 0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125, 0.000625], 300, (16,), \
+            HORIZON
     dataset.x, dataset.y = dataset.x[:samples], dataset.y[:samples]
     optimizers = [("heavy-ball", dict(beta=0.9)), ("adam", dict(beta1=0.9, beta2=0.99, eps=1e-3))]
     rows, claims, total, done = [], [], len(optimizers) * min(seeds, 1 if quick else seeds), 0
