@@ -98,4 +98,49 @@ def test_experiment_cli_quick_json_and_refusals(tmp_path):
 
 
 def test_every_experiment_is_listed():
-    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model"}
+    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model", "cancel-memory"}
+
+
+def test_cancel_memory_quick_checks_the_tracking_prediction_from_its_rows():
+    """With memory's first-order term removed (c = -1) the run tracks theta <- theta - h F to O(h^2); Adam
+    itself (c = 0) only to O(h).  The verdicts are recomputed from the rows' slopes."""
+    from memless.experiments.cancel import claims
+    result = run("cancel-memory", quick=True)
+    tracking = {r["c"]: r for r in result.rows if r["kind"] == "tracking"}
+    assert set(tracking) == {-1.0, 0.0}
+    for c, want in ((-1.0, 2.0), (0.0, 1.0)):
+        row = tracking[c]
+        slope = np.polyfit(np.log(row["lrs"]), np.log(row["errors"]), 1)[0]
+        assert row["slope"] == pytest.approx(slope, rel=1e-9)
+    assert result.claims == claims(result.rows)
+    assert all(("as predicted" in c["sentence"]) == (c["verdict"] == "as predicted") for c in result.claims)
+
+
+def test_compensated_with_c_zero_is_the_optimizer_and_refuses_a_mismatch():
+    import torch
+
+    from memless.experiments.data import load
+    from memless.experiments.training import mlp, objective_of
+    from memless.frameworks.torch import Compensated
+    data = load("digits", 0)
+    data.x, data.y = data.x[:50], data.y[:50]
+    paths = []
+    for wrap in (False, True):
+        model = mlp(64, (4,), 10, 0)
+        loss = objective_of(model, data)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        step = Compensated(optimizer, memless.get_optimizer("adam", eps_inside=False), loss, 0.0) if wrap \
+            else optimizer
+        x, y = torch.as_tensor(data.x), torch.as_tensor(data.y)
+        for _ in range(5):
+            value = torch.nn.functional.cross_entropy(model(x), y)
+            step.zero_grad()
+            value.backward()
+            step.step()
+        paths.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy())
+    np.testing.assert_array_equal(paths[0], paths[1])
+    other = mlp(64, (5,), 10, 0)
+    with pytest.raises(memless.LossError, match="build both from the same model"):
+        Compensated(torch.optim.Adam(other.parameters()), memless.get_optimizer("adam"), loss, -1.0)
+    with pytest.raises(memless.LossError, match="c must be a finite number"):
+        Compensated(torch.optim.Adam(model.parameters()), memless.get_optimizer("adam"), loss, float("nan"))
