@@ -21,6 +21,11 @@ because near the end of training |g_i| << sqrt(eps) and the norm is that floor p
 remainder of about ||g||^2 / (2 sqrt(eps)).
 
 Needs the extras torch and digits: pip install "memless[torch,digits]".
+
+The same protocol with a train/test split, test accuracy, several seeds with effect sizes in
+seed standard deviations, eps = 1e-8 (where |g_i| > sqrt(eps) for a share of the parameters, so
+the claim is tested at all) and MNIST-1D is ``python -m memless experiment adam-rho`` (and
+``adam-beta``): see :mod:`memless.experiments`.
 """
 import argparse
 import json
