@@ -98,7 +98,18 @@ def test_experiment_cli_quick_json_and_refusals(tmp_path):
 
 
 def test_every_experiment_is_listed():
-    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model", "cancel-memory"}
+    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model", "cancel-memory", "lion-vs-adamw"}
+
+
+def test_lion_vs_adamw_quick_run_compares_at_the_same_loss():
+    from memless.experiments.lion import claims
+    result = run("lion-vs-adamw", quick=True)
+    assert {(r["optimizer"], r["seed"]) for r in result.rows} == {("adamw", 0), ("adamw", 1), ("lion", 0), ("lion", 1)}
+    for row in result.rows:
+        assert row["reached"] and row["grad_l1"] > 0 and 0 < row["test_accuracy"] <= 1
+        channels = [k for k in row if k.startswith("strength:")]
+        assert channels and row["strength"] == pytest.approx(sum(row[k] for k in channels), rel=1e-9, abs=1e-12)
+    assert result.claims == claims(result.rows)
 
 
 def test_cancel_memory_quick_checks_the_tracking_prediction_from_its_rows():

@@ -117,7 +117,7 @@ def claims(rows):
         values = ", ".join(f"c = {c:+g}: {np.nanmean(table[:, i]):.4g}" for i, c in enumerate(CS)
                            if np.any(np.isfinite(table[:, i])))
         if failed:
-            out.append({"quantity": quantity, "verdict": "not measured", "effect": float("nan"),
+            out.append({"quantity": quantity, "verdict": "not measured", "effect": None,
                         "sentence": f"{label} vs c: not measured across all c -- {len(failed)} run(s) did not reach "
                                     f"the threshold ({'; '.join(failed)[:400]}). Means of the others: {values}."})
             continue
