@@ -269,8 +269,14 @@ def _black_box(step, init, limit_n, n):
     return memless.correction(StepFunction(step, init, limit_n=limit_n), _quadratic, np.ones(2), lr=0.01, n=n)
 
 
+#: where the hostile file names land: a string path is taken inside this folder, never the working directory
+_WRITE_FOLDER = tempfile.mkdtemp(prefix="memless-hostile-")
+
+
 def _written(path):
     from memless.files import write_atomic
+    if isinstance(path, str):
+        path = os.path.join(_WRITE_FOLDER, path.lstrip(os.sep))
     return write_atomic(path, lambda fh: fh.write(b"ok"))
 
 
@@ -279,7 +285,7 @@ PUBLIC += [
     (_external, dict(value=lambda t: float(np.sum(t ** 2)), gradient=lambda t: 2 * t, hvp=lambda t, v: 2 * v,
                      start=np.ones(2), n=3)),
     (_black_box, dict(step=lambda g, p, s: (0.5 * s + g,) * 2, init=np.zeros_like, limit_n=20, n=3)),
-    (_written, dict(path=os.path.join(tempfile.mkdtemp(), "out.txt"))),
+    (_written, dict(path="out.txt")),
 ]
 
 
