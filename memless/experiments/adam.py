@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import load
-from .training import excess, mlp, objective_of, perturbed_norm, train_adam, trend
+from .training import excess, mlp, objective_of, perturbed_norm, seed_table, train_adam, trend
 
 THRESHOLD = 0.01
 
@@ -81,15 +81,13 @@ def claims(rows, sweep, values):
     groups = sorted({(r["data"], r["eps"]) for r in rows}, key=lambda k: (k[0], -k[1]))
     for data, eps in groups:
         part = [r for r in rows if r["data"] == data and r["eps"] == eps]
-        seeds = sorted({r["seed"] for r in part})
         reached = all(r["reached"] for r in part)
         for quantity, claim in (("excess", f"the norm {'rises' if EXPECTED[sweep]['excess'] > 0 else 'falls'} "
                                            f"with {sweep}"),
                                 ("test_accuracy", f"test accuracy {'falls' if EXPECTED[sweep]['test_accuracy'] < 0 else 'rises'} "
                                                   f"with {sweep}")):
-            table = np.array([[next(r[quantity] for r in part if r["seed"] == s and r[sweep] == v) for v in values]
-                              for s in seeds])
-            result = trend(quantity.replace("_", " "), table, EXPECTED[sweep][quantity])
+            result = trend(quantity.replace("_", " "), seed_table(part, quantity, sweep, values),
+                           EXPECTED[sweep][quantity])
             note = "" if reached else " (some runs did not reach the threshold)"
             share = float(np.mean([r["share_above"] for r in part]))
             ratio = float(np.max([r["M/F"] for r in part]))

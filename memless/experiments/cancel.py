@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import MemlessError
 from .data import load
-from .training import accuracy, excess, fitted_slope, mlp, objective_of, torch_module, trend
+from .training import accuracy, excess, fitted_slope, mlp, objective_of, seed_table, torch_module, trend
 
 EPS, LR, THRESHOLD, BETA1, BETA2 = 1e-3, 1e-2, 0.01, 0.9, 0.999
 #: the tracking check's Adam: short memory, where Theorem 3.3's asymptotics are reached within the horizon
@@ -108,10 +108,8 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
 def claims(rows):
     out = []
     train = [r for r in rows if r["kind"] == "train"]
-    seeds = sorted({r["seed"] for r in train})
     for quantity, label in [] if not train else (("excess", "the norm's excess over its floor"), ("test_accuracy", "test accuracy")):
-        table = np.array([[next(r[quantity] for r in train if r["seed"] == s and r["c"] == c) for c in CS]
-                          for s in seeds])
+        table = seed_table(train, quantity, "c", CS)
         failed = [f"c = {r['c']:+g}, seed {r['seed']}: {r['failure'] or 'did not reach the threshold'}"
                   for r in train if not r["reached"]]
         values = ", ".join(f"c = {c:+g}: {np.nanmean(table[:, i]):.4g}" for i, c in enumerate(CS)

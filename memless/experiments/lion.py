@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import load
-from .training import accuracy, mlp, objective_of, torch_module, trend
+from .training import accuracy, mlp, objective_of, seed_table, torch_module, trend
 
 THRESHOLD = 0.01
 ADAMW = dict(beta1=0.9, beta2=0.999, eps=1e-8)
@@ -85,13 +85,11 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
 
 
 def claims(rows):
-    seeds = sorted({r["seed"] for r in rows})
     out = []
     for quantity, label, expected, claim in (
             ("grad_l1", "||g||_1 at the threshold", -1, "Lion's is smaller (its memory does not anti-regularize)"),
             ("test_accuracy", "test accuracy", +1, "Lion's is higher")):
-        table = np.array([[next(r[quantity] for r in rows if r["seed"] == s and r["optimizer"] == name)
-                           for name in ("adamw", "lion")] for s in seeds])
+        table = seed_table(rows, quantity, "optimizer", ("adamw", "lion"))
         if not np.all(np.isfinite(table)):
             out.append({"quantity": quantity, "verdict": "not measured", "effect": None,
                         "sentence": f"{label}, AdamW vs Lion: not measured -- some runs did not reach loss < "

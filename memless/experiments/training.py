@@ -140,6 +140,13 @@ class Trend:
         return f"{self.quantity} vs {setting}: {self.verdict} -- {size}; the claim: {claim}."
 
 
+def seed_table(rows, quantity: str, key: str, settings) -> np.ndarray:
+    """``table[seed, setting]`` of ``quantity`` from rows that carry ``seed`` and ``key`` (the swept setting)."""
+    seeds = sorted({r["seed"] for r in rows})
+    return np.array([[next(r[quantity] for r in rows if r["seed"] == s and r[key] == v) for v in settings]
+                     for s in seeds], dtype=float)
+
+
 #: |change| / seed-sd at or above which a trend is called an effect
 EFFECT = 2.0
 
