@@ -21,7 +21,7 @@ import numpy as np
 from autograd import grad as _grad
 
 from ._json import strict
-from .checks import check_budget, check_count, check_lr, check_n, check_optimizer, shown
+from .checks import check_budget, check_callback, check_count, check_lr, check_n, check_optimizer, shown
 from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
 from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError, MemlessError
@@ -158,8 +158,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     points = check_count(points, "points", 1, MAX_POINTS)
     if evidence_steps is not None:
         evidence_steps = check_count(evidence_steps, "evidence_steps", 1, MAX_EVIDENCE_STEPS)
-    if progress is not None and not callable(progress):
-        raise MemlessError(f"progress must be a callable (done, total, label) or None, got {shown(progress)}")
+    check_callback(progress, "progress", "(done, total, label)")
     if not isinstance(evidence_losses, (list, tuple)) or not all(isinstance(name, str) for name in evidence_losses):
         raise MemlessError(f"evidence_losses must be a list of reference-loss names, got {shown(evidence_losses)}")
     others = [name for name in evidence_losses if name != loss_name]
@@ -564,8 +563,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     grid = check_count(grid, "grid", 2, MAX_GRID)
     steps = check_count(steps, "steps", 1, 10 ** 6)
     lr = check_lr(lr)
-    if progress is not None and not callable(progress):
-        raise MemlessError(f"progress must be a callable (done, total, label) or None, got {shown(progress)}")
+    check_callback(progress, "progress", "(done, total, label)")
     try:
         xs = np.asarray(_default_axis(x, grid, lr) if xs is None else xs, dtype=float).ravel()
         ys = np.asarray(_default_axis(y, grid, lr) if ys is None else ys, dtype=float).ravel()

@@ -143,6 +143,13 @@ def history_work(steps: int, window: Optional[int] = None) -> int:
     return sum(min(n, 32) * (n + 1) for n in range(min(steps, 33))) + max(steps - 33, 0) * 32 * (steps + 34) // 2
 
 
+def check_callback(value: Any, name: str, signature: str):
+    """None or a callable (its ``signature`` is named in the error)."""
+    if value is not None and not callable(value):
+        raise MemlessError(f"{name} must be a callable {signature} or None, got {shown(value)}")
+    return value
+
+
 def check_count(value: Any, name: str, lo: int, hi: int) -> int:
     """An integer in lo..hi (a bounded size: grid cells, points, steps)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:

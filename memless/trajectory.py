@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from .checks import (check_budget, check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer,
+from .checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer,
                      check_positive, shown)
 from .core import MemoryOptimizer
 from .engine import history_entries, terms_at
@@ -270,9 +270,7 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
                  steps=sum(history_entries(optimizer, max(1, int(round(horizon / lr)))) for lr in lrs)
                  if correction == "exact" else 0)
     tol = check_positive(tol, "tol")
-    if callback is not None and not callable(callback):
-        raise MemlessError(f"callback must be a callable (lr, error_corrected, error_uncorrected) or None, got "
-                           f"{shown(callback)}")
+    check_callback(callback, "callback", "(lr, error_corrected, error_uncorrected)")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
         return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
