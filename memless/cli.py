@@ -7,6 +7,7 @@ Every usage error prints one line, ``memless: error: ...``, on stderr and exits 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -204,6 +205,30 @@ def _save(fig, path):
     print(f"memless: wrote {shown(path, 200)}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _progress(label: str, *, quiet: bool = False, lines: bool = False, describe: bool = True):
+    """A progress(done, total, text) callback for one long piece of work, on stderr: a transient bar
+    on a terminal (its text the latest ``text`` with ``describe``), else one line per update with
+    ``lines``, else None (as with ``quiet``)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    err = Console(stderr=True)
+    if quiet or not (err.is_terminal or lines):
+        yield None
+    elif not err.is_terminal:
+        yield lambda done, total, text: print(f"memless: {done}/{total} {text}", file=sys.stderr, flush=True)
+    else:
+        bar = Progress(console=err, transient=True)
+        bar.start()
+        task = bar.add_task(label, total=None)
+        try:
+            yield lambda done, total, text: bar.update(task, completed=done, total=total,
+                                                       **({"description": text} if describe else {}))
+        finally:
+            bar.stop()
+
+
 def cmd_map(args):
     from .checks import check_lr
     from .registry import get_optimizer
@@ -211,25 +236,10 @@ def cmd_map(args):
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     check_lr(args.lr)
     plot = _plot_module(args)
-    from rich.console import Console
-    from rich.progress import Progress
-
     from .analysis import regime_map
-    err = Console(stderr=True)
-    bar = Progress(console=err, transient=True) if err.is_terminal else None
-    follow = None
-    if bar is not None:                  # a long map shows its progress; Ctrl-C stops it (exit 130)
-        bar.start()
-        task = bar.add_task(f"mapping {optimizer.label}", total=None)
-
-        def follow(done, total, label):
-            bar.update(task, completed=done, total=total)
-    try:
+    with _progress(f"mapping {optimizer.label}", describe=False) as follow:   # Ctrl-C stops it (exit 130)
         result = regime_map(optimizer, args.loss or "bilinear", x=args.x, y=args.y, grid=args.grid, lr=args.lr,
                             steps=args.steps, progress=follow)
-    finally:
-        if bar is not None:
-            bar.stop()
     if plot is not None:
         _save(result.figure(), args.plot)
     if args.json or plot is None:
@@ -290,30 +300,12 @@ def cmd_list(args):
 
 
 def cmd_experiment(args):
-    from rich.console import Console
-    from rich.progress import Progress
-
     from .experiments import run
     from .report import render_experiment
 
-    err = Console(stderr=True)
-    bar = Progress(console=err, transient=True) if err.is_terminal and not args.quiet else None
-    follow = None
-    if bar is not None:
-        bar.start()
-        task = bar.add_task(f"experiment {args.name}", total=None)
-
-        def follow(done, total, label):
-            bar.update(task, completed=done, total=total, description=label)
-    elif not args.quiet:
-        def follow(done, total, label):
-            print(f"memless: {done}/{total} {label}", file=sys.stderr, flush=True)
-    try:
+    with _progress(f"experiment {args.name}", quiet=args.quiet, lines=True) as follow:
         result = run(args.name, quick=args.quick, seeds=args.seeds, device=args.device, data=args.data,
                      progress=follow)
-    finally:
-        if bar is not None:
-            bar.stop()
     if args.json:
         print(result.to_json())
     else:
