@@ -805,11 +805,16 @@ class OptaxTransformation(BatchedBlackBox):
     def forward_support(self) -> Optional[str]:
         return "verified"
 
+    def _vmapped(self):
+        """The transformation's init and update over a leading replay axis."""
+        import jax
+        tx = self.transformation
+        return jax.vmap(tx.init), jax.vmap(lambda g, state, p: tx.update(g, state, p))
+
     def _functions(self):
         if self._compiled is None:
             import jax
-            tx = self.transformation
-            init, update = jax.vmap(tx.init), jax.vmap(lambda g, state, p: tx.update(g, state, p))
+            init, update = self._vmapped()
             self._compiled = (jax.jit(init), jax.jit(update),
                               jax.jit(lambda p, p_dot: jax.jvp(init, (p,), (p_dot,))),
                               jax.jit(lambda g, g_dot, state, state_dot, p, p_dot:
@@ -830,8 +835,7 @@ class OptaxTransformation(BatchedBlackBox):
         primal and forward mode."""
         if self._scanned is None:
             import jax
-            tx = self.transformation
-            update = jax.vmap(lambda g, state, p: tx.update(g, state, p))
+            _, update = self._vmapped()
 
             def primal(carry, x):
                 updates, state = update(x[0], carry[0], x[1])
@@ -848,18 +852,15 @@ class OptaxTransformation(BatchedBlackBox):
 
     def _block_trees(self, inputs, start, length, parts):
         """Steps start .. start + length - 1 of ``inputs`` as pytrees with leading axes (step, replay)."""
+        import jax
         rows = [inputs(s) for s in range(start, start + length)]
-        out = []
-        for i in parts:
-            stacked = np.stack([np.stack([np.asarray(r[i], dtype=float) for r in row]) for row in rows])
-            trees = self.split(stacked.reshape(length * stacked.shape[1], -1))
-            trees = [t.reshape((length, stacked.shape[1]) + t.shape[1:]) for t in trees]
-            out.append(trees[0] if self.layout is None else dict(zip(self.layout.shapes, trees)))
-        return out
+        count = len(rows[0])
+        return [jax.tree.map(lambda leaf: leaf.reshape((length, count) + leaf.shape[1:]),
+                             self._tree([np.asarray(r[i], dtype=float) for row in rows for r in row]))
+                for i in parts]
 
     def _run_blocks(self, steps, inputs, at, marks, tangent):
         """The replays in scanned blocks of up to BLOCK steps, stopping at each mark for ``at``."""
-        import jax.numpy as jnp
         rows = inputs(0)
         count, size = len(rows), int(np.size(rows[0][0]))
         block = max(1, min(self.BLOCK, (1 << 22) // max(count * size * 4, 1)))
@@ -878,8 +879,7 @@ class OptaxTransformation(BatchedBlackBox):
         for stop in stops:
             while done < stop:
                 length = min(block, stop - done)
-                carry = run(carry, tuple(jnp.asarray(x) if not isinstance(x, dict) else x
-                                         for x in self._block_trees(inputs, done, length, parts)))
+                carry = run(carry, tuple(self._block_trees(inputs, done, length, parts)))
                 done += length
             directions = list(-self._flat(carry[-2 if tangent else 1], count))
             dots = list(-self._flat(carry[3], count)) if tangent else None
