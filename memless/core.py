@@ -38,6 +38,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import autograd.numpy as anp
 import numpy as np
 
+from .checks import shown
 from .errors import HyperparameterError, OptimizerError
 from .hyperparameters import Hyperparameter
 from .parameters import Layout
@@ -158,12 +159,6 @@ class History:
         return slot_gradient(self.thetas, self.gradients)
 
 
-def _cut(text: str, limit: int = 60) -> str:
-    """``text`` on one line, at most ``limit`` characters (what an error echoes of the user's input)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class OutsideWindow:
     """A history entry older than the optimizer's declared ``window``: reading it in any way (as an
     array, in arithmetic, by attribute) raises :class:`~memless.OptimizerError` naming the window --
@@ -258,7 +253,7 @@ class MemoryOptimizer(abc.ABC):
         if unknown:
             allowed = ", ".join(known) or "none"
             raise HyperparameterError(
-                f"{self.label}: unknown hyperparameter {_cut(repr(unknown[0]))}; allowed: {allowed}")
+                f"{self.label}: unknown hyperparameter {shown(unknown[0], 60)}; allowed: {allowed}")
         for hp in cls.hyperparameters:
             value = values.get(hp.name, hp.default)
             setattr(self, hp.name, hp.validate(value, owner=self.label))

@@ -29,7 +29,8 @@ import autograd.numpy as anp
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import check_budget, check_choice, history_work, check_flag, check_lr, check_n, check_optimizer, check_positive, shown
+from .checks import (check_budget, check_choice, check_flag, check_lr, check_n, check_optimizer, check_positive,
+                     history_work, shown)
 from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
 from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
 from .objective import LossLike, Objective, bound, objective, resolve_loss

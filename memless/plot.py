@@ -35,18 +35,23 @@ def pyplot():
     except ImportError:
         raise MemlessError("memless.plot needs matplotlib: pip install memless[plot]") from None
     except ValueError as exc:            # matplotlib validates MPLBACKEND when it is imported
-        raise MemlessError(f"MPLBACKEND={os.environ.get('MPLBACKEND')!r} cannot be used: "
-                           f"{' '.join(str(exc).split())[:160]} (unset MPLBACKEND or set it to Agg)") from None
+        raise _backend_error(exc) from None
     if "MPLBACKEND" not in os.environ and not _interactive():
         matplotlib.use("Agg")
     try:
         import matplotlib.pyplot as plt
     except (ImportError, ValueError) as exc:
-        backend = os.environ.get("MPLBACKEND")
-        where = f"MPLBACKEND={backend!r} " if backend else "matplotlib's backend "
-        raise MemlessError(f"{where}cannot be used: {' '.join(str(exc).split())[:200]} (unset MPLBACKEND or set "
-                           "it to Agg)") from None
+        raise _backend_error(exc) from None
     return plt
+
+
+def _backend_error(exc) -> MemlessError:
+    """The one-line error for a backend matplotlib cannot use."""
+    import os
+    backend = os.environ.get("MPLBACKEND")
+    where = f"MPLBACKEND={backend!r} " if backend else "matplotlib's backend "
+    return MemlessError(f"{where}cannot be used: {' '.join(str(exc).split())[:200]} (unset MPLBACKEND or set it "
+                        "to Agg)")
 
 
 def _interactive() -> bool:
