@@ -73,7 +73,8 @@ def train_adam(model, data, *, lr: float, beta1: float, beta2: float, eps: float
                 p.sub_(lr * (mi / c1) / torch.sqrt(vi / c2 + eps))
     loss = loss_fn(model(x), y)
     grads = torch.autograd.grad(loss, params)
-    gradient = torch.cat([g.reshape(-1) for g in grads]).detach().cpu().double().numpy()
+    from ..frameworks.torch import flat
+    gradient = flat(grads)
     return Run(step, reached, float(loss.detach()), gradient, accuracy(model, data.x_test, data.y_test, device),
                accuracy(model, data.x, data.y, device))
 

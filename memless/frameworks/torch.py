@@ -97,9 +97,15 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
 
         return float(value.detach()), g.detach().cpu().double().numpy(), hvp_here
 
-    start = torch.cat([p.detach().reshape(-1) for _, p in named]).cpu().double().numpy()
+    start = flat([p for _, p in named])
     _check_deterministic(torch, model, lambda: value(start))
     return ExternalLoss(value, gradient, hvp, linearize=linearize, start=start, layout=layout, name=name or type(model).__name__)
+
+
+def flat(tensors) -> np.ndarray:
+    """Tensors (a model's parameters, or their gradients) as one flat float64 NumPy vector, in order."""
+    torch = _torch()
+    return torch.cat([t.detach().reshape(-1) for t in tensors]).cpu().double().numpy()
 
 
 def _check_deterministic(torch, model, evaluate) -> None:
@@ -161,9 +167,7 @@ class Compensated:
         self.n, self.seconds = 0, 0.0
 
     def _theta(self):
-        torch = _torch()
-        with torch.no_grad():
-            return torch.cat([p.detach().reshape(-1) for p in self.params]).cpu().double().numpy()
+        return flat(self.params)
 
     def step(self):
         """The optimizer's step, then theta -= c h M^(n)(theta at the step's start)."""
