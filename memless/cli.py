@@ -303,9 +303,12 @@ def cmd_experiment(args):
     from .experiments import run
     from .report import render_experiment
 
+    plot = _plot_module(args)
     with _progress(f"experiment {args.name}", quiet=args.quiet, lines=True) as follow:
         result = run(args.name, quick=args.quick, seeds=args.seeds, device=args.device, data=args.data,
                      progress=follow)
+    if plot is not None:
+        _save(result.figure(), args.plot)
     if args.json:
         print(result.to_json())
     else:
@@ -391,13 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     regime.set_defaults(run=cmd_map)
     experiment = sub.add_parser("experiment", help="the papers' experiments at CPU scale (PyTorch; see "
                                                    "memless.experiments)")
-    experiment.add_argument("name", help="adam-rho, adam-beta or order-on-a-model")
+    experiment.add_argument("name", help="adam-rho, adam-beta, order-on-a-model, lion-vs-adamw or "
+                                                 "cancel-memory")
     experiment.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     experiment.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
     experiment.add_argument("--device", default="cpu", help="torch device for training (default cpu)")
     experiment.add_argument("--data", default=None,
                             help="digits, mnist1d or a .npz with x, y, x_test, y_test (default: the experiment's)")
     experiment.add_argument("--json", action="store_true", help="print JSON")
+    experiment.add_argument("--plot", metavar="FILE", help="also write the figure (.png, .svg or .pdf; needs "
+                                                           "matplotlib: pip install memless[plot])")
     experiment.add_argument("--quiet", action="store_true", help="no progress on stderr")
     experiment.add_argument("--no-color", action="store_true")
     experiment.set_defaults(run=cmd_experiment)

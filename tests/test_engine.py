@@ -251,6 +251,23 @@ def test_sqrt_primitive_has_autograds_derivatives_to_second_order():
         np.testing.assert_allclose(make_jvp(f)(x)(x)[1], make_jvp(g)(x)(x)[1], rtol=1e-14)
 
 
+def test_adam_with_eps_outside_the_root_is_finite_where_a_gradient_component_underflows():
+    """|g_i| = 1e-170: g_i^2 underflows to 0 while its tangent does not (0 * inf = NaN under autograd's
+    rule).  The second moment's term is then of the size of |g_i|: the correction equals the one
+    computed with that gradient exactly 0, at finite n and in the limit."""
+    import autograd.numpy as anp
+
+    def loss(t):                       # g_2 = t_3: 1e-170 at theta below, while d g_2 / d t_3 = 1
+        return anp.sum(t[:2] ** 4) / 4 + t[0] * t[1] + t[2] * t[3]
+
+    opt = memless.get_optimizer("adam", eps=1e-3, eps_inside=False)
+    for n in (None, 5, 40):
+        tiny = memless.correction(opt, loss, np.array([0.7, -0.4, 0.3, 1e-170]), lr=1e-3, n=n)
+        zero = memless.correction(opt, loss, np.array([0.7, -0.4, 0.3, 0.0]), lr=1e-3, n=n)
+        assert np.all(np.isfinite(tiny))
+        np.testing.assert_allclose(tiny, zero, rtol=1e-13, atol=1e-150)
+
+
 def test_adam_with_eps_outside_the_root_is_finite_where_a_gradient_component_is_zero():
     """A parameter whose gradient is exactly 0 (a weight on an always-blank input) gives the
     second moment's term its closed form, 0, not 0 * inf = NaN."""

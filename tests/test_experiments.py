@@ -74,7 +74,7 @@ def test_data_loaders_leave_the_global_rng_alone_and_check_user_files(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.ones((3, 2)), y=np.array([0.5, 1, 2]), x_test=np.ones((1, 2)), y_test=np.array([0]))
     for source, fragment in ((str(bad), "integers from 0"), (str(tmp_path / "none.npz"), "does not exist"),
-                             ("cifar", "digits, mnist1d or a path")):
+                             ("cifar", "digits, mnist1d, a path")):
         with pytest.raises(memless.MemlessError, match=fragment):
             load(source)
 
@@ -155,3 +155,86 @@ def test_compensated_with_c_zero_is_the_optimizer_and_refuses_a_mismatch():
         Compensated(torch.optim.Adam(other.parameters()), memless.get_optimizer("adam"), loss, -1.0)
     with pytest.raises(memless.LossError, match="c must be a finite number"):
         Compensated(torch.optim.Adam(model.parameters()), memless.get_optimizer("adam"), loss, float("nan"))
+
+
+def _image_folder(root, rng, train=24, test=8, size=6):
+    """A tiny image folder as torchvision's ImageFolder reads it: bright images are class 'b', dark 'a'."""
+    from PIL import Image
+    for split, count in (("train", train), ("test", test)):
+        for i in range(count):
+            label = "ab"[i % 2]
+            level = 0.25 if label == "a" else 0.75
+            pixels = np.clip(level + 0.1 * rng.standard_normal((size, size, 3)), 0, 1)
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((pixels * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def test_image_folder_loads_with_its_shape_and_a_users_model_trains_on_it(tmp_path):
+    """A folder of images (the layout torchvision's ImageFolder reads) and a user's convolutional
+    model go through the same experiment code as the built-in data and MLP."""
+    pytest.importorskip("PIL", reason="Pillow is not installed (pip install memless[experiments])")
+    import torch
+
+    from memless.experiments.data import load
+    folder = _image_folder(tmp_path / "images", np.random.default_rng(0))
+    data = load(str(folder))
+    assert data.input_shape == (3, 6, 6) and data.x.shape == (24, 108) and data.x_test.shape == (8, 108)
+    assert data.classes == 2 and set(data.y) == {0, 1} and 0 <= data.x.min() and data.x.max() <= 1
+    # label 1 ('b') is the bright class, read in sorted class-folder order
+    assert data.x[data.y == 1].mean() > data.x[data.y == 0].mean() + 0.3
+    built = []
+
+    def conv(shape, classes, seed):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Conv2d(shape[0], 2, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                                  torch.nn.Linear(2 * (shape[1] - 2) * (shape[2] - 2), classes)).double()
+        built.append(shape)
+        return net
+
+    result = run("adam-rho", quick=True, seeds=1, data=str(folder), model=conv)
+    assert built and all(shape == (3, 6, 6) for shape in built)
+    assert {r["data"] for r in result.rows} == {"images"} and all(r["reached"] for r in result.rows)
+    assert all(r["test_accuracy"] == 1.0 for r in result.rows)      # the classes are separable
+
+
+def test_image_folder_refusals(tmp_path):
+    pytest.importorskip("PIL", reason="Pillow is not installed (pip install memless[experiments])")
+    from PIL import Image
+
+    from memless.experiments.data import load
+    (tmp_path / "only_train" / "train" / "a").mkdir(parents=True)
+    other = _image_folder(tmp_path / "mixed", np.random.default_rng(1), train=4, test=2)
+    Image.fromarray(np.zeros((7, 7, 3), np.uint8)).save(other / "train" / "a" / "odd.png")
+    classes = _image_folder(tmp_path / "classes", np.random.default_rng(2), train=4, test=2)
+    (classes / "test" / "c").mkdir()
+    broken = _image_folder(tmp_path / "broken", np.random.default_rng(3), train=4, test=2)
+    (broken / "test" / "a" / "bad.png").write_bytes(b"not an image")
+    for folder, fragment in ((tmp_path / "only_train", "must hold train/ and test/"),
+                             (other, "not the first image's"), (classes, "the same class folders"),
+                             (broken, "cannot be read")):
+        with pytest.raises(memless.MemlessError, match=fragment):
+            load(str(folder))
+
+
+def test_objective_of_leaves_the_users_model_as_it_was():
+    import torch
+
+    from memless.experiments.data import load
+    from memless.experiments.training import objective_of
+    data = load("digits", 0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 10))           # float32, as users build them
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = objective_of(model, data)
+    assert loss.start.dtype == np.float64 and loss.start.size == 650
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_model_builder_must_be_callable_and_return_a_module():
+    with pytest.raises(memless.MemlessError, match="model must be a callable"):
+        run("adam-rho", quick=True, model="resnet")
+    with pytest.raises(memless.MemlessError, match="must return a torch.nn.Module"):
+        run("adam-rho", quick=True, seeds=1, model=lambda shape, classes, seed: None)

@@ -2,7 +2,8 @@
 scale, as small readable PyTorch runs of the user's kind, with seeds, effect sizes against seed
 noise, the theory's regime at the measured points, and one sentence per claim decided by the data.
 
-    python -m memless experiment adam-rho [--quick] [--seeds N] [--json] [--device D] [--data PATH]
+    python -m memless experiment adam-rho [--quick] [--seeds N] [--json] [--plot FILE] [--device D]
+                                          [--data PATH]
 
 * ``adam-rho``, ``adam-beta`` (:mod:`memless.experiments.adam`): Cattaneo, Klusowski & Shigida
   (2023), Figures 3-6 -- the perturbed one-norm and test accuracy at the first step with
@@ -37,7 +38,7 @@ from ..errors import MemlessError
 class Experiment:
     name: str
     what: str
-    run: Callable            #: run(quick=, seeds=, device=, data=, progress=) -> (rows, claims)
+    run: Callable            #: run(quick=, seeds=, device=, data=, model=, progress=) -> (rows, claims)
     columns: List[str]       #: the row keys a table shows
 
 
@@ -59,6 +60,11 @@ class ExperimentResult:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def figure(self):
+        """The rows as a figure (:mod:`memless.experiments.figures`; needs matplotlib)."""
+        from .figures import figure
+        return figure(self)
 
 
 def _adam(sweep):
@@ -106,14 +112,24 @@ EXPERIMENTS: Dict[str, Experiment] = {
 
 
 def run(name: str, *, quick: bool = False, seeds: int = 3, device: str = "cpu", data: Optional[str] = None,
-        progress: Optional[Callable] = None) -> ExperimentResult:
-    """Run experiment ``name`` (see :data:`EXPERIMENTS`)."""
+        model: Optional[Callable] = None, progress: Optional[Callable] = None) -> ExperimentResult:
+    """Run experiment ``name`` (see :data:`EXPERIMENTS`).
+
+    ``data``: "digits", "mnist1d", a ``.npz`` or an image folder (:func:`memless.experiments.data.load`);
+    ``model``: a builder ``model(shape, classes, seed) -> torch.nn.Module`` to train instead of the
+    experiment's MLP (e.g. a small ResNet for an image folder); ``device``: where the networks
+    train (memless's own numbers are float64 on the CPU); ``progress(done, total, text)``: called
+    after each run.
+    """
     if name not in EXPERIMENTS:
         raise MemlessError(f"unknown experiment {str(name)[:60]!r}; available: {', '.join(sorted(EXPERIMENTS))}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 20:
         raise MemlessError(f"seeds must be an integer in 1..20, got {seeds!r}")
     if not isinstance(device, str) or not device:
         raise MemlessError(f"device must be a torch device name such as 'cpu' or 'cuda', got {device!r}")
+    if model is not None and not callable(model):
+        raise MemlessError(f"model must be a callable model(shape, classes, seed) -> torch.nn.Module, got "
+                           f"{type(model).__name__}")
     if device != "cpu":
         from .training import torch_module
         torch = torch_module()
@@ -123,7 +139,7 @@ def run(name: str, *, quick: bool = False, seeds: int = 3, device: str = "cpu", 
             raise MemlessError(f"device {device!r} cannot be used here: {' '.join(str(exc).split())[:120]}") from None
     experiment = EXPERIMENTS[name]
     start = time.perf_counter()
-    rows, claims = experiment.run(quick=quick, seeds=seeds, device=device, data=data, progress=progress)
+    rows, claims = experiment.run(quick=quick, seeds=seeds, device=device, data=data, model=model, progress=progress)
     return ExperimentResult(name, experiment.what, {"quick": quick, "seeds": seeds, "device": device, "data": data},
                             experiment.columns, rows, claims, time.perf_counter() - start)
 

@@ -4,15 +4,24 @@
   scaled to [0, 1], split 1200 / 597 by the seed;
 * ``"mnist1d"``: MNIST-1D generated offline by the ``mnist1d`` package's ``make_dataset``
   (Greydanus 2020; its 5000 sequences of length 40, the package's own 4000 / 1000 split);
-* a path to a ``.npz`` file holding arrays ``x``, ``y``, ``x_test``, ``y_test`` (inputs as rows,
-  integer labels from 0).
+* a path to a ``.npz`` file holding arrays ``x``, ``y``, ``x_test``, ``y_test`` (one example per
+  row, or per leading index of an image array; integer labels from 0);
+* a folder laid out as torchvision's ``ImageFolder`` reads it, with ``train/`` and ``test/``
+  inside (``train/cat/1.png``, ``test/dog/7.png``, ...; the same class folders in both, labels
+  in sorted order).  It is read with Pillow (torchvision is not needed).  Images become arrays
+  in [0, 1] of shape (channels, height, width), all of the first image's size; grey-scale
+  images keep one channel, others become RGB.
 
-Every loader returns float64 NumPy arrays and leaves NumPy's global random state as it was.
+Every loader returns float64 NumPy arrays, flat per example, with the example's ``shape`` (images
+keep theirs, for convolutional models), and leaves NumPy's global random state as it was.  A
+request is bounded before it is read: at most ``memless.checks.MAX_BYTES`` of arrays.
+
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Tuple
 
 import numpy as np
 
@@ -28,6 +37,11 @@ class Dataset:
     y: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    shape: Tuple[int, ...] = ()     #: one example's shape (its row in x is that, flattened); () means (x.shape[1],)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.shape) or (self.x.shape[1],)
 
     @property
     def classes(self) -> int:
@@ -40,16 +54,20 @@ class Dataset:
 
 
 def load(source: str, seed: int = 0) -> Dataset:
-    """One of :data:`SOURCES`, or a ``.npz`` path (see the module)."""
+    """One of :data:`SOURCES`, a ``.npz`` path or an image folder (see the module)."""
     if not isinstance(source, str) or not source:
-        raise MemlessError(f"data must be one of {', '.join(SOURCES)} or a .npz path, got {source!r}")
+        raise MemlessError(f"data must be one of {', '.join(SOURCES)}, a .npz path or an image folder, "
+                           f"got {source!r}")
     if source == "digits":
         return _digits(seed)
     if source == "mnist1d":
         return _mnist1d()
     if source.endswith(".npz"):
         return _npz(source)
-    raise MemlessError(f"data must be one of {', '.join(SOURCES)} or a path ending in .npz, got {source[:80]!r}")
+    if os.path.isdir(source):
+        return _folder(source)
+    raise MemlessError(f"data must be one of {', '.join(SOURCES)}, a path ending in .npz or a folder with train/ "
+                       f"and test/ inside, got {source[:80]!r}")
 
 
 def _digits(seed: int) -> Dataset:
@@ -90,6 +108,13 @@ def _npz(path: str) -> Dataset:
         raise MemlessError(f"{path[:200]!r} must hold arrays x, y, x_test, y_test; missing {exc}") from None
     except (OSError, ValueError) as exc:
         raise MemlessError(f"{path[:200]!r} is not a readable .npz file: {exc}") from None
+    from ..checks import MAX_BYTES
+    if 8 * (arrays["x"].size + arrays["x_test"].size) > MAX_BYTES:
+        raise MemlessError(f"{path[:200]!r}: its inputs as float64 are more than memless.checks.MAX_BYTES="
+                           f"{MAX_BYTES / 2 ** 30:.3g} GiB")
+    if arrays["x"].ndim < 2 or arrays["x_test"].ndim < 2 or arrays["x"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise MemlessError("x and x_test must hold one example per leading index, of the same shape")
+    shape = tuple(arrays["x"].shape[1:]) if arrays["x"].ndim > 2 else ()
     x, x_test = (np.asarray(arrays[k], float).reshape(len(arrays[k]), -1) for k in ("x", "x_test"))
     y, y_test = (np.asarray(arrays[k]) for k in ("y", "y_test"))
     if y.dtype.kind not in "iu" or y_test.dtype.kind not in "iu" or min(y.min(), y_test.min()) < 0:
@@ -98,4 +123,58 @@ def _npz(path: str) -> Dataset:
         raise MemlessError("x and y, x_test and y_test must have matching lengths, x and x_test matching widths")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(x_test))):
         raise MemlessError("the inputs must be finite")
-    return Dataset(os.path.basename(path), x, y.astype(int), x_test, y_test.astype(int))
+    return Dataset(os.path.basename(path), x, y.astype(int), x_test, y_test.astype(int), shape)
+
+
+#: image files an image folder may hold (torchvision's ImageFolder reads these)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def _folder(path: str) -> Dataset:
+    splits = [os.path.join(path, split) for split in ("train", "test")]
+    if not all(os.path.isdir(split) for split in splits):
+        raise MemlessError(f"image folder {path[:200]!r} must hold train/ and test/, each with one folder per class")
+    classes = [sorted(entry.name for entry in os.scandir(split) if entry.is_dir()) for split in splits]
+    if not classes[0] or classes[0] != classes[1]:
+        raise MemlessError(f"image folder {path[:200]!r}: train/ and test/ must hold the same class folders, got "
+                           f"{classes[0][:8]} and {classes[1][:8]}")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise MemlessError("image folders are read with Pillow: pip install memless[experiments]") from None
+    files = [[(os.path.join(split, name, file), label) for label, name in enumerate(classes[0])
+              for file in sorted(os.listdir(os.path.join(split, name)))
+              if file.lower().endswith(IMAGE_EXTENSIONS)] for split in splits]
+    if not all(files):
+        raise MemlessError(f"image folder {path[:200]!r}: train/ and test/ must each hold images "
+                           f"({', '.join(IMAGE_EXTENSIONS)})")
+    first = _image(Image, files[0][0][0])
+    from ..checks import MAX_BYTES
+    count = len(files[0]) + len(files[1])
+    if 8 * count * first.size > MAX_BYTES:
+        raise MemlessError(f"image folder {path[:200]!r}: {count} images of shape {first.shape} as float64 are more "
+                           f"than memless.checks.MAX_BYTES={MAX_BYTES / 2 ** 30:.3g} GiB")
+    arrays = []
+    for split in files:
+        images = []
+        for file, _ in split:
+            image = _image(Image, file)
+            if image.shape != first.shape:
+                raise MemlessError(f"image {file[:200]!r} has shape {image.shape}, not the first image's "
+                                   f"{first.shape} (channels, height, width); give the folder's images one size")
+            images.append(image.reshape(-1))
+        arrays.append((np.stack(images), np.array([label for _, label in split], dtype=int)))
+    return Dataset(os.path.basename(os.path.normpath(path)), arrays[0][0], arrays[0][1], arrays[1][0], arrays[1][1],
+                   tuple(first.shape))
+
+
+def _image(Image, file: str) -> np.ndarray:
+    """An image file as float64 (channels, height, width) in [0, 1], converted to RGB as torchvision's
+    ImageFolder does (grey-scale images stay one channel)."""
+    try:
+        with Image.open(file) as image:
+            image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")
+            array = np.asarray(image, dtype=float) / 255.0
+    except (OSError, ValueError) as exc:
+        raise MemlessError(f"image {file[:200]!r} cannot be read: {' '.join(str(exc).split())[:120]}") from None
+    return np.moveaxis(array, -1, 0) if array.ndim == 3 else array[None]

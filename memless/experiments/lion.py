@@ -3,10 +3,11 @@ and Lion's does not, offered as a reason for Lion's better generalization -- at 
 
 Both train the same network full-batch (no weight decay, so only memory differs in kind) to the
 same training loss (the first step below 0.01), each at the learning rate of a small ladder that
-gets there in the fewest steps.  There: test accuracy, the gradient's one-norm ||g||_1, and
-memless's signed strength of each memory channel, <grad N, M_l>/|<grad N, F>| (> 0
+gets there in the fewest steps (:data:`LADDERS`).  There: test accuracy, the gradient's one-norm
+||g||_1, and memless's signed strength of each memory channel, <grad N, M_l>/|<grad N, F>| (> 0
 regularizing; N is each optimizer's own sharpness proxy, so the two strengths are not on one
-scale).  Lion is written out (torch has none): m_c = beta1 m + (1 - beta1) g, step sign(m_c),
+scale), also along training (a :class:`memless.Probe` in the loop every :data:`EVERY` steps:
+the median strength and the share of measurements where it is positive).  Lion is written out (torch has none): m_c = beta1 m + (1 - beta1) g, step sign(m_c),
 m <- beta2 m + (1 - beta2) g; memless models it as ``lion`` with its smoothed sign.
 """
 from __future__ import annotations
@@ -14,17 +15,24 @@ from __future__ import annotations
 import numpy as np
 
 from .data import load
-from .training import accuracy, mlp, objective_of, seed_table, torch_module, trend
+from .training import accuracy, inputs, network, objective_of, seed_table, trend
 
 THRESHOLD = 0.01
 ADAMW = dict(beta1=0.9, beta2=0.999, eps=1e-8)
 LION = dict(rho1=0.9, rho2=0.99)
+#: memless measures each memory channel's strength every EVERY steps along the chosen run
+EVERY = 100
+#: the learning-rate ladders (the run that reaches the threshold in the fewest steps is kept)
+LADDERS = {"adamw": [3e-4, 1e-3, 3e-3], "lion": [3e-5, 1e-4, 3e-4]}
+QUICK_LADDERS = {"adamw": [3e-3], "lion": [3e-4]}
 
 
-def _train(model, dataset, name, lr, max_steps):
-    torch = torch_module()
-    x = torch.as_tensor(dataset.x, dtype=torch.float64)
-    y = torch.as_tensor(dataset.y, dtype=torch.long)
+def _train(model, dataset, name, lr, max_steps, device, probe=None):
+    """Full-batch training until the loss first falls below THRESHOLD; ``probe(step, params)``
+    every EVERY steps from step 0."""
+    import torch
+    model.to(device)
+    x, y = inputs(dataset, "train", next(model.parameters()).dtype, device)
     params = list(model.parameters())
     if name == "adamw":
         optimizer = torch.optim.AdamW(params, lr=lr, betas=(ADAMW["beta1"], ADAMW["beta2"]), eps=ADAMW["eps"],
@@ -36,6 +44,8 @@ def _train(model, dataset, name, lr, max_steps):
             return step, True
         if step == max_steps:
             return step, False
+        if probe is not None and step % EVERY == 0:
+            probe(step, params)
         grads = torch.autograd.grad(value, params)
         with torch.no_grad():
             if name == "adamw":
@@ -49,10 +59,11 @@ def _train(model, dataset, name, lr, max_steps):
     return max_steps, False
 
 
-def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, progress=None):
+def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, model=None, progress=None):
     import memless
+    from ..frameworks.torch import flat
     seeds = min(seeds, 2) if quick else seeds
-    ladders = {"adamw": [1e-3, 3e-3] if not quick else [3e-3], "lion": [1e-4, 3e-4] if not quick else [3e-4]}
+    ladders = QUICK_LADDERS if quick else LADDERS
     max_steps = 3000 if quick else 10_000
     rows, total, done = [], seeds * sum(len(v) for v in ladders.values()), 0
     for seed in range(seeds):
@@ -60,28 +71,47 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
         for name, lrs in ladders.items():
             best = None
             for lr in lrs:
-                model = mlp(dataset.x.shape[1], (32,), dataset.classes, seed)
-                steps, reached = _train(model, dataset, name, lr, max_steps)
+                net = network(model, dataset, (32,), seed)
+                loss = objective_of(net, dataset)
+                probe = memless.Probe(memless.get_optimizer(name, **(ADAMW if name == "adamw" else LION)), loss,
+                                      lr=lr, every=1)
+                along = []
+                steps, reached = _train(net, dataset, name, lr, max_steps, device,
+                                        probe=lambda step, params, log=along, probe=probe:
+                                        log.append(probe.step(flat(params))))
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{name} lr={lr:g} seed {seed}")
                 if reached and (best is None or steps < best[1]):
-                    best = (lr, steps, model)
+                    best = (lr, steps, net, loss, probe, along)
             if best is None:
                 rows.append({"optimizer": name, "seed": seed, "lr": float("nan"), "steps": max_steps,
                              "reached": False, "test_accuracy": float("nan"), "grad_l1": float("nan")})
                 continue
-            lr, steps, model = best
-            loss = objective_of(model, dataset)
-            memory = memless.get_optimizer(name, **(ADAMW if name == "adamw" else LION))
-            record = memless.Probe(memory, loss, lr=lr, every=1).step(loss.start)
-            g = loss.gradient(loss.start)
+            lr, steps, net, loss, probe, along = best
+            record = probe.step(flat(list(net.parameters())))
+            g = loss.gradient(flat(list(net.parameters())))
             row = {"optimizer": name, "seed": seed, "lr": lr, "steps": steps, "reached": True,
-                   "test_accuracy": accuracy(model, dataset.x_test, dataset.y_test),
-                   "grad_l1": float(np.sum(np.abs(g))), "M/F": record["M/F"], "strength": record["strength"]}
-            row.update({key: value for key, value in record.items() if key.startswith("strength:")})
+                   "test_accuracy": accuracy(net, dataset, "test", device),
+                   "grad_l1": float(np.sum(np.abs(g))), "M/F": record["M/F"], "strength": record["strength"],
+                   "measured_along": len(along),
+                   "M/F_along_median": float(np.median([r["M/F"] for r in along]))}
+            for key in (k for k in record if k.startswith("strength:")):
+                row[key] = record[key]
+                row[key.replace("strength:", "along_median:")] = float(np.median([r[key] for r in along]))
+                row[key.replace("strength:", "along_positive:")] = float(np.mean([r[key] > 0 for r in along]))
             rows.append(row)
     return rows, claims(rows)
+
+
+def _along(rows, key):
+    """One channel's strength along training, over seeds: its median and how often it was positive."""
+    channel = key[len("strength:"):]
+    medians = [r[key.replace("strength:", "along_median:")] for r in rows]
+    positive = float(np.mean([r[key.replace("strength:", "along_positive:")] for r in rows]))
+    if all(m == 0 for m in medians) and positive == 0:
+        return f"{channel} 0 (at the median of every run)"
+    return f"{channel} {np.median(medians):+.3g} (> 0 at {positive:.0%} of measurements)"
 
 
 def claims(rows):
@@ -104,8 +134,11 @@ def claims(rows):
             continue
         channels = sorted({k for r in part for k in r if k.startswith("strength:")})
         text = ", ".join(f"{k[len('strength:'):]} {np.median([r[k] for r in part]):+.3g}" for k in channels)
+        along = ", ".join(_along(part, k) for k in channels)
         out.append({"quantity": f"strength {name}", "verdict": "measured", "effect": None,
                     "sentence": f"{name} at the threshold (median over seeds): channel strengths {text}; |M|/|F| "
-                                f"{np.median([r['M/F'] for r in part]):.3g} (> 0 regularizing; first-order range "
-                                "|M|/|F| <= 0.2)."})
+                                f"{np.median([r['M/F'] for r in part]):.3g}. Along training (every {EVERY} steps, "
+                                f"medians): {along}; |M|/|F| "
+                                f"{np.median([r['M/F_along_median'] for r in part]):.3g} (> 0 regularizing; "
+                                "first-order range |M|/|F| <= 0.2)."})
     return out

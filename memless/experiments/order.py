@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import load
-from .training import fitted_slope, mlp, objective_of
+from .training import fitted_slope, network, objective_of
 
 #: the horizon T = n h (the quick run's: shorter)
 HORIZON, QUICK_HORIZON = 1.0, 0.5
@@ -37,7 +37,7 @@ def _sharpness(loss, theta, precondition, iterations=60, seed=0):
     return value
 
 
-def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, progress=None):
+def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, model=None, progress=None):
     import memless
     dataset = load(data or "digits", 0)
     if quick:
@@ -49,8 +49,7 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
     optimizers = [("heavy-ball", dict(beta=0.9)), ("adam", dict(beta1=0.9, beta2=0.99, eps=1e-3))]
     rows, claims, total, done = [], [], len(optimizers) * min(seeds, 1 if quick else seeds), 0
     for seed in range(1 if quick else seeds):
-        model = mlp(dataset.x.shape[1], hidden, dataset.classes, seed)
-        loss = objective_of(model, dataset, device)
+        loss = objective_of(network(model, dataset, hidden, seed), dataset)
         theta = loss.start
         g = loss.gradient(theta)
         for name, hyper in optimizers:

@@ -20,15 +20,37 @@ def torch_module():
 
 
 def mlp(inputs: int, hidden, classes: int, seed: int, activation: str = "tanh", dtype=None):
-    """A fully connected network ``inputs-hidden...-classes`` with biases, seeded."""
+    """A fully connected network ``inputs-hidden...-classes`` with biases, seeded (inputs of any
+    shape are flattened first)."""
     torch = torch_module()
     torch.manual_seed(seed)
-    layers, width = [], inputs
+    layers, width = [torch.nn.Flatten()], inputs
     for size in hidden:
         layers += [torch.nn.Linear(width, size), torch.nn.Tanh() if activation == "tanh" else torch.nn.ReLU()]
         width = size
     layers.append(torch.nn.Linear(width, classes))
     return torch.nn.Sequential(*layers).to(dtype or torch.float64)
+
+
+def network(model, data, hidden, seed: int):
+    """The experiment's network for ``data``: ``model(shape, classes, seed)`` if you gave a model
+    builder (any torch.nn.Module taking a batch of inputs of that shape; e.g. a ResNet for images),
+    else the experiment's tanh MLP with ``hidden`` widths."""
+    if model is None:
+        return mlp(int(np.prod(data.input_shape)), hidden, data.classes, seed)
+    torch = torch_module()
+    built = model(data.input_shape, data.classes, seed)
+    if not isinstance(built, torch.nn.Module):
+        raise MemlessError(f"model(shape, classes, seed) must return a torch.nn.Module, got {type(built).__name__}")
+    return built
+
+
+def inputs(data, which: str = "train", dtype=None, device: str = "cpu"):
+    """The inputs and labels of ``data``'s training or test split as tensors, examples in their shape."""
+    torch = torch_module()
+    x, y = (data.x, data.y) if which == "train" else (data.x_test, data.y_test)
+    x = torch.as_tensor(x, dtype=dtype or torch.float64, device=device).reshape(len(x), *data.input_shape)
+    return x, torch.as_tensor(y, dtype=torch.long, device=device)
 
 
 @dataclass
@@ -50,8 +72,7 @@ def train_adam(model, data, *, lr: float, beta1: float, beta2: float, eps: float
     torch = torch_module()
     dtype = next(model.parameters()).dtype
     model = model.to(device)
-    x = torch.as_tensor(data.x, dtype=dtype, device=device)
-    y = torch.as_tensor(data.y, dtype=torch.long, device=device)
+    x, y = inputs(data, "train", dtype, device)
     params = [p for p in model.parameters()]
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
@@ -75,28 +96,27 @@ def train_adam(model, data, *, lr: float, beta1: float, beta2: float, eps: float
     grads = torch.autograd.grad(loss, params)
     from ..frameworks.torch import flat
     gradient = flat(grads)
-    return Run(step, reached, float(loss.detach()), gradient, accuracy(model, data.x_test, data.y_test, device),
-               accuracy(model, data.x, data.y, device))
+    return Run(step, reached, float(loss.detach()), gradient, accuracy(model, data, "test", device),
+               accuracy(model, data, "train", device))
 
 
-def accuracy(model, x, y, device: str = "cpu") -> float:
+def accuracy(model, data, which: str = "test", device: str = "cpu") -> float:
+    """The share of ``data``'s test (or training) examples the model classifies correctly."""
     torch = torch_module()
-    dtype = next(model.parameters()).dtype
+    x, y = inputs(data, which, next(model.parameters()).dtype, device)
     with torch.no_grad():
-        predicted = model(torch.as_tensor(x, dtype=dtype, device=device)).argmax(dim=1).cpu().numpy()
-    return float(np.mean(predicted == np.asarray(y)))
+        predicted = model(x).argmax(dim=1)
+    return float((predicted == y).double().mean())
 
 
 def objective_of(model, data, device: str = "cpu"):
-    """The full-batch training loss as a memless objective (float64, on the CPU: memless's numbers)."""
+    """The full-batch training loss as a memless objective, on a float64 CPU copy of ``model`` (the
+    model itself is left as it was: its device, dtype and parameters)."""
+    import copy
     torch = torch_module()
     from ..frameworks.torch import objective
-    cpu = model.to("cpu").double()
-    loss = objective(cpu, torch.nn.functional.cross_entropy,
-                     (torch.as_tensor(data.x, dtype=torch.float64), torch.as_tensor(data.y, dtype=torch.long)),
-                     name=data.name)
-    model.to(device)
-    return loss
+    cpu = copy.deepcopy(model).to("cpu").double()
+    return objective(cpu, torch.nn.functional.cross_entropy, inputs(data, "train"), name=data.name)
 
 
 def perturbed_norm(g: np.ndarray, eps: float) -> float:

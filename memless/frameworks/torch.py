@@ -11,6 +11,8 @@ that act per matrix see them.  Use a float64 model for results comparable to aut
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Callable, Sequence
 
 import numpy as np
@@ -83,7 +85,9 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
         return gradient_of(tensor(theta)).detach().cpu().double().numpy()
 
     def hvp(theta, v):
-        return jvp(gradient_of, (tensor(theta),), (tensor(v),))[1].detach().cpu().double().numpy()
+        with warnings.catch_warnings():      # torch.func's own first use scripts a helper: not the user's concern
+            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+            return jvp(gradient_of, (tensor(theta),), (tensor(v),))[1].detach().cpu().double().numpy()
 
     def linearize(theta):
         flat = tensor(theta).requires_grad_(True)
@@ -133,7 +137,9 @@ class Compensated:
     c = -1 removes memory's first-order effect (the run then tracks the memoryless iteration
     theta <- theta - h F^(n)(theta) to O(h^2)); c = +1 doubles it; c = 0 is the optimizer.  Each
     step costs one correction (a gradient and a Hessian-vector product or two through ``loss``)
-    on top of the optimizer's step; ``seconds`` accumulates that cost.
+    on top of the optimizer's step; ``seconds`` accumulates that cost.  ``largest_ratio`` is the
+    largest |M| / |F| over the steps (|F| measured as the optimizer's own step over h; NaN with
+    c = 0, where M is not computed): the first-order picture needs it small.
 
     >>> import torch, memless                                                        # doctest: +SKIP
     >>> from memless.frameworks.torch import Compensated, objective                 # doctest: +SKIP
@@ -164,7 +170,7 @@ class Compensated:
             raise LossError(f"the optimizer holds {size} parameters, the loss {loss.start.size}: build both from "
                             "the same model (its trainable parameters, in order)")
         self.optimizer, self.memory, self.loss, self.limit = optimizer, memory, loss, bool(limit)
-        self.n, self.seconds = 0, 0.0
+        self.n, self.seconds, self.largest_ratio = 0, 0.0, float("nan")
 
     def _theta(self):
         return flat(self.params)
@@ -179,11 +185,15 @@ class Compensated:
         lr = float(self.optimizer.param_groups[0]["lr"])
         if self.c != 0.0:
             start = time.perf_counter()
-            correction = memless.correction(self.memory, self.loss, self._theta(), lr=lr,
+            before = self._theta()
+            correction = memless.correction(self.memory, self.loss, before, lr=lr,
                                             n=None if self.limit else self.n)
             self.seconds += time.perf_counter() - start
         self.optimizer.step()
         if correction is not None:
+            moved = np.linalg.norm(self._theta() - before) / lr
+            ratio = float(np.linalg.norm(correction) / moved) if moved > 0 else float("inf")
+            self.largest_ratio = ratio if not ratio <= self.largest_ratio else self.largest_ratio
             with torch.no_grad():
                 offset = 0
                 for p in self.params:

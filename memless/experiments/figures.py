@@ -1,0 +1,153 @@
+"""The experiments' figures, drawn from an :class:`~memless.experiments.ExperimentResult`'s rows
+and nothing else (so a figure shows exactly what the table shows).  Needs matplotlib
+(``pip install memless[plot]``).
+
+>>> from memless.experiments.figures import FIGURES
+>>> sorted(FIGURES)
+['adam-beta', 'adam-rho', 'cancel-memory', 'lion-vs-adamw', 'order-on-a-model']
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SEED_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _colour(seed) -> str:
+    return SEED_COLORS[int(seed) % len(SEED_COLORS)]
+
+
+def _subplots(rows: int, columns: int, width: float = 4.2, height: float = 3.4):
+    from ..plot import pyplot
+    plt = pyplot()
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------
+# adam-rho, adam-beta: the norm's excess and test accuracy against the swept beta
+# ----------------------------------------------------------------------------
+
+
+def _adam(result):
+    swept = "rho" if result.name == "adam-rho" else "beta"
+    label = "beta2 (rho)" if swept == "rho" else "beta1 (beta)"
+    groups = sorted({(r["data"], r["eps"]) for r in result.rows}, key=lambda k: (k[0], -k[1]))
+    fig, axes = _subplots(2, len(groups))
+    for column, (data, eps) in enumerate(groups):
+        part = [r for r in result.rows if r["data"] == data and r["eps"] == eps]
+        values = sorted({r[swept] for r in part})
+        for row, (quantity, title) in enumerate((("excess", "norm above its floor p sqrt(eps)"),
+                                                  ("test_accuracy", "test accuracy"))):
+            ax = axes[row][column]
+            for seed in sorted({r["seed"] for r in part}):
+                ys = [next(r[quantity] for r in part if r["seed"] == seed and r[swept] == v) for v in values]
+                ax.plot(range(len(values)), ys, "o-", color=_colour(seed), label=f"seed {seed}")
+            ax.set_xticks(range(len(values)))
+            ax.set_xticklabels([f"{v:g}" for v in values])
+            ax.set_xlabel(label)
+            ax.set_title(f"{data}, eps = {eps:g}: {title}", fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0][column].legend(fontsize=7)
+    fig.suptitle(f"{result.name}: at loss < 0.01\n({'quick' if result.settings.get('quick') else 'full'} run)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------
+# order-on-a-model: the global error against h, with and without M
+# ----------------------------------------------------------------------------
+
+
+def _order(result):
+    names = list(dict.fromkeys(r["optimizer"] for r in result.rows))
+    fig, axes = _subplots(1, len(names), width=4.8, height=3.8)
+    for ax, name in zip(axes[0], names):
+        part = [r for r in result.rows if r["optimizer"] == name]
+        for seed in sorted({r["seed"] for r in part}):
+            own = [r for r in part if r["seed"] == seed]
+            lrs = [r["lr"] for r in own]
+            ax.loglog(lrs, [r["error_corrected"] for r in own], "o-", color=_colour(seed),
+                      label=f"with M, seed {seed}")
+            ax.loglog(lrs, [r["error_uncorrected"] for r in own], "s--", color=_colour(seed), alpha=0.6,
+                      label=f"without M, seed {seed}")
+        for claim in result.claims:
+            if claim["optimizer"] == name and np.isfinite(claim["stability_edge_lr"]):
+                ax.axvline(claim["stability_edge_lr"], color="grey", lw=0.8, ls=":")
+        from matplotlib.ticker import NullFormatter
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("learning rate h (dotted: h lambda_max(P H) = 2)")
+        ax.set_ylabel("max |theta_optimizer - theta_memoryless|")
+        ax.set_title(f"{name}: error over t = {part[0]['horizon']:g}", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------
+# lion-vs-adamw: each seed's AdamW and Lion side by side
+# ----------------------------------------------------------------------------
+
+
+def _lion(result):
+    fig, axes = _subplots(1, 2)
+    for ax, (quantity, title) in zip(axes[0], (("grad_l1", "||g||_1 at the threshold"),
+                                               ("test_accuracy", "test accuracy"))):
+        for seed in sorted({r["seed"] for r in result.rows}):
+            ys = [next((r[quantity] for r in result.rows if r["seed"] == seed and r["optimizer"] == name),
+                       float("nan")) for name in ("adamw", "lion")]
+            ax.plot([0, 1], ys, "o-", color=_colour(seed), label=f"seed {seed}")
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels(["AdamW", "Lion"])
+        ax.set_xlim(-0.4, 1.4)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("lion-vs-adamw: both trained to the same loss", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------
+# cancel-memory: the tracking check, and training with memory's term scaled
+# ----------------------------------------------------------------------------
+
+
+def _cancel(result):
+    train = [r for r in result.rows if r["kind"] == "train"]
+    fig, axes = _subplots(1, 3 if train else 1, width=4.4, height=3.6)
+    ax = axes[0][0]
+    for row in (r for r in result.rows if r["kind"] == "tracking"):
+        ax.loglog(row["lrs"], row["errors"], "o-", label=f"c = {row['c']:+g}: slope {row['slope']:.2f}")
+    from matplotlib.ticker import NullFormatter
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("learning rate h")
+    ax.set_ylabel("max distance to theta <- theta - h F")
+    ax.set_title("tracking the memoryless iteration", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    for ax, (quantity, title) in zip(axes[0][1:], (("excess", "norm above its floor"),
+                                                   ("test_accuracy", "test accuracy"))):
+        cs = sorted({r["c"] for r in train})
+        for seed in sorted({r["seed"] for r in train}):
+            ys = [next(r[quantity] for r in train if r["seed"] == seed and r["c"] == c) for c in cs]
+            ax.plot(cs, ys, "o-", color=_colour(seed), label=f"seed {seed}")
+        ax.set_xlabel("c (-1 removes memory's term, +1 doubles it)")
+        ax.set_title(f"{title} at loss < 0.01 (missing: not reached)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"adam-rho": _adam, "adam-beta": _adam, "order-on-a-model": _order, "lion-vs-adamw": _lion,
+           "cancel-memory": _cancel}
+
+
+def figure(result):
+    """The figure of ``result`` (an :class:`~memless.experiments.ExperimentResult`)."""
+    return FIGURES[result.name](result)
