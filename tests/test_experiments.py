@@ -112,11 +112,16 @@ def test_lion_vs_adamw_quick_run_compares_at_the_same_loss():
     assert result.claims == claims(result.rows)
 
 
-def test_cancel_memory_quick_checks_the_tracking_prediction_from_its_rows():
+@pytest.fixture(scope="module")
+def cancel_quick():
+    return run("cancel-memory", quick=True)
+
+
+def test_cancel_memory_quick_checks_the_tracking_prediction_from_its_rows(cancel_quick):
     """With memory's first-order term removed (c = -1) the run tracks theta <- theta - h F to O(h^2); Adam
     itself (c = 0) only to O(h).  The verdicts are recomputed from the rows' slopes."""
     from memless.experiments.cancel import claims
-    result = run("cancel-memory", quick=True)
+    result = cancel_quick
     tracking = {r["c"]: r for r in result.rows if r["kind"] == "tracking"}
     assert set(tracking) == {-1.0, 0.0}
     for c, want in ((-1.0, 2.0), (0.0, 1.0)):
@@ -125,6 +130,58 @@ def test_cancel_memory_quick_checks_the_tracking_prediction_from_its_rows():
         assert row["slope"] == pytest.approx(slope, rel=1e-9)
     assert result.claims == claims(result.rows)
     assert all(("as predicted" in c["sentence"]) == (c["verdict"] == "as predicted") for c in result.claims)
+
+
+def test_cancel_memory_training_claims_follow_from_their_rows():
+    """The training part's sentences (a full run's), recomputed from rows written here: a run that
+    stops at the cap is reported with its loss, and no comparison at the same loss is made for it."""
+    from memless.experiments.cancel import MAX_STEPS, claims
+    rows = []
+    for seed in range(3):
+        for c, reached, accuracy in ((-1.0, seed != 1, 0.95), (0.0, True, 0.97 + 0.001 * seed),
+                                     (1.0, True, 0.96 + 0.002 * seed)):
+            rows.append({"kind": "train", "seed": seed, "c": c, "steps": 500 if reached else MAX_STEPS,
+                         "reached": reached, "loss": 0.009 if reached else 0.05, "excess": 1e-4 * (2 + c + seed),
+                         "test_accuracy": accuracy, "M/F": 0.3 + seed, "M_seconds": 1.0, "failure": ""})
+    sentences = {c["quantity"]: c for c in claims(rows)}
+    assert "reached in 2 of 3 seeds (steps 500, 500)" in sentences["training c=-1"]["sentence"]
+    assert f"the {MAX_STEPS}-step cap with loss 0.05" in sentences["training c=-1"]["sentence"]
+    assert sentences["c=-1 vs 0"]["verdict"] == "not measured"
+    plus = sentences["test_accuracy c=+1 vs 0"]
+    assert plus["verdict"] == "a trend (the papers claim none)" and plus["effect"] < -2      # 0.97+ -> 0.96+
+    assert "|M|/|F| up to 2.3" in sentences["training c=+1"]["sentence"]
+
+
+def test_experiment_figures_draw_the_rows_and_the_cli_writes_them(tmp_path, cancel_quick):
+    """Each experiment's figure is drawn from its result's rows; ``experiment --plot`` writes it."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install memless[plot])")
+    import pickle
+
+    from memless.experiments import ExperimentResult
+    from memless.experiments.figures import FIGURES
+    from memless.plot import save
+    assert set(FIGURES) == set(EXPERIMENTS)
+    result = cancel_quick
+    fig = result.figure()
+    lines = fig.axes[0].get_lines()
+    tracking = [r for r in result.rows if r["kind"] == "tracking"]
+    assert [list(line.get_ydata()) for line in lines] == [r["errors"] for r in tracking]
+    rows = [{"data": "d", "eps": 1e-8, "seed": s, "rho": v, "excess": v * (s + 1), "test_accuracy": 0.9}
+            for s in range(2) for v in (0.9, 0.99)]
+    adam = ExperimentResult("adam-rho", "", {"quick": True}, [], rows, [])
+    top = adam.figure().axes[0]
+    assert [list(line.get_ydata()) for line in top.get_lines()] == [[0.9, 0.99], [1.8, 1.98]]
+    assert save(adam.figure(), str(tmp_path / "adam.svg")) and (tmp_path / "adam.svg").stat().st_size > 1000
+    pickle.dumps(result)
+    out = subprocess.run([sys.executable, "-m", "memless", "experiment", "cancel-memory", "--quick", "--quiet",
+                          "--plot", str(tmp_path / "cancel.png")], capture_output=True, text=True, cwd=ROOT,
+                         timeout=HANG_GUARD)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "cancel.png").read_bytes()[:4] == b"\x89PNG" and "wrote" in out.stderr
+    refused = subprocess.run([sys.executable, "-m", "memless", "experiment", "cancel-memory", "--quick",
+                              "--plot", str(tmp_path / "cancel.txt")], capture_output=True, text=True, cwd=ROOT,
+                             timeout=HANG_GUARD)
+    assert refused.returncode == 2 and "--plot" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_compensated_with_c_zero_is_the_optimizer_and_refuses_a_mismatch():

@@ -110,13 +110,14 @@ def accuracy(model, data, which: str = "test", device: str = "cpu") -> float:
 
 
 def objective_of(model, data, device: str = "cpu"):
-    """The full-batch training loss as a memless objective, on a float64 CPU copy of ``model`` (the
-    model itself is left as it was: its device, dtype and parameters)."""
+    """The full-batch training loss as a memless objective, on a float64 copy of ``model`` on
+    ``device`` (the model itself is left as it was: its device, dtype and parameters)."""
     import copy
     torch = torch_module()
     from ..frameworks.torch import objective
-    cpu = copy.deepcopy(model).to("cpu").double()
-    return objective(cpu, torch.nn.functional.cross_entropy, inputs(data, "train"), name=data.name)
+    twin = copy.deepcopy(model).to(device=device, dtype=torch.float64)
+    return objective(twin, torch.nn.functional.cross_entropy, inputs(data, "train", torch.float64, device),
+                     name=data.name)
 
 
 def perturbed_norm(g: np.ndarray, eps: float) -> float:
