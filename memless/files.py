@@ -25,8 +25,8 @@ MAX_NAME = 255
 def check_output_path(path, what: str = "path", extensions: Optional[Sequence[str]] = None) -> str:
     """``path`` as a string, refused in one line unless a file can be written there: a non-empty
     file name (str or os.PathLike, not an open file descriptor), its folder existing and writable,
-    not a directory, not a special file (a device, a pipe), a name of at most 255 characters, and
-    one of ``extensions`` (e.g. ``(".png", ".svg", ".pdf")``) when given.  A symbolic link is
+    not a directory, not a special file (a device, a pipe), a name of at most 255 characters, a
+    folder in which a file can actually be made (tried), and one of ``extensions`` (e.g. ``(".png", ".svg", ".pdf")``) when given.  A symbolic link is
     followed: the file it points to is the one replaced."""
     if isinstance(path, bool) or isinstance(path, int):
         raise MemlessError(f"{what} must be a file name (str or os.PathLike), got the integer {path!r}: memless "
@@ -62,6 +62,13 @@ def check_output_path(path, what: str = "path", extensions: Optional[Sequence[st
         raise MemlessError(f"{what} {shown(path)}: the folder {shown(folder)} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MemlessError(f"{what} {shown(path)}: the folder {shown(folder)} is not writable")
+    try:                     # the folder's permissions can say yes where a file cannot be made (/proc, root)
+        handle, trial = tempfile.mkstemp(prefix=".memless-check.", dir=folder)
+        os.close(handle)
+        os.unlink(trial)
+    except OSError as exc:
+        raise MemlessError(f"{what} {shown(path)}: no file can be made in {shown(folder)}: "
+                           f"{exc.strerror or exc}") from None
     return path
 
 

@@ -473,3 +473,12 @@ def test_a_file_the_user_cannot_write_is_refused_before_the_work(tmp_path, monke
     with pytest.raises(memless.MemlessError, match="is read-only"):
         probe.to_csv(str(path))
     assert path.read_text() == "keep"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_whose_permissions_say_yes_but_takes_no_file_is_refused_before_the_work():
+    """As root, os.access says /proc is writable; a trial file there fails, so the refusal comes
+    before the work, not after it."""
+    from memless.files import check_output_path
+    with pytest.raises(memless.MemlessError, match="no file can be made in '/proc'"):
+        check_output_path("/proc/figure.png", "--plot", (".png",))

@@ -173,6 +173,9 @@ def test_experiment_figures_draw_the_rows_and_the_cli_writes_them(tmp_path, canc
     assert [list(line.get_ydata()) for line in top.get_lines()] == [[0.9, 0.99], [1.8, 1.98]]
     assert save(adam.figure(), str(tmp_path / "adam.svg")) and (tmp_path / "adam.svg").stat().st_size > 1000
     pickle.dumps(result)
+    again = ExperimentResult.from_dict(json.loads(result.to_json()))        # --json's output draws the same
+    assert [list(line.get_ydata()) for line in again.figure().axes[0].get_lines()] == \
+        [r["errors"] for r in tracking]
     out = subprocess.run([sys.executable, "-m", "memless", "experiment", "cancel-memory", "--quick", "--quiet",
                           "--plot", str(tmp_path / "cancel.png")], capture_output=True, text=True, cwd=ROOT,
                          timeout=HANG_GUARD)

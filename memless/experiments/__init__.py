@@ -61,6 +61,14 @@ class ExperimentResult:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExperimentResult":
+        """A result back from :meth:`to_dict` (or ``--json``'s output, parsed), e.g. to draw its
+        figure again without running it."""
+        fields = {key: data[key] for key in ("name", "what", "settings", "columns", "claims", "seconds")}
+        rows = [{k: float("nan") if v is None else v for k, v in row.items()} for row in data["rows"]]
+        return cls(rows=rows, **fields)                  # JSON's null was a NaN
+
     def figure(self):
         """The rows as a figure (:mod:`memless.experiments.figures`; needs matplotlib)."""
         from .figures import figure

@@ -37,7 +37,7 @@ def _adam(result):
     for column, (data, eps) in enumerate(groups):
         part = [r for r in result.rows if r["data"] == data and r["eps"] == eps]
         values = sorted({r[swept] for r in part})
-        for row, (quantity, title) in enumerate((("excess", "norm above its floor p sqrt(eps)"),
+        for row, (quantity, title) in enumerate((("excess", "norm - p sqrt(eps)"),
                                                   ("test_accuracy", "test accuracy"))):
             ax = axes[row][column]
             for seed in sorted({r["seed"] for r in part}):
