@@ -400,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--seeds", type=int, default=3, help="seeds per setting (default 3)")
     experiment.add_argument("--device", default="cpu", help="torch device for training (default cpu)")
     experiment.add_argument("--data", default=None,
-                            help="digits, mnist1d or a .npz with x, y, x_test, y_test (default: the experiment's)")
+                            help="digits, mnist1d, a .npz with x, y, x_test, y_test, or a folder with train/<class>/ "
+                                 "and test/<class>/ images (default: the experiment's)")
     experiment.add_argument("--json", action="store_true", help="print JSON")
     experiment.add_argument("--plot", metavar="FILE", help="also write the figure (.png, .svg or .pdf; needs "
                                                            "matplotlib: pip install memless[plot])")

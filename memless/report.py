@@ -272,9 +272,14 @@ def render_modified(summary):  # summary: memless.modified.ModifiedSummary
 #: short headers for the experiments' columns, and what they mean
 _SHORT = {"share_above": "share", "test_accuracy": "acc", "error_corrected": "err M", "error_uncorrected": "err no M",
           "sharpness_h": "h lmax", "strength": "strength", "beta1": "b1", "beta2": "b2", "optimizer": "opt"}
-_LEGEND = ("excess = ||g||_{1,eps} - p sqrt(eps); share = share of |g_i| > sqrt(eps); acc = test accuracy; strength = "
-           "<grad N, M>/|<grad N, F>| (> 0 regularizing); err = max distance to the optimizer over the horizon, "
-           "with M and without; h lmax = h lambda_max(P H) at the start (stability edge 2)")
+#: what each experiment column means (the footer shows the ones its table has)
+_MEANING = {"excess": "excess = ||g||_{1,eps} - p sqrt(eps)", "share_above": "share = share of |g_i| > sqrt(eps)",
+            "test_accuracy": "acc = test accuracy",
+            "strength": "strength = <grad N, M>/|<grad N, F>| (> 0 regularizing)",
+            "M/F": "M/F = |M|/|F| (the first-order range: <= 0.2)",
+            "error_corrected": "err = max distance to the optimizer over the horizon, with M and without",
+            "sharpness_h": "h lmax = h lambda_max(P H) at the start (stability edge 2)",
+            "grad_l1": "grad_l1 = ||g||_1", "slope": "slope = of log error against log h"}
 
 
 def render_experiment(result):  # result: memless.experiments.ExperimentResult
@@ -293,8 +298,9 @@ def render_experiment(result):  # result: memless.experiments.ExperimentResult
         table.add_row(*(f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
                         for c in result.columns))
     claims = Text("\n".join(f"- {claim['sentence']}" for claim in result.claims))
-    seeds = len({row.get("seed") for row in result.rows})
+    seeds = result.settings.get("seeds")
     run = (f"{'quick run' if result.settings.get('quick') else 'full run'}, {seeds} seed(s), device "
-           f"{result.settings.get('device')}, {result.seconds:.0f} s; columns: {_LEGEND}")
+           f"{result.settings.get('device')}, {result.seconds:.0f} s; columns: "
+           f"{'; '.join(_MEANING[c] for c in result.columns if c in _MEANING)}")
     return Group(head, table, Panel(claims, title="what the data say (decided by the rows above)"),
                  Text(run, style="dim"))

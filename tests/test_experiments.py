@@ -27,6 +27,7 @@ def test_adam_quick_runs_report_their_own_rows_and_decided_sentences(name, swept
     result = run(name, quick=True)
     values = sorted({r[swept] for r in result.rows})
     assert len(values) == 2 and {r["seed"] for r in result.rows} == {0, 1}
+    assert result.settings["seeds"] == 2 and result.settings["seeds_asked"] == 3     # a quick run caps them
     for row in result.rows:
         assert row["reached"] and row["loss"] < 0.01            # stopped at the protocol's threshold
         assert row["excess"] == pytest.approx(row["norm"] - row["floor"], rel=1e-6, abs=1e-12)
@@ -57,6 +58,12 @@ def test_trend_decides_by_effect_size_and_monotonicity():
     noisy = np.array([[1.0, 1.2, 0.9], [1.1, 0.8, 1.3], [0.9, 1.0, 1.0]])
     assert trend("x", noisy, +1).verdict == "not distinguishable from noise"
     assert trend("x", rises[:1], +1).verdict.startswith("one seed")
+    assert "seed-sd" not in trend("x", rises[:1], +1).sentence("rho", "it rises")
+    assert trend("x", np.ones((2, 3)), +1).verdict == "no change"              # no change is not "reversed"
+    assert trend("x", np.array([[1.0, 2.0], [1.0, np.nan]]), +1).verdict == "not measured"
+    same = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])                         # no seed noise, every seed rises
+    assert trend("x", same, +1).verdict == "reproduced"
+    assert trend("x", np.array([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]]), +1).verdict == "not distinguishable from noise"
 
 
 def test_data_loaders_leave_the_global_rng_alone_and_check_user_files(tmp_path):
@@ -170,7 +177,8 @@ def test_experiment_figures_draw_the_rows_and_the_cli_writes_them(tmp_path, canc
             for s in range(2) for v in (0.9, 0.99)]
     adam = ExperimentResult("adam-rho", "", {"quick": True}, [], rows, [])
     top = adam.figure().axes[0]
-    assert [list(line.get_ydata()) for line in top.get_lines()] == [[0.9, 0.99], [1.8, 1.98]]
+    seeds = [line for line in top.get_lines() if line.get_label().startswith("seed")]
+    assert [list(line.get_ydata()) for line in seeds] == [[0.9, 0.99], [1.8, 1.98]]
     assert save(adam.figure(), str(tmp_path / "adam.svg")) and (tmp_path / "adam.svg").stat().st_size > 1000
     pickle.dumps(result)
     again = ExperimentResult.from_dict(json.loads(result.to_json()))        # --json's output draws the same
@@ -298,3 +306,59 @@ def test_a_model_builder_must_be_callable_and_return_a_module():
         run("adam-rho", quick=True, model="resnet")
     with pytest.raises(memless.MemlessError, match="must return a torch.nn.Module"):
         run("adam-rho", quick=True, seeds=1, model=lambda shape, classes, seed: None)
+
+
+def test_a_users_npz_is_checked_before_training(tmp_path):
+    from memless.experiments.data import MAX_CLASSES, load
+    rng = np.random.default_rng(0)
+    good = dict(x=rng.normal(size=(8, 3)), y=np.arange(8) % 2, x_test=rng.normal(size=(4, 3)), y_test=np.arange(4) % 2)
+    cases = {"column labels": (dict(good, y=good["y"][:, None]), "1-D array of integer labels"),
+             "strings": (dict(good, x=np.array([["a"] * 3] * 8)), "must hold numbers"),
+             "empty": (dict(good, x=np.zeros((0, 3)), y=np.zeros(0, int)), "at least 2 training examples"),
+             "huge labels": (dict(good, y=np.array([0, 1, 2, 3, 4, 5, 6, MAX_CLASSES])), "at most 100000 classes")}
+    for name, (arrays, fragment) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(memless.MemlessError, match=fragment):
+            load(str(path))
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(memless.MemlessError, match="not a readable .npz"):
+        load(str(corrupt))
+
+
+def test_a_users_model_is_refused_if_random_and_scored_in_eval_mode():
+    """Dropout is refused before any training (the full-batch loss must be a function of the
+    parameters); test accuracy uses eval mode (BatchNorm's running statistics) and leaves the
+    model's mode as it was; a builder that raises is named in one line."""
+    import torch
+
+    from memless.experiments.data import load
+    from memless.experiments.training import accuracy
+    data = load("digits", 0)
+
+    def dropout(shape, classes, seed):
+        return torch.nn.Sequential(torch.nn.Linear(shape[0], 16), torch.nn.Dropout(0.5),
+                                   torch.nn.Linear(16, classes)).double()
+
+    with pytest.raises(memless.MemlessError, match=r"random \(Dropout\)"):
+        run("adam-rho", quick=True, seeds=1, model=dropout)
+    with pytest.raises(memless.MemlessError, match=r"model\(shape=\(64,\), classes=10, seed=0\) raised "
+                                                   "ZeroDivisionError"):
+        run("adam-rho", quick=True, seeds=1, model=lambda shape, classes, seed: 1 / 0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.BatchNorm1d(10)).double()
+    with torch.no_grad():
+        net(torch.as_tensor(data.x) * 3.0)                       # running statistics unlike the test batch's
+    net.train()
+    score = accuracy(net, data)
+    assert net.training
+    net.eval()
+    with torch.no_grad():
+        expected = float((net(torch.as_tensor(data.x_test)).argmax(1) == torch.as_tensor(data.y_test)).double().mean())
+    assert score == expected
+
+
+def test_a_device_without_data_is_refused():
+    with pytest.raises(memless.MemlessError, match="'meta' cannot be used here"):
+        run("adam-rho", quick=True, device="meta")

@@ -142,14 +142,17 @@ def run(name: str, *, quick: bool = False, seeds: int = 3, device: str = "cpu", 
         from .training import torch_module
         torch = torch_module()
         try:
-            torch.zeros(1, device=device)
-        except (RuntimeError, AssertionError) as exc:
+            float(torch.ones(1, device=device).sum().cpu())      # a device that holds data ('meta' does not)
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
             raise MemlessError(f"device {device!r} cannot be used here: {' '.join(str(exc).split())[:120]}") from None
     experiment = EXPERIMENTS[name]
     start = time.perf_counter()
     rows, claims = experiment.run(quick=quick, seeds=seeds, device=device, data=data, model=model, progress=progress)
-    return ExperimentResult(name, experiment.what, {"quick": quick, "seeds": seeds, "device": device, "data": data},
-                            experiment.columns, rows, claims, time.perf_counter() - start)
+    used = sorted({row["seed"] for row in rows if "seed" in row})      # a quick run caps the seeds
+    settings = {"quick": quick, "seeds": len(used), "seeds_asked": seeds, "device": device, "data": data,
+                "model": None if model is None else getattr(model, "__name__", type(model).__name__)}
+    return ExperimentResult(name, experiment.what, settings, experiment.columns, rows, claims,
+                            time.perf_counter() - start)
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "run"]

@@ -9,8 +9,9 @@
 * a folder laid out as torchvision's ``ImageFolder`` reads it, with ``train/`` and ``test/``
   inside (``train/cat/1.png``, ``test/dog/7.png``, ...; the same class folders in both, labels
   in sorted order).  It is read with Pillow (torchvision is not needed).  Images become arrays
-  in [0, 1] of shape (channels, height, width), all of the first image's size; grey-scale
-  images keep one channel, others become RGB.
+  in [0, 1] of shape (channels, height, width), all of the first image's size and colour mode;
+  grey-scale images keep one channel (torchvision's default loader would make them RGB), others
+  become RGB.
 
 Every loader returns float64 NumPy arrays, flat per example, with the example's ``shape`` (images
 keep theirs, for convolutional models), and leaves NumPy's global random state as it was.  A
@@ -20,6 +21,7 @@ request is bounded before it is read: at most ``memless.checks.MAX_BYTES`` of ar
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -28,6 +30,8 @@ import numpy as np
 from ..errors import MemlessError
 
 SOURCES = ("digits", "mnist1d")
+#: the most classes a user's data may have (the network's last layer has one output per class)
+MAX_CLASSES = 100_000
 
 
 @dataclass
@@ -106,8 +110,18 @@ def _npz(path: str) -> Dataset:
             arrays = {key: archive[key] for key in ("x", "y", "x_test", "y_test")}
     except KeyError as exc:
         raise MemlessError(f"{path[:200]!r} must hold arrays x, y, x_test, y_test; missing {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise MemlessError(f"{path[:200]!r} is not a readable .npz file: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise MemlessError(f"{path[:200]!r} is not a readable .npz file: {' '.join(str(exc).split())[:120]}") from None
+    for key in ("x", "x_test"):
+        if arrays[key].dtype.kind not in "biuf":
+            raise MemlessError(f"{path[:200]!r}: {key} must hold numbers, got an array of dtype {arrays[key].dtype}")
+    for key in ("y", "y_test"):
+        if arrays[key].ndim != 1:
+            raise MemlessError(f"{path[:200]!r}: {key} must be a 1-D array of integer labels, got shape "
+                               f"{arrays[key].shape}")
+    if len(arrays["y"]) < 2 or len(arrays["y_test"]) < 1:
+        raise MemlessError(f"{path[:200]!r}: needs at least 2 training examples and 1 test example, got "
+                           f"{len(arrays['y'])} and {len(arrays['y_test'])}")
     from ..checks import MAX_BYTES
     if 8 * (arrays["x"].size + arrays["x_test"].size) > MAX_BYTES:
         raise MemlessError(f"{path[:200]!r}: its inputs as float64 are more than memless.checks.MAX_BYTES="
@@ -119,6 +133,9 @@ def _npz(path: str) -> Dataset:
     y, y_test = (np.asarray(arrays[k]) for k in ("y", "y_test"))
     if y.dtype.kind not in "iu" or y_test.dtype.kind not in "iu" or min(y.min(), y_test.min()) < 0:
         raise MemlessError("the labels y and y_test must be integers from 0")
+    if max(y.max(), y_test.max()) >= MAX_CLASSES:
+        raise MemlessError(f"the labels go up to {max(y.max(), y_test.max())}: at most {MAX_CLASSES} classes "
+                           f"(labels 0..{MAX_CLASSES - 1}) are allowed; number the classes from 0")
     if len(x) != len(y) or len(x_test) != len(y_test) or x.shape[1] != x_test.shape[1]:
         raise MemlessError("x and y, x_test and y_test must have matching lengths, x and x_test matching widths")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(x_test))):
@@ -161,7 +178,8 @@ def _folder(path: str) -> Dataset:
             image = _image(Image, file)
             if image.shape != first.shape:
                 raise MemlessError(f"image {file[:200]!r} has shape {image.shape}, not the first image's "
-                                   f"{first.shape} (channels, height, width); give the folder's images one size")
+                                   f"{first.shape} (channels, height, width); give the folder's images one size "
+                                   "and one colour mode (all grey-scale or all colour)")
             images.append(image.reshape(-1))
         arrays.append((np.stack(images), np.array([label for _, label in split], dtype=int)))
     return Dataset(os.path.basename(os.path.normpath(path)), arrays[0][0], arrays[0][1], arrays[1][0], arrays[1][1],
@@ -169,8 +187,9 @@ def _folder(path: str) -> Dataset:
 
 
 def _image(Image, file: str) -> np.ndarray:
-    """An image file as float64 (channels, height, width) in [0, 1], converted to RGB as torchvision's
-    ImageFolder does (grey-scale images stay one channel)."""
+    """An image file as float64 (channels, height, width) in [0, 1]: colour images as RGB (as
+    torchvision's default loader reads every image), grey-scale images as one channel (where that
+    loader would make three)."""
     try:
         with Image.open(file) as image:
             image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")

@@ -41,16 +41,19 @@ def _adam(result):
                                                   ("test_accuracy", "test accuracy"))):
             ax = axes[row][column]
             for seed in sorted({r["seed"] for r in part}):
-                ys = [next(r[quantity] for r in part if r["seed"] == seed and r[swept] == v) for v in values]
-                ax.plot(range(len(values)), ys, "o-", color=_colour(seed), label=f"seed {seed}")
+                own = [next(r for r in part if r["seed"] == seed and r[swept] == v) for v in values]
+                ax.plot(range(len(values)), [r[quantity] for r in own], "o-", color=_colour(seed), label=f"seed {seed}")
+                missed = [i for i, r in enumerate(own) if not r.get("reached", True)]
+                ax.plot(missed, [own[i][quantity] for i in missed], "x", color="black", ms=9,
+                        label="loss < 0.01 not reached" if missed and seed == 0 else None)
             ax.set_xticks(range(len(values)))
             ax.set_xticklabels([f"{v:g}" for v in values])
             ax.set_xlabel(label)
             ax.set_title(f"{data}, eps = {eps:g}: {title}", fontsize=9)
             ax.grid(alpha=0.3)
         axes[0][column].legend(fontsize=7)
-    fig.suptitle(f"{result.name}: at loss < 0.01\n({'quick' if result.settings.get('quick') else 'full'} run)",
-                 fontsize=10)
+    fig.suptitle(f"{result.name}: at the first step with loss < 0.01 (x: the step cap)\n"
+                 f"({'quick' if result.settings.get('quick') else 'full'} run)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -76,11 +79,11 @@ def _order(result):
             if claim["optimizer"] == name and np.isfinite(claim["stability_edge_lr"]):
                 ax.axvline(claim["stability_edge_lr"], color="grey", lw=0.8, ls=":")
         from matplotlib.ticker import NullFormatter
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("learning rate h (dotted: h lambda_max(P H) = 2)")
         ax.set_ylabel("max |theta_optimizer - theta_memoryless|")
-        ax.set_title(f"{name}: error over t = {part[0]['horizon']:g}", fontsize=9)
+        ax.set_title(f"{name} on {result.settings.get('data') or 'digits'}: error over t = {part[0]['horizon']:g}",
+                     fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -123,8 +126,7 @@ def _cancel(result):
     for row in (r for r in result.rows if r["kind"] == "tracking"):
         ax.loglog(row["lrs"], row["errors"], "o-", label=f"c = {row['c']:+g}: slope {row['slope']:.2f}")
     from matplotlib.ticker import NullFormatter
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("learning rate h")
     ax.set_ylabel("max distance to theta <- theta - h F")
     ax.set_title("tracking the memoryless iteration", fontsize=9)

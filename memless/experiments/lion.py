@@ -23,7 +23,7 @@ LION = dict(rho1=0.9, rho2=0.99)
 #: memless measures each memory channel's strength every EVERY steps along the chosen run
 EVERY = 100
 #: the learning-rate ladders (the run that reaches the threshold in the fewest steps is kept)
-LADDERS = {"adamw": [3e-4, 1e-3, 3e-3], "lion": [3e-5, 1e-4, 3e-4]}
+LADDERS = {"adamw": [1e-3, 3e-3, 1e-2], "lion": [1e-4, 3e-4, 1e-3]}
 QUICK_LADDERS = {"adamw": [3e-3], "lion": [3e-4]}
 
 
@@ -91,7 +91,7 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
             lr, steps, net, loss, probe, along = best
             record = probe.step(flat(list(net.parameters())))
             g = loss.gradient(flat(list(net.parameters())))
-            row = {"optimizer": name, "seed": seed, "lr": lr, "steps": steps, "reached": True,
+            row = {"optimizer": name, "seed": seed, "lr": lr, "ladder_top": max(lrs), "steps": steps, "reached": True,
                    "test_accuracy": accuracy(net, dataset, "test", device),
                    "grad_l1": float(np.sum(np.abs(g))), "M/F": record["M/F"], "strength": record["strength"],
                    "measured_along": len(along),
@@ -132,6 +132,13 @@ def claims(rows):
         part = [r for r in rows if r["optimizer"] == name and r["reached"]]
         if not part:
             continue
+        ladder = sorted({r["ladder_top"] for r in part if "ladder_top" in r})
+        chosen = sorted({r["lr"] for r in part})
+        if ladder and chosen[-1] >= ladder[-1]:
+            out.append({"quantity": f"lr {name}", "verdict": "measured", "effect": None,
+                        "sentence": f"{name}: the fastest rate to the threshold was the ladder's largest "
+                                    f"({ladder[-1]:g}) in {sum(r['lr'] >= ladder[-1] for r in part)} of {len(part)} "
+                                    "seeds: a larger rate might be faster still."})
         channels = sorted({k for r in part for k in r if k.startswith("strength:")})
         text = ", ".join(f"{k[len('strength:'):]} {np.median([r[k] for r in part]):+.3g}" for k in channels)
         along = ", ".join(_along(part, k) for k in channels)

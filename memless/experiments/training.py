@@ -39,10 +39,36 @@ def network(model, data, hidden, seed: int):
     if model is None:
         return mlp(int(np.prod(data.input_shape)), hidden, data.classes, seed)
     torch = torch_module()
-    built = model(data.input_shape, data.classes, seed)
+    try:
+        built = model(data.input_shape, data.classes, seed)
+    except Exception as exc:
+        raise MemlessError(f"model(shape={data.input_shape}, classes={data.classes}, seed={seed}) raised "
+                           f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from exc
     if not isinstance(built, torch.nn.Module):
         raise MemlessError(f"model(shape, classes, seed) must return a torch.nn.Module, got {type(built).__name__}")
+    _check_deterministic(built, data)
     return built
+
+
+def _check_deterministic(model, data, examples: int = 64):
+    """Refuse, before training, a model whose training-mode output is random (Dropout): the
+    full-batch loss must be a function of the parameters for memless's correction to mean anything."""
+    import copy
+    torch = torch_module()
+    twin = copy.deepcopy(model).train()                  # the user's model and its buffers stay as they were
+    dtype = next(twin.parameters()).dtype
+    x = inputs(data, "train", dtype)[0][:examples]
+    with torch.no_grad():
+        try:
+            first, second = twin(x), twin(x)
+        except Exception as exc:
+            raise MemlessError(f"the model cannot take a batch of inputs of shape {tuple(x.shape[1:])}: "
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from exc
+    if not torch.equal(first, second):
+        random = sorted({type(m).__name__ for m in model.modules() if "Dropout" in type(m).__name__})
+        raise MemlessError(f"the model's training-mode output is random{' (' + ', '.join(random) + ')' if random else ''}"
+                           ": the full-batch loss must be a function of the parameters for memless's correction; "
+                           "build the model without dropout or other noise")
 
 
 def inputs(data, which: str = "train", dtype=None, device: str = "cpu"):
@@ -104,8 +130,13 @@ def accuracy(model, data, which: str = "test", device: str = "cpu") -> float:
     """The share of ``data``'s test (or training) examples the model classifies correctly."""
     torch = torch_module()
     x, y = inputs(data, which, next(model.parameters()).dtype, device)
-    with torch.no_grad():
-        predicted = model(x).argmax(dim=1)
+    was = model.training
+    model.eval()                                   # BatchNorm's running statistics, no dropout
+    try:
+        with torch.no_grad():
+            predicted = model(x).argmax(dim=1)
+    finally:
+        model.train(was)
     return float((predicted == y).double().mean())
 
 
@@ -157,8 +188,11 @@ class Trend:
     verdict: str                    #: "reproduced", "reversed", "not distinguishable from noise", ...
 
     def sentence(self, setting: str, claim: str) -> str:
-        size = (f"{self.change:+.3g} from the first to the last {setting}, {self.effect:+.1f} seed-sd "
-                f"(seed sd {self.noise:.2g}, {self.monotone_seeds} of {self.seeds} seeds monotone)")
+        if self.seeds < 2:
+            size = f"{self.change:+.3g} from the first to the last {setting} in one seed"
+        else:
+            size = (f"{self.change:+.3g} from the first to the last {setting}, {self.effect:+.1f} seed-sd "
+                    f"(seed sd {self.noise:.2g}, {self.monotone_seeds} of {self.seeds} seeds monotone)")
         return f"{self.quantity} vs {setting}: {self.verdict} -- {size}; the claim: {claim}."
 
 
@@ -182,11 +216,13 @@ def trend(quantity: str, table: np.ndarray, expected: Optional[int]) -> Trend:
     effect = change / noise if noise > 0 else (float("nan") if change == 0 else float(np.sign(change)) * np.inf)
     direction = np.sign(change)
     monotone = int(sum(np.all(np.sign(np.diff(row)) == direction) for row in table)) if direction else 0
-    if seeds < 2:
-        verdict = "one seed: no noise estimate, no verdict"
-    elif not np.isfinite(effect) and noise > 0:
+    if not np.all(np.isfinite(table)):
         verdict = "not measured"
-    elif abs(effect) < EFFECT or (np.isfinite(effect) and monotone < seeds):
+    elif seeds < 2:
+        verdict = "one seed: no noise estimate, no verdict"
+    elif change == 0:
+        verdict = "no change"
+    elif abs(effect) < EFFECT or monotone < seeds:
         verdict = "not distinguishable from noise"
     elif expected is None:
         verdict = "a trend (the papers claim none)"
