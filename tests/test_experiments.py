@@ -111,12 +111,17 @@ def test_every_experiment_is_listed():
 def test_lion_vs_adamw_quick_run_compares_at_the_same_loss():
     from memless.experiments.lion import claims
     result = run("lion-vs-adamw", quick=True)
-    assert {(r["optimizer"], r["seed"]) for r in result.rows} == {("adamw", 0), ("adamw", 1), ("lion", 0), ("lion", 1)}
-    for row in result.rows:
+    fastest = [r for r in result.rows if r["kind"] == "fastest"]
+    rungs = [r for r in result.rows if r["kind"] == "rung"]
+    assert {(r["optimizer"], r["seed"]) for r in fastest} == {("adamw", 0), ("adamw", 1), ("lion", 0), ("lion", 1)}
+    for row in fastest:
         assert row["reached"] and row["grad_l1"] > 0 and 0 < row["test_accuracy"] <= 1
         channels = [k for k in row if k.startswith("strength:")]
         assert channels and row["strength"] == pytest.approx(sum(row[k] for k in channels), rel=1e-9, abs=1e-12)
+        rung = next(r for r in rungs if (r["optimizer"], r["seed"], r["lr"]) == (row["optimizer"], row["seed"], row["lr"]))
+        assert rung["grad_l1"] == row["grad_l1"] and rung["steps"] == row["steps"]     # the same run, measured once
     assert result.claims == claims(result.rows)
+    assert sum("At AdamW lr" in c["sentence"] for c in result.claims) == 2              # one matched pair: two claims
 
 
 @pytest.fixture(scope="module")
@@ -362,3 +367,57 @@ def test_a_users_model_is_refused_if_random_and_scored_in_eval_mode():
 def test_a_device_without_data_is_refused():
     with pytest.raises(memless.MemlessError, match="'meta' cannot be used here"):
         run("adam-rho", quick=True, device="meta")
+
+
+RESULTS = os.path.join(ROOT, "tutorials", "experiments")
+
+
+def _kept(name):
+    from memless.experiments import ExperimentResult
+    with open(os.path.join(RESULTS, f"{name}.json"), encoding="utf-8") as fh:
+        return ExperimentResult.from_dict(json.load(fh))
+
+
+def _decided(result):
+    """The sentences today's code decides from a kept run's rows."""
+    from memless.experiments import adam, cancel, lion, order
+    rows = result.rows
+    if result.name in ("adam-rho", "adam-beta"):
+        swept = "rho" if result.name == "adam-rho" else "beta"
+        return adam.claims(rows, swept, sorted({r[swept] for r in rows}))
+    if result.name == "lion-vs-adamw":
+        return lion.claims(rows)
+    if result.name == "cancel-memory":
+        return cancel.claims(rows)
+    decided = []
+    for name, seed in dict.fromkeys((r["optimizer"], r["seed"]) for r in rows):
+        part = [r for r in rows if r["optimizer"] == name and r["seed"] == seed]
+        lrs = [r["lr"] for r in part]
+        decided.append(order._claim(name, seed, lrs, [r["error_corrected"] for r in part],
+                                    [r["error_uncorrected"] for r in part], [r["M/F"] for r in part],
+                                    part[0]["sharpness_h"] / part[0]["lr"]))
+    return decided
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_the_kept_full_runs_sentences_are_what_their_rows_decide(name):
+    """The README quotes the full runs kept in tutorials/experiments/: each sentence there is the one
+    today's code decides from that run's rows (a full run is minutes; recomputing its sentences is not)."""
+    if not os.path.exists(os.path.join(RESULTS, f"{name}.json")):
+        pytest.skip(f"no kept full run of {name}")
+    result = _kept(name)
+    assert not result.settings["quick"] and result.settings["seeds"] >= 3
+    kept = [c["sentence"] for c in result.claims]
+    assert kept == [c["sentence"] for c in _decided(result)]
+
+
+def test_results_md_is_rendered_from_the_kept_runs():
+    sys.path.insert(0, RESULTS)
+    try:
+        import render_results
+    finally:
+        sys.path.remove(RESULTS)
+    with open(os.path.join(RESULTS, "RESULTS.md"), encoding="utf-8") as fh:
+        assert fh.read() == render_results.render()
+    for name in EXPERIMENTS:
+        assert os.path.exists(os.path.join(RESULTS, f"{name}.png")), name

@@ -96,19 +96,37 @@ def _order(result):
 
 
 def _lion(result):
-    fig, axes = _subplots(1, 2)
+    fastest = [r for r in result.rows if r.get("kind", "fastest") == "fastest"]
+    rungs = [r for r in result.rows if r.get("kind") == "rung"]
+    fig, axes = _subplots(1, 4 if rungs else 2)
     for ax, (quantity, title) in zip(axes[0], (("grad_l1", "||g||_1 at the threshold"),
                                                ("test_accuracy", "test accuracy"))):
-        for seed in sorted({r["seed"] for r in result.rows}):
-            ys = [next((r[quantity] for r in result.rows if r["seed"] == seed and r["optimizer"] == name),
+        for seed in sorted({r["seed"] for r in fastest}):
+            ys = [next((r[quantity] for r in fastest if r["seed"] == seed and r["optimizer"] == name),
                        float("nan")) for name in ("adamw", "lion")]
             ax.plot([0, 1], ys, "o-", color=_colour(seed), label=f"seed {seed}")
         ax.set_xticks([0, 1])
         ax.set_xticklabels(["AdamW", "Lion"])
         ax.set_xlim(-0.4, 1.4)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(f"{title}, each at its fastest rate", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    for ax, (quantity, title) in zip(axes[0][2:], (("grad_l1", "||g||_1 at the threshold"),
+                                                   ("test_accuracy", "test accuracy"))):
+        for name, marker in (("adamw", "o-"), ("lion", "s--")):
+            own = [r for r in rungs if r["optimizer"] == name]
+            for seed in sorted({r["seed"] for r in own}):
+                mine = sorted((r for r in own if r["seed"] == seed), key=lambda r: r["rung"])
+                ax.plot([r["rung"] for r in mine], [r[quantity] for r in mine], marker, color=_colour(seed),
+                        label=f"{name} seed {seed}" if seed == 0 else None)
+        pairs = sorted({(r["rung"], r["optimizer"], r["lr"]) for r in rungs})
+        labels = {rung: "/".join(f"{lr:g}" for _, _, lr in sorted(p for p in pairs if p[0] == rung))
+                  for rung in {p[0] for p in pairs}}
+        ax.set_xticks(sorted(labels))
+        ax.set_xticklabels([labels[k] for k in sorted(labels)], fontsize=7)
+        ax.set_xlabel("lr AdamW/Lion")
+        ax.set_title(f"{title}, every rung", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.suptitle("lion-vs-adamw: both trained to the same loss", fontsize=10)
     fig.tight_layout()
     return fig

@@ -23,7 +23,8 @@ LION = dict(rho1=0.9, rho2=0.99)
 #: memless measures each memory channel's strength every EVERY steps along the chosen run
 EVERY = 100
 #: the learning-rate ladders (the run that reaches the threshold in the fewest steps is kept)
-LADDERS = {"adamw": [1e-3, 3e-3, 1e-2], "lion": [1e-4, 3e-4, 1e-3]}
+#: Lion's rates a tenth of AdamW's, rung by rung (Lion's usual ratio is 3-10x): each rung is also a matched pair
+LADDERS = {"adamw": [1e-3, 3e-3, 1e-2, 3e-2], "lion": [1e-4, 3e-4, 1e-3, 3e-3]}
 QUICK_LADDERS = {"adamw": [3e-3], "lion": [3e-4]}
 
 
@@ -82,16 +83,21 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{name} lr={lr:g} seed {seed}")
+                here = flat(list(net.parameters()))
+                rows.append({"kind": "rung", "optimizer": name, "seed": seed, "lr": lr, "rung": lrs.index(lr),
+                             "steps": steps, "reached": reached,
+                             "test_accuracy": accuracy(net, dataset, "test", device) if reached else float("nan"),
+                             "grad_l1": float(np.sum(np.abs(loss.gradient(here)))) if reached else float("nan")})
                 if reached and (best is None or steps < best[1]):
                     best = (lr, steps, net, loss, probe, along)
             if best is None:
-                rows.append({"optimizer": name, "seed": seed, "lr": float("nan"), "steps": max_steps,
+                rows.append({"kind": "fastest", "optimizer": name, "seed": seed, "lr": float("nan"), "steps": max_steps,
                              "reached": False, "test_accuracy": float("nan"), "grad_l1": float("nan")})
                 continue
             lr, steps, net, loss, probe, along = best
             record = probe.step(flat(list(net.parameters())))
             g = loss.gradient(flat(list(net.parameters())))
-            row = {"optimizer": name, "seed": seed, "lr": lr, "ladder_top": max(lrs), "steps": steps, "reached": True,
+            row = {"kind": "fastest", "optimizer": name, "seed": seed, "lr": lr, "ladder_top": max(lrs), "steps": steps, "reached": True,
                    "test_accuracy": accuracy(net, dataset, "test", device),
                    "grad_l1": float(np.sum(np.abs(g))), "M/F": record["M/F"], "strength": record["strength"],
                    "measured_along": len(along),
@@ -115,6 +121,8 @@ def _along(rows, key):
 
 
 def claims(rows):
+    rungs = [r for r in rows if r.get("kind") == "rung"]
+    rows = [r for r in rows if r.get("kind", "fastest") == "fastest"]
     out = []
     for quantity, label, expected, claim in (
             ("grad_l1", "||g||_1 at the threshold", -1, "Lion's is smaller (its memory does not anti-regularize)"),
@@ -127,7 +135,20 @@ def claims(rows):
             continue
         result = trend(label, table, expected)
         out.append({"quantity": quantity, "verdict": result.verdict, "effect": result.effect,
-                    "sentence": result.sentence("optimizer (AdamW -> Lion)", claim)})
+                    "sentence": "At each one's fastest rate: " + result.sentence("optimizer (AdamW -> Lion)", claim)})
+    for rung in sorted({r["rung"] for r in rungs}):
+        pair = [r for r in rungs if r["rung"] == rung]
+        rates = {r["optimizer"]: r["lr"] for r in pair}
+        for quantity, label, expected, claim in (("grad_l1", "||g||_1 at the threshold", -1, "Lion's is smaller"),
+                                                 ("test_accuracy", "test accuracy", +1, "Lion's is higher")):
+            table = seed_table(pair, quantity, "optimizer", ("adamw", "lion"))
+            result = trend(label, table, expected)
+            out.append({"quantity": f"{quantity} rung {rung}", "verdict": result.verdict, "effect": result.effect,
+                        "sentence": f"At AdamW lr {rates.get('adamw', float('nan')):g} vs Lion lr "
+                                    f"{rates.get('lion', float('nan')):g}: "
+                                    + (result.sentence("optimizer (AdamW -> Lion)", claim)
+                                       if result.verdict != "not measured" else
+                                       f"{label} not measured -- a run did not reach loss < {THRESHOLD}.")})
     for name in ("adamw", "lion"):
         part = [r for r in rows if r["optimizer"] == name and r["reached"]]
         if not part:
