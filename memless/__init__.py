@@ -14,7 +14,7 @@ Where things live: :mod:`memless.core` (the optimizer contract), :mod:`memless.e
 (plugins), :mod:`memless.analysis` (what memory does, measured) and
 :mod:`memless.report` (its rendering), :mod:`memless.extend` (for plugin authors).
 """
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 from .core import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, Term,
                    ema, ema_bias_correction)

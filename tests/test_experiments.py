@@ -421,3 +421,17 @@ def test_results_md_is_rendered_from_the_kept_runs():
         assert fh.read() == render_results.render()
     for name in EXPERIMENTS:
         assert os.path.exists(os.path.join(RESULTS, f"{name}.png")), name
+
+
+def test_order_claim_counts_the_good_local_slopes_from_the_smallest_h_up():
+    from memless.experiments.order import _claim
+    lrs = [0.16, 0.08, 0.04, 0.02, 0.01]
+    second = [h ** 2 for h in lrs]
+    broken = [2.5e-3, 2e-3] + second[2:]                    # order 2 up to h = 0.04, nearly flat above
+    claim = _claim("x", 0, lrs, broken, lrs, [0.1] * 5, 10.0)
+    assert "stays >= 1.5 from the smallest h up to h = 0.04 and is 0.32 between h = 0.04 and 0.08" \
+        in claim["sentence"]
+    first = [h for h in lrs]                                 # order 1 at the small end: no good slope at all
+    assert "below 1.5 already between the two smallest h (1.00 over h = 0.01..0.02)" in \
+        _claim("x", 0, lrs, first[:3] + [1e-4, 1e-4 / 2], lrs, [0.1] * 5, 10.0)["sentence"]
+    assert "up to h = 0.16;" in _claim("x", 0, lrs, second, lrs, [0.1] * 5, 10.0)["sentence"]

@@ -75,20 +75,27 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
 
 
 def _claim(name, seed, lrs, errors_c, errors_u, ratios, sharpness):
-    """The fitted slopes over the smallest three rungs, and the largest h where the corrected local slope
-    is still >= 1.5 -- decided by the errors."""
+    """The fitted slopes over the smallest three rungs, and how far up from the smallest h the corrected
+    local slope (between neighbouring rungs) stays >= 1.5 -- decided by the errors."""
     small = slice(len(lrs) - 3, len(lrs))
     order_c = fitted_slope(lrs[small], errors_c[small])
     order_u = fitted_slope(lrs[small], errors_u[small])
-    local = [fitted_slope(lrs[i:i + 2], errors_c[i:i + 2]) for i in range(len(lrs) - 1)]
-    holds = [lrs[i] for i in range(len(lrs) - 1) if np.isfinite(local[i]) and local[i] >= 1.5]
-    broken = [lrs[i] for i in range(len(lrs) - 1) if not (np.isfinite(local[i]) and local[i] >= 1.5)]
+    local = [fitted_slope(lrs[i:i + 2], errors_c[i:i + 2]) for i in range(len(lrs) - 1)]    # lrs fall
+    holds = 0                                   # local slopes >= 1.5, counted from the smallest h up
+    for slope in reversed(local):
+        if not (np.isfinite(slope) and slope >= 1.5):
+            break
+        holds += 1
     reproduced = abs(order_c - 2) <= 0.3 and abs(order_u - 1) <= 0.3
     verdict = "reproduced" if reproduced else "not reproduced"
-    where = (f"the corrected local slope stays >= 1.5 up to h = {max(holds):g}" if holds else
-             "the corrected local slope is below 1.5 at every rung")
-    if broken and holds and max(broken) > max(holds):
-        where += f" and falls below it from h = {min(b for b in broken if b > max(holds)):g}"
+    if holds == 0:
+        where = (f"the corrected local slope is below 1.5 already between the two smallest h "
+                 f"({local[-1]:.2f} over h = {lrs[-1]:g}..{lrs[-2]:g})")
+    else:
+        top = len(lrs) - 1 - holds              # the rung the last good local slope reaches
+        where = f"the corrected local slope stays >= 1.5 from the smallest h up to h = {lrs[top]:g}"
+        if top > 0:
+            where += f" and is {local[top - 1]:.2f} between h = {lrs[top]:g} and {lrs[top - 1]:g}"
     edge = 2.0 / sharpness if sharpness > 0 else float("inf")
     sentence = (f"{name} (seed {seed}): Theorem 3.3 {verdict} -- slopes {order_c:.2f} with M and {order_u:.2f} "
                 f"without over h = {lrs[-3]:g}..{lrs[-1]:g} (want 2 and 1); {where}; |M|/|F| reaches "
