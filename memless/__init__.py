@@ -14,7 +14,7 @@ Where things live: :mod:`memless.core` (the optimizer contract), :mod:`memless.e
 (plugins), :mod:`memless.analysis` (what memory does, measured) and
 :mod:`memless.report` (its rendering), :mod:`memless.extend` (for plugin authors).
 """
-__version__ = "0.6.0"
+from ._version import __version__  # noqa: F401  (memless.__version__)
 
 from .core import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, Term,
                    ema, ema_bias_correction)
@@ -27,6 +27,7 @@ from .parameters import Layout, structured
 from .probe import Probe
 from .registry import PluginWarning, available, get_optimizer
 from .trajectory import OrderStudy, order_study, trajectory
+from . import _display  # noqa: E402,F401  (the presentation layer registers the Jupyter views)
 
 __all__ = [
     "MemoryOptimizer", "MomentumOptimizer", "DecoupledWeightDecay", "Channel", "Term", "Hyperparameter",

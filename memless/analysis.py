@@ -21,8 +21,9 @@ import numpy as np
 from autograd import grad as _grad
 
 from ._json import strict
-from .checks import check_budget, check_callback, check_count, check_lr, check_n, check_optimizer, shown
-from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term
+from ._views import Viewable, view
+from .checks import check_budget, check_callback, check_count, check_lr, check_n, shown
+from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term, require_optimizer
 from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError, MemlessError
 from .objective import LossLike, bound, objective, resolve_loss
@@ -72,7 +73,7 @@ class Evidence:
 
 
 @dataclass
-class Analysis:
+class Analysis(Viewable):
     """Everything the report shows, as numbers and words; :meth:`to_json` serializes it."""
 
     optimizer: str
@@ -101,18 +102,6 @@ class Analysis:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
-
-    def _repr_html_(self) -> str:
-        from ._display import rich_html
-        from .report import render
-        return rich_html(render(self))
-
-    def _repr_png_(self):
-        if not self.channels:
-            return None
-        from ._display import png
-        from .plot import channels
-        return png(lambda: channels(self))
 
 
 def to_json(analysis) -> str:
@@ -148,7 +137,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     >>> str(analyze(memless.get_optimizer("heavy-ball", beta=0.5), lr=1e-3).net_effect)
     'regularizing'
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     references = optimizer.reference_losses
     loss_fn, theta, loss_name = resolve_loss(references[0] if loss is None else loss, theta)
     optimizer = bound(optimizer, loss_fn)
@@ -514,7 +503,7 @@ def _caveats(analysis: Analysis) -> List[str]:
 
 
 @dataclass
-class RegimeMap:
+class RegimeMap(Viewable):
     """The measured corrected order and the sign of memory's effect over a grid of two settings.
 
     ``order[i, j]``: the corrected order at ``ys[i]``, ``xs[j]`` from ``steps`` steps at the cell's
@@ -537,8 +526,7 @@ class RegimeMap:
 
     def figure(self, ax=None):
         """The map as a picture (:func:`memless.plot.regime_figure`; needs matplotlib)."""
-        from .plot import regime_figure
-        return regime_figure(self, ax=ax)
+        return view(self, "figure", ax=ax)
 
 
 def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", xs=None, ys=None, grid: int = 12,
@@ -551,7 +539,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     from .registry import get_optimizer
 
     if not isinstance(optimizer, str):
-        check_optimizer(optimizer)
+        require_optimizer(optimizer)
     name = optimizer if isinstance(optimizer, str) else optimizer.label
     base = get_optimizer(name) if isinstance(optimizer, str) else optimizer
     allowed = ["lr"] + [hp.name for hp in type(base).hyperparameters]

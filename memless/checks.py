@@ -181,14 +181,3 @@ def check_theta(theta: Any, name: str = "theta") -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise LossError(f"{name} must be finite, got {shown(arr)}")
     return arr.copy()
-
-
-def check_optimizer(optimizer: Any):
-    """A :class:`~memless.MemoryOptimizer` instance."""
-    from .core import MemoryOptimizer
-
-    if not isinstance(optimizer, MemoryOptimizer):
-        raise MemlessError(
-            f"optimizer must be a memless.MemoryOptimizer (e.g. memless.get_optimizer('adamw')), "
-            f"got {type(optimizer).__name__}")
-    return optimizer

@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import copy
 import enum
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
@@ -39,7 +40,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from .checks import shown
-from .errors import HyperparameterError, OptimizerError
+from .errors import HyperparameterError, MemlessError, OptimizerError
 from .hyperparameters import Hyperparameter
 from .parameters import Layout
 
@@ -202,6 +203,25 @@ def slot_gradient(thetas: Sequence[Any], gradients: Sequence[Callable]) -> Calla
     return gradient
 
 
+def _check_composition(cls) -> None:
+    """Refuse an add-on (:class:`DecoupledWeightDecay`) placed after the optimizer it extends among
+    the bases (``class AdamW(Adam, DecoupledWeightDecay)``: Adam's ``channels`` and ``combine`` come
+    first in the method order and never reach the add-on, so its hyperparameter would be accepted
+    and dropped), or an add-on whose hyperparameter is not declared."""
+    add_ons = [a for a in globals().get("ADD_ONS", ()) if a in cls.__mro__ and a is not cls]
+    for add_on in add_ons:
+        ahead = [k for k in cls.__mro__[1:cls.__mro__.index(add_on)]
+                 if k not in add_ons and ("channels" in vars(k) or "combine" in vars(k))]
+        if ahead:
+            raise TypeError(f"{cls.__name__}: put {add_on.__name__} before {ahead[0].__name__} among the bases "
+                            f"(class {cls.__name__}({add_on.__name__}, {ahead[0].__name__})): after it, "
+                            f"{ahead[0].__name__}'s channels and combine never reach {add_on.__name__}, and its "
+                            "hyperparameter would be accepted and ignored")
+    if add_ons and DecoupledWeightDecay in add_ons and "weight_decay" not in {hp.name for hp in cls.hyperparameters}:
+        raise TypeError(f"{cls.__name__} extends DecoupledWeightDecay but does not declare its hyperparameter: "
+                        "add memless.weight_decay(default) to hyperparameters")
+
+
 class MemoryOptimizer(abc.ABC):
     """An optimizer with memory, ``theta^(n+1) = theta^(n) - h F^(n)(history)`` (Eq. 1).
 
@@ -245,6 +265,24 @@ class MemoryOptimizer(abc.ABC):
     modified_loss: ClassVar[str] = ""
     #: how theta is cut into named arrays (set by :meth:`bind`; None: one flat vector)
     layout: Optional[Layout] = None
+
+    def __init_subclass__(cls, **kwargs):
+        """Every optimizer class gets a real signature and a documented list of its hyperparameters
+        (``inspect.signature(Adam)`` is ``(*, beta1=0.9, ...)``; ``help(Adam)`` lists them), and a
+        composition that would drop an add-on is refused here, when the class is made."""
+        super().__init_subclass__(**kwargs)
+        declared = cls.hyperparameters
+        if not (isinstance(declared, tuple) and all(isinstance(hp, Hyperparameter) for hp in declared)):
+            return                 # the registry and the constructor say what is wrong, in one line
+        _check_composition(cls)
+        if cls.__init__ is MemoryOptimizer.__init__:        # a class with its own __init__ keeps its signature
+            cls.__signature__ = inspect.Signature([
+                inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=hp.default)
+                for hp in cls.hyperparameters])
+        if "hyperparameters" in cls.__dict__ and cls.hyperparameters:
+            listed = "\n".join(f"    {hp.name} = {hp.default!r}: {hp.doc + '; ' if hp.doc else ''}{hp.allowed}"
+                               for hp in cls.hyperparameters)
+            cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\nHyperparameters (keyword arguments):\n{listed}\n"
 
     def __init__(self, **values: Any):
         cls = type(self)
@@ -698,3 +736,18 @@ class DecoupledWeightDecay(MomentumOptimizer):
     def combine(self, m: Dict[str, Any]) -> Any:
         direction = super().combine(m)
         return direction + self.weight_decay * m[WEIGHT_DECAY] if self.weight_decay else direction
+
+
+#: add-ons that extend the optimizer after them in the bases, by cooperative ``channels``/``combine``
+ADD_ONS: Tuple[type, ...] = (DecoupledWeightDecay,)
+
+
+def require_optimizer(optimizer: Any) -> "MemoryOptimizer":
+    """``optimizer`` if it is a :class:`MemoryOptimizer` instance, else a one-line error naming
+    what is allowed.  (The conformance kit that checks a whole optimizer class is
+    :func:`memless.testing.check_optimizer`.)"""
+    if not isinstance(optimizer, MemoryOptimizer):
+        raise MemlessError(
+            f"optimizer must be a memless.MemoryOptimizer (e.g. memless.get_optimizer('adamw')), "
+            f"got {type(optimizer).__name__}")
+    return optimizer

@@ -29,9 +29,10 @@ import autograd.numpy as anp
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import (check_budget, check_choice, check_flag, check_lr, check_n, check_optimizer, check_positive,
+from ._views import Viewable
+from .checks import (check_budget, check_choice, check_flag, check_lr, check_n, check_positive,
                      history_work, shown)
-from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
+from .core import MemoryOptimizer, MomentumOptimizer, memory_sum, require_optimizer
 from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
 from .objective import LossLike, Objective, bound, objective, resolve_loss
 
@@ -45,7 +46,7 @@ MAX_HISTORY = 100_000
 
 
 @dataclass
-class CorrectionInfo:
+class CorrectionInfo(Viewable):
     """How a correction was computed (``full_output=True``)."""
 
     n: Optional[int]               #: the step n, None for the limit
@@ -55,12 +56,6 @@ class CorrectionInfo:
     tail: float = 0.0              #: norm of the last block summed, relative to |M|
     evaluations: int = 0           #: finite-n directions F^(s) evaluated
     converged: bool = True         #: for the history-method limit: M^(n) settled within tol
-
-    def _repr_html_(self) -> str:
-        from ._display import table
-        return table("How the correction was computed", ("n", "method", "terms", "truncated", "tail", "converged"),
-                     [("limit" if self.n is None else self.n, self.method, self.terms, self.truncated, self.tail,
-                       self.converged)])
 
 
 def correction(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: Optional[int] = None, *,
@@ -132,7 +127,7 @@ def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: 
 
 
 def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split):
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
@@ -506,7 +501,7 @@ PROFILE_GROWTH = 0.1
 
 
 @dataclass
-class MemoryProfile:
+class MemoryProfile(Viewable):
     """|dF^(n)/dtheta^(n-k) . v_k| against k at a constant history (the summands of Eq. 12 without h).
 
     ``ks``/``values``: the profile at ``n``; ``weights``: values / |v_k|, the size gamma_k of the
@@ -523,18 +518,6 @@ class MemoryProfile:
     decays: bool
     reason: str
 
-    def _repr_html_(self) -> str:
-        from ._display import table
-        return table(f"Memory profile at n = {self.n}: {'decays' if self.decays else 'does not decay'}",
-                     ("k", "|dF/dtheta^(n-k) . v_k|", "gamma_k"),
-                     list(zip(self.ks.astype(int).tolist(), self.values.tolist(), self.weights.tolist())),
-                     [self.reason])
-
-    def _repr_png_(self):
-        from ._display import png
-        from .plot import memory_profile
-        return png(lambda: memory_profile(self))
-
 
 def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n: Optional[int] = None,
                    points: int = PROFILE_POINTS) -> MemoryProfile:
@@ -550,7 +533,7 @@ def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n:
     >>> profile.decays, bool(profile.values[-1] < 1e-12 * profile.values.max())
     (True, True)
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     points = check_n(points, allow_none=False, name="points")

@@ -34,8 +34,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ._autodiff import jvp
-from .checks import check_lr, check_n, check_optimizer, check_theta, in_range, shown
-from .core import MemoryOptimizer, memory_sum, slot_gradient
+from .checks import check_lr, check_n, check_theta, in_range, shown
+from .core import MemoryOptimizer, memory_sum, require_optimizer, slot_gradient
 from .errors import MemlessError
 from .objective import objective
 from .optimizers.sgd import HeavyBall
@@ -93,7 +93,7 @@ def minibatch_trajectory(optimizer: MemoryOptimizer, losses: Sequence[Callable],
 
     ``order`` defaults to :func:`batch_order` ``(len(losses), steps, seed)``.
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     theta = check_theta(theta)
     lr = check_lr(lr)
     steps = check_size(check_n(steps, allow_none=False, name="steps"), theta.size)
@@ -121,7 +121,7 @@ def minibatch_correction(optimizer: MemoryOptimizer, losses: Sequence[Callable],
     by one forward-mode pass through ``direction`` (n Hessian-vector products).  With one
     batch it is the full-batch :func:`memless.correction` at step n.
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     theta = check_theta(theta)
     lr = check_lr(lr)
     objs = _check_losses(losses, theta)
@@ -226,7 +226,7 @@ def permutation_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], 
     >>> bool(np.all(avg.variance == 0))
     True
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     if not isinstance(optimizer, HeavyBall):
         raise MemlessError(f"the Section 5.2 closed form is for heavy-ball (F = sum beta^k g^(n-k)); "
                            f"got {optimizer.label}: use permutation_monte_carlo")
@@ -251,7 +251,7 @@ def permutation_monte_carlo(optimizer: MemoryOptimizer, losses: Sequence[Callabl
 
     For any optimizer; the closed form of :func:`permutation_average` is heavy-ball's.
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     samples = check_size(check_n(samples, allow_none=False, name="samples"), 1, name="samples")
     if samples < 2:
         raise MemlessError(f"samples must be >= 2 to estimate a standard error, got {samples}")
@@ -327,7 +327,7 @@ def multi_epoch_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], 
     ...                                           same[0], np.ones(2), lr=0.01))
     True
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     if not isinstance(optimizer, HeavyBall):
         raise MemlessError(f"the multi-epoch closed form is for heavy-ball; got {optimizer.label}: "
                            "average minibatch_correction over random orders instead")

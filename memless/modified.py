@@ -26,8 +26,9 @@ import numpy as np
 
 from ._autodiff import jvp
 from ._json import strict
-from .checks import check_budget, check_flag, check_lr, check_n, check_optimizer, check_positive, check_theta, shown
-from .core import MemoryOptimizer
+from ._views import Viewable
+from .checks import check_budget, check_flag, check_lr, check_n, check_positive, check_theta, shown
+from .core import MemoryOptimizer, require_optimizer
 from .engine import correction
 from .errors import DivergenceError, LossError, MemlessError, OptimizerError
 from .objective import LossLike, bound, objective, resolve_loss
@@ -45,7 +46,7 @@ def direction(optimizer: MemoryOptimizer, gradient: Callable, theta, n: Optional
 
 
 @dataclass
-class ModifiedEquation:
+class ModifiedEquation(Viewable):
     """theta' = G1 + h G2 for one optimizer, loss and learning rate (Section 5.1).
 
     ``rhs(t, theta)`` and ``flow(t, theta)`` have the signature
@@ -56,13 +57,6 @@ class ModifiedEquation:
     loss: Callable = field(repr=False)
     lr: float
     n: Optional[int] = None
-
-    def _repr_html_(self) -> str:
-        from ._display import table
-        label = getattr(self.optimizer, "label", str(self.optimizer))
-        return table(f"Modified equation of {label} (Section 5.1)", ("equation", "lr h", "n"),
-                     [("theta' = G1 + h G2,  G1 = -F,  G2 = -(M/h + (dG1) G1 / 2)", self.lr,
-                       "limit" if self.n is None else self.n)])
 
     def _parts(self, theta, second_order=True):
         """(F, M, dF . F) at theta (the last two only with ``second_order``)."""
@@ -179,7 +173,7 @@ def modified_equation(optimizer: MemoryOptimizer, loss: LossLike, lr: float,
     and M (the long-run iteration); an integer n freezes the step index.  See
     :class:`ModifiedEquation`.
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     loss, _, _ = resolve_loss(loss, need_theta=False)
     optimizer = bound(optimizer, loss)
     return ModifiedEquation(optimizer, loss, check_lr(lr), check_n(n))
@@ -191,7 +185,7 @@ def modified_equation(optimizer: MemoryOptimizer, loss: LossLike, lr: float,
 
 
 @dataclass
-class ImplicitLossCheck:
+class ImplicitLossCheck(Viewable):
     """What :func:`implicit_loss` found at a point."""
 
     optimizer: str
@@ -202,13 +196,6 @@ class ImplicitLossCheck:
     residual: float             #: |P grad Ltilde - (F + M)| / |F + M| (nan without Ltilde)
     curl_free: bool             #: asymmetry below ``tol``
     note: str = ""
-
-    def _repr_html_(self) -> str:
-        from ._display import table
-        return table(f"Implicit loss of {self.optimizer}", ("implicit loss", "regime", "asymmetry", "residual",
-                                                             "curl-free"),
-                     [(self.formula if self.loss is not None else "none", self.regime, self.asymmetry, self.residual,
-                       self.curl_free)], [self.note] if self.note else [])
 
     def summary(self) -> str:
         if self.loss is None:
@@ -251,7 +238,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     >>> check.curl_free, check.residual < 1e-12
     (True, True)
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
@@ -303,7 +290,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
 
 
 @dataclass
-class ModifiedSummary:
+class ModifiedSummary(Viewable):
     """What ``python -m memless modified NAME`` shows: the ODE, the implicit loss, and their check."""
 
     optimizer: str
@@ -333,11 +320,6 @@ class ModifiedSummary:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def _repr_html_(self) -> str:
-        from ._display import rich_html
-        from .report import render_modified
-        return rich_html(render_modified(self))
-
 
 def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: float = 1e-3, *, theta=None,
               steps: int = 40) -> ModifiedSummary:
@@ -349,7 +331,7 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
     optimizer (:meth:`MemoryOptimizer.tamed`) on the ``curvy`` reference loss at lr 0.02
     and 0.01, where the first-order picture holds; ``check_setting`` says which, and why.
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     lr = check_lr(lr)
     steps = check_n(steps, allow_none=False, name="steps")
     if steps < 2:

@@ -88,7 +88,7 @@ def trajectories(optimizer, loss="bilinear", theta=None, lr: float = 1e-3, steps
     (2023) is one call, ``trajectories([adam(beta1=b, beta2=r) ...], "bilinear", lr=1e-3,
     steps=12000)``.
     """
-    from . import trajectory
+    from .trajectory import trajectory
     from .errors import DivergenceError
     from .objective import resolve_loss
 
@@ -131,7 +131,7 @@ def trajectories(optimizer, loss="bilinear", theta=None, lr: float = 1e-3, steps
 
 
 def _several(optimizers, loss, theta, lr, steps, ax):
-    from . import trajectory
+    from .trajectory import trajectory
     from .objective import resolve_loss
 
     loss_fn, theta, name = resolve_loss(loss, theta)

@@ -24,7 +24,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ._json import strict
-from .checks import check_lr, check_n, check_optimizer
+from .checks import check_lr, check_n
+from .core import require_optimizer
 from .errors import MemlessError
 from .analysis import measure_point
 from .objective import bound, objective, resolve_loss
@@ -42,7 +43,7 @@ class Probe:
     """
 
     def __init__(self, optimizer, loss, *, lr: float, every: int = 100, theta=None):
-        check_optimizer(optimizer)
+        require_optimizer(optimizer)
         self.loss, start, self.loss_name = resolve_loss(loss, theta, need_theta=False)
         self.optimizer = bound(optimizer, self.loss)
         self.lr = check_lr(lr)

@@ -202,7 +202,7 @@ def _builtin_entries():
 
 
 def _version():
-    from . import __version__
+    from ._version import __version__
     return __version__
 
 

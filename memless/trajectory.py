@@ -17,9 +17,9 @@ import warnings
 
 import numpy as np
 
-from .checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n, check_optimizer,
-                     check_positive, shown)
-from .core import MemoryOptimizer
+from ._views import Viewable
+from .checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n, check_positive, shown)
+from .core import MemoryOptimizer, require_optimizer
 from .engine import history_entries, terms_at
 from .errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
 from .objective import LossLike, Objective, bound, objective, resolve_loss
@@ -54,7 +54,7 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     >>> path.shape
     (4, 2)
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     lr = check_lr(lr)
@@ -184,7 +184,7 @@ def _store(optimizer, path, n, theta, lr):
 
 
 @dataclass
-class OrderStudy:
+class OrderStudy(Viewable):
     """Global errors of the memoryless iterations against the optimizer, per learning rate.
 
     ``errors_*[i]`` is ``max_{n <= horizon/lrs[i]} ||theta^(n) - theta~^(n)||_inf``;
@@ -215,20 +215,6 @@ class OrderStudy:
         rows.append(f"order: corrected {self.order_corrected:.2f}, uncorrected {self.order_uncorrected:.2f}")
         return "\n".join(rows)
 
-    def _repr_html_(self) -> str:
-        from ._display import table
-        rows = [(lr, n, ec, eu, r) for lr, n, ec, eu, r in zip(self.lrs, self.steps, self.errors_corrected,
-                                                            self.errors_uncorrected, self.memory_ratios)]
-        return table(f"Order study over t = {self.horizon:g} (Theorem 3.3)",
-                     ("lr", "steps", "error with M", "error without M", "|M|/|F|"), rows,
-                     [f"order: corrected {self.order_corrected:.2f} (want 2), uncorrected "
-                      f"{self.order_uncorrected:.2f} (want 1)"])
-
-    def _repr_png_(self):
-        from ._display import png
-        from .plot import order
-        return png(lambda: order(self))
-
 
 def fitted_order(lrs: Sequence[float], errors: Sequence[float]) -> float:
     """Least-squares slope of log(error) on log(lr) (nan where an error is not positive)."""
@@ -254,7 +240,7 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     >>> round(study.order_corrected), round(study.order_uncorrected)
     (2, 1)
     """
-    check_optimizer(optimizer)
+    require_optimizer(optimizer)
     loss, theta, _ = resolve_loss(loss, theta)
     optimizer = bound(optimizer, loss)
     horizon = check_positive(horizon, "horizon")

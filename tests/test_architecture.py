@@ -45,13 +45,92 @@ def sources(folder=PACKAGE):
 # -- module boundaries -----------------------------------------------------------------
 
 def test_no_module_imports_another_modules_private_names():
+    """(A package's __init__ may import its own private submodules: ``from . import _display``.)"""
     offenders = []
     for path, text in sources():
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("memless")):
+            own_submodule = path.endswith("__init__.py") and node.__class__ is ast.ImportFrom and node.level == 1 \
+                and node.module is None
+            if isinstance(node, ast.ImportFrom) and not own_submodule and \
+                    (node.level or (node.module or "").startswith("memless")):
                 offenders += [f"{os.path.relpath(path, ROOT)}: {alias.name}" for alias in node.names
                               if alias.name.startswith("_") and not alias.name.endswith("__")]
     assert offenders == []
+
+
+def _import_graph():
+    """memless's modules and the memless modules each imports, function-local imports included."""
+    modules = {}
+    for path, _ in sources():
+        name = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+        modules[name[:-len(".__init__")] if name.endswith(".__init__") else name] = path
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1])
+                    target = base + ("." + node.module if node.module else "")
+                else:
+                    target = node.module or ""
+                candidates = [target] + [f"{target}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                candidates = [alias.name for alias in node.names]
+            else:
+                continue
+            graph[name] |= {c for c in candidates if c in modules and c != name}
+    return graph
+
+
+def _cycles(graph):
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_even_through_function_local_imports():
+    graph = _import_graph()
+    assert graph["memless.plot"] and "memless.engine" in graph["memless.analysis"]     # the graph is read
+    assert _cycles(graph) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]   # and cycles are seen
+
+
+def test_the_math_core_never_reaches_presentation():
+    graph = _import_graph()
+    reached, todo = set(), ["memless.engine", "memless.analysis", "memless.trajectory", "memless.modified"]
+    while todo:
+        module = todo.pop()
+        for other in graph[module] - reached:
+            reached.add(other)
+            todo.append(other)
+    assert not reached & {"memless", "memless.plot", "memless.report", "memless._display", "memless.cli"}
 
 
 def test_isinstance_momentum_only_in_core_and_engine():
@@ -233,6 +312,34 @@ def test_weight_decay_is_one_piece():
     folder = os.path.join(PACKAGE, "optimizers")
     text = "".join(open(os.path.join(folder, f)).read() for f in os.listdir(folder) if f.endswith(".py"))
     assert "parameter_signal" not in text and '"weight-decay"' not in text
+
+
+def test_optimizer_classes_have_real_signatures_and_documented_hyperparameters():
+    import inspect
+    adam = type(memless.get_optimizer("adam"))
+    signature = inspect.signature(adam)
+    assert list(signature.parameters) == [hp.name for hp in adam.hyperparameters]
+    assert signature.parameters["beta1"].default == 0.9
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in signature.parameters.values())
+    assert "Hyperparameters (keyword arguments):" in adam.__doc__
+    assert all(f"    {hp.name} = {hp.default!r}: " in adam.__doc__ for hp in adam.hyperparameters)
+    for name, cls in BUILTIN.items():                 # every built-in: its signature is its hyperparameters
+        assert [p for p in inspect.signature(cls).parameters] == [hp.name for hp in cls.hyperparameters], name
+    assert "width" in inspect.signature(Window).parameters          # a class with its own __init__ keeps it
+
+
+def test_an_add_on_after_the_optimizer_it_extends_is_refused_when_the_class_is_made():
+    """With the bases reversed, Adam's channels and combine never reach the weight decay: refused at
+    class creation instead of accepting weight_decay=0.1 and dropping it."""
+    adam = BUILTIN["adam"]
+    with pytest.raises(TypeError, match="put DecoupledWeightDecay before"):
+        type("Reversed", (adam, memless.DecoupledWeightDecay),
+             {"hyperparameters": adam.hyperparameters + (memless.weight_decay(0.01),)})
+    with pytest.raises(TypeError, match="does not declare its hyperparameter"):
+        type("Undeclared", (memless.DecoupledWeightDecay, adam), {})
+    fine = type("Fine", (memless.DecoupledWeightDecay, adam),
+                {"hyperparameters": adam.hyperparameters + (memless.weight_decay(0.01),)})
+    assert [ch.name for ch in fine(weight_decay=0.1).channels()][-1] == "weight-decay"
 
 
 class Window(memless.MemoryOptimizer):

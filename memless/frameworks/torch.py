@@ -151,10 +151,11 @@ class Compensated:
 
     def __init__(self, optimizer, memory, loss: ExternalLoss, c: float, *, limit: bool = False):
         torch = _torch()
-        from ..checks import check_optimizer, real
+        from ..checks import real
+        from ..core import require_optimizer
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise LossError(f"Compensated needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        check_optimizer(memory)
+        require_optimizer(memory)
         if not isinstance(loss, ExternalLoss):
             raise LossError("Compensated needs the model's loss as memless.frameworks.torch.objective(model, ...)")
         try:
