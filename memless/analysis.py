@@ -14,7 +14,7 @@ This module computes; :mod:`memless.report` draws.  Nothing here imports rich.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -73,6 +73,46 @@ class Evidence:
 
 
 @dataclass
+class OrderEvidence:
+    """The measurement behind a verdict's trust (Theorem 3.3): an order study of the corrected and
+    the uncorrected memoryless iteration against the optimizer, at the user's settings or at the
+    tamed copy.  (``evidence["corrected"]`` still reads a field, as when this was a dict.)"""
+
+    setting: str                      #: "yours" (your hyperparameters and lr), "tamed", or "none"
+    lrs: List[float]
+    horizon: float
+    corrected: Optional[float]        #: the fitted order with M; None: "exact" (errors at rounding)
+    uncorrected: Optional[float]      #: the fitted order without M; None: "exact"
+    errors_corrected: List[float]
+    errors_uncorrected: List[float]
+    diverged: Optional[str]           #: why the study diverged, or None
+    exact_corrected: bool
+    exact_uncorrected: bool
+    optimizer: str = ""               #: repr of the optimizer the study ran
+    loss: str = ""                    #: the loss it ran on
+    why: str = ""                     #: why tamed ("" at your settings)
+    memory_length: float = float("nan")
+    ratio: float = float("nan")       #: |M|/|F| at your settings
+    first_order_lr: Optional[float] = None    #: the lr below which the first-order picture is expected
+    memory_lengths: float = float("nan")      #: the study's horizon in memory lengths
+
+    @property
+    def settled(self) -> bool:
+        """The orders are 2 and 1 within :data:`ORDER_BAND` (or the corrected errors are exact)."""
+        if self.diverged:
+            return False
+        if self.exact_corrected:
+            return True
+        return abs(self.corrected - 2) <= ORDER_BAND[0] and abs(self.uncorrected - 1) <= ORDER_BAND[1]
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+
+@dataclass
 class Analysis(Viewable):
     """Everything the report shows, as numbers and words; :meth:`to_json` serializes it."""
 
@@ -90,7 +130,7 @@ class Analysis(Viewable):
     basis: str                        #: "declared" (the optimizer's structure) or "measured"
     regime: str                       #: where the verdict holds, as printed
     modified_loss: str
-    order: Dict
+    order: OrderEvidence
     memory_ratio: float
     evidence: List[Evidence] = field(default_factory=list)
     caveats: List[str] = field(default_factory=list)
@@ -205,10 +245,8 @@ def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Anal
     verdict = (f"Outside the theory: memory does not decay. The weight of a k-step-old iterate does not fall "
                f"geometrically with k ({profile.reason}), so Assumption 3.1 of Cattaneo & Shigida (2025) fails, "
                "the limit correction M does not exist and Eq. (12) has no O(h^2) guarantee: no verdict.")
-    order = {"setting": "none", "lrs": [], "horizon": nan, "corrected": nan, "uncorrected": nan,
-             "errors_corrected": [], "errors_uncorrected": [], "diverged": None, "exact_corrected": False,
-             "exact_uncorrected": False, "optimizer": repr(optimizer), "loss": loss_name,
-             "why": "memory does not decay"}
+    order = OrderEvidence("none", [], nan, nan, nan, [], [], None, False, False, optimizer=repr(optimizer),
+                          loss=loss_name, why="memory does not decay")
     if progress is not None:
         progress(1, 1, "done")
     return Analysis(
@@ -354,31 +392,18 @@ TAMED_HORIZON = 0.3
 ORDER_BAND = (0.3, 0.2)
 
 
-def _settled(order) -> bool:
-    if order["diverged"]:
-        return False
-    if order["exact_corrected"]:
-        return True
-    return (abs(order["corrected"] - 2) <= ORDER_BAND[0] and abs(order["uncorrected"] - 1) <= ORDER_BAND[1])
-
-
-def _study(optimizer, loss_fn, theta, lrs, horizon, tick):
-    order = {"lrs": list(lrs), "horizon": horizon}
+def _study(optimizer, loss_fn, theta, lrs, horizon, tick, setting) -> OrderEvidence:
     try:
         study = order_study_unwarned(optimizer, loss_fn, theta, horizon=horizon, lrs=lrs,
-                            callback=lambda *result: tick("order study"))
+                                     callback=lambda *result: tick("order study"))
     except DivergenceError as exc:
         nan = float("nan")
-        order.update(corrected=nan, uncorrected=nan, errors_corrected=[nan] * len(lrs),
-                     errors_uncorrected=[nan] * len(lrs), diverged=str(exc), exact_corrected=False,
-                     exact_uncorrected=False)
-        return order
+        return OrderEvidence(setting, list(lrs), horizon, nan, nan, [nan] * len(lrs), [nan] * len(lrs), str(exc),
+                             False, False)
     exact_c, exact_u = _exact(study.errors_corrected), _exact(study.errors_uncorrected)
-    order.update(corrected=None if exact_c else study.order_corrected,
-                 uncorrected=None if exact_u else study.order_uncorrected,
-                 errors_corrected=study.errors_corrected, errors_uncorrected=study.errors_uncorrected,
-                 diverged=None, exact_corrected=exact_c, exact_uncorrected=exact_u)
-    return order
+    return OrderEvidence(setting, list(lrs), horizon, None if exact_c else study.order_corrected,
+                         None if exact_u else study.order_uncorrected, study.errors_corrected,
+                         study.errors_uncorrected, None, exact_c, exact_u)
 
 
 def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, tick):
@@ -393,17 +418,16 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
     """
     span = optimizer.memory_length()
     below = lr * FIRST_ORDER_RATIO / ratio if ratio > 0 else None
-    common = {"memory_length": span, "ratio": ratio, "first_order_lr": below}
+    common = {"memory_length": span, "ratio": ratio, "first_order_lr": below}    # OrderEvidence fields
     if INVISIBLE < ratio <= FIRST_ORDER_RATIO or (evidence_steps and ratio <= FIRST_ORDER_RATIO):
         steps = evidence_steps or int(min(max(20 * span, 100), 200))
-        order = _study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], steps * lr, tick)
-        order.update(common, setting="yours", optimizer=repr(optimizer), loss=loss_name,
-                     memory_lengths=steps / span, why="")
-        if (_settled(order) and not order["exact_uncorrected"]) or evidence_steps:
+        order = replace(_study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], steps * lr, tick, "yours"),
+                        optimizer=repr(optimizer), loss=loss_name, memory_lengths=steps / span, why="", **common)
+        if (order.settled and not order.exact_uncorrected) or evidence_steps:
             return order
-        why = (f"at your settings the orders over {steps} steps are {_fmt(order['corrected'])}/"
-               f"{_fmt(order['uncorrected'])}: " + ("memory's effect is below rounding there, so the errors show "
-                                                     "nothing" if order["exact_uncorrected"] else "not yet asymptotic"))
+        why = (f"at your settings the orders over {steps} steps are {_fmt(order.corrected)}/"
+               f"{_fmt(order.uncorrected)}: " + ("memory's effect is below rounding there, so the errors show "
+                                                 "nothing" if order.exact_uncorrected else "not yet asymptotic"))
     elif ratio <= INVISIBLE:
         why = (f"at your settings |M|/|F| is at most {ratio:.2g}: memory's effect on the iterates is below "
                "rounding there, so errors would show nothing")
@@ -411,13 +435,11 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
         why = (f"at your settings |M|/|F| reaches {ratio:.3g} > {FIRST_ORDER_RATIO}: outside the first-order "
                "range, where no order 2 is expected")
     tamed = optimizer.tamed()
-    order = dict(_tamed_study(tamed, tick))
-    order.update(common, setting="tamed", optimizer=repr(tamed), loss=tamed.evidence_loss, why=why)
-    return order
+    return replace(_tamed_study(tamed, tick), optimizer=repr(tamed), loss=tamed.evidence_loss, why=why, **common)
 
 
 #: the tamed evidence depends only on the tamed optimizer: computed once per process
-_TAMED_STUDIES: Dict[tuple, dict] = {}
+_TAMED_STUDIES: Dict[tuple, OrderEvidence] = {}
 
 
 def _tamed_study(tamed, tick):
@@ -433,8 +455,8 @@ def _tamed_study(tamed, tick):
     f, start, _ = resolve_loss(tamed.evidence_loss)
     tamed = bound(tamed, f)
     lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
-    order = _study(tamed, f, start, lrs, TAMED_HORIZON, tick)
-    order["memory_lengths"] = TAMED_HORIZON / lrs[1] / tamed.memory_length()
+    order = replace(_study(tamed, f, start, lrs, TAMED_HORIZON, tick, "tamed"),
+                    memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length())
     if key is not None and len(_TAMED_STUDIES) < 256:
         _TAMED_STUDIES[key] = order
     return order
@@ -483,17 +505,17 @@ def _caveats(analysis: Analysis) -> List[str]:
     caveats = []
     order = analysis.order
     if analysis.memory_ratio > RATIO_LIMIT:
-        where = (f"; at your hyperparameters expect the first-order picture below lr ~ {order['first_order_lr']:.2g} "
-                 f"(lr x {FIRST_ORDER_RATIO}/(|M|/|F|); yours is {analysis.lr / order['first_order_lr']:.3g} times that)"
-                 if order.get("first_order_lr") else "")
+        where = (f"; at your hyperparameters expect the first-order picture below lr ~ {order.first_order_lr:.2g} "
+                 f"(lr x {FIRST_ORDER_RATIO}/(|M|/|F|); yours is {analysis.lr / order.first_order_lr:.3g} times that)"
+                 if order.first_order_lr else "")
         caveats.append(f"|M|/|F| reaches {analysis.memory_ratio:.3g} along the trajectory (above {RATIO_LIMIT}): the "
                        f"correction is not small at this lr, so the corrected iteration need not track the "
                        f"optimizer here{where}")
-    if order["diverged"]:
-        caveats.append(f"no evidence: {order['diverged']}")
-    elif not _settled(order):
-        caveats.append(f"the evidence did not settle: orders {_fmt(order['corrected'])}/{_fmt(order['uncorrected'])} "
-                       f"at {order['optimizer']} on {order['loss']} (pre-asymptotic or outside the theory)")
+    if order.diverged:
+        caveats.append(f"no evidence: {order.diverged}")
+    elif not order.settled:
+        caveats.append(f"the evidence did not settle: orders {_fmt(order.corrected)}/{_fmt(order.uncorrected)} "
+                       f"at {order.optimizer} on {order.loss} (pre-asymptotic or outside the theory)")
     return caveats
 
 

@@ -192,11 +192,14 @@ def _minima(ax, name, a):
 def order(study, *, ax=None):
     """Global error against lr on log-log axes, with and without M, slope-1 and slope-2 guides,
     and the study's fitted orders in the legend.  ``study``: an :class:`~memless.OrderStudy`,
-    or a report's ``analysis.order`` dict."""
+    or a report's ``analysis.order`` (an :class:`~memless.analysis.OrderEvidence`)."""
     fig, ax = _axes(ax)
-    data = study if isinstance(study, dict) else {
-        "lrs": study.lrs, "errors_corrected": study.errors_corrected, "errors_uncorrected": study.errors_uncorrected,
-        "corrected": study.order_corrected, "uncorrected": study.order_uncorrected, "horizon": study.horizon}
+    data = {"lrs": study.lrs, "errors_corrected": study.errors_corrected,
+            "errors_uncorrected": study.errors_uncorrected, "horizon": study.horizon}
+    if hasattr(study, "order_corrected"):                 # an OrderStudy
+        data.update(corrected=study.order_corrected, uncorrected=study.order_uncorrected)
+    else:                                                 # an analysis's OrderEvidence
+        data.update(corrected=study.corrected, uncorrected=study.uncorrected)
     lrs = np.asarray(data["lrs"], dtype=float)
     for key in ("corrected", "uncorrected"):
         fitted = data[key]
@@ -319,10 +322,10 @@ def report_figure(analysis, optimizer, *, steps: int = 200):
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16.0, 4.6))
     trajectories(optimizer, analysis.loss, lr=analysis.lr, steps=steps, ax=axes[0])
-    if analysis.order.get("lrs"):
+    if analysis.order.lrs:
         order(analysis.order, ax=axes[1])
-        where = "your settings" if analysis.order["setting"] == "yours" else "the tamed optimizer"
-        axes[1].set_title(f"evidence at {where} on {analysis.order['loss']}", fontsize=9)
+        where = "your settings" if analysis.order.setting == "yours" else "the tamed optimizer"
+        axes[1].set_title(f"evidence at {where} on {analysis.order.loss}", fontsize=9)
     else:
         axes[1].set_axis_off()
     channels(analysis, ax=axes[2])

@@ -125,22 +125,22 @@ def _order_table(analysis):
     from rich.text import Text
 
     order = analysis.order
-    if order["setting"] == "yours":
-        where = f"at your hyperparameters and lr, on {order['loss']}"
+    if order.setting == "yours":
+        where = f"at your hyperparameters and lr, on {order.loss}"
     else:
-        where = f"at the tamed {order['optimizer']} on {order['loss']}"
+        where = f"at the tamed {order.optimizer} on {order.loss}"
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   title=f"Evidence that the correction is right (Theorem 3.3), {where}: max error of the memoryless "
-                        f"iteration vs the optimizer over t = {order['horizon']:g}")
+                        f"iteration vs the optimizer over t = {order.horizon:g}")
     for column in ("lr", "error with M", "error without M", "error ratio"):
         table.add_column(column, justify="right")
-    for lr, ec, eu in zip(order["lrs"], order["errors_corrected"], order["errors_uncorrected"]):
+    for lr, ec, eu in zip(order.lrs, order.errors_corrected, order.errors_uncorrected):
         ratio = f"{eu / ec:.3g} x" if ec > 0 and math.isfinite(ec) and math.isfinite(eu) else "-"
         table.add_row(f"{lr:.3g}", f"{ec:.3e}", f"{eu:.3e}", ratio)
     table.add_row("order", _order(order, "corrected"), _order(order, "uncorrected"), "want 2 / 1", style="bold")
     lines = []
-    if order["setting"] == "tamed":
-        lines.append(f"why tamed: {order['why']}; the tamed copy sets each decay to 0.5 and each smoothing "
+    if order.setting == "tamed":
+        lines.append(f"why tamed: {order.why}; the tamed copy sets each decay to 0.5 and each smoothing "
                      "constant to its declared tame value, where the theory holds within a short horizon")
     lines.append(f"largest |M|/|F| along your trajectory: {analysis.memory_ratio:.3g} (the first-order theory "
                  f"needs it small; above 0.3 the report cautions)")
@@ -187,7 +187,7 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
             continue
         table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
                       _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}",
-                      "yours" if a.order["setting"] == "yours" else "tamed")
+                      "yours" if a.order.setting == "yours" else "tamed")
     if not failures:
         return table
     from rich.console import Group
@@ -202,9 +202,9 @@ def _entry_label(optimizer) -> str:
 
 
 def _order(order, which):
-    if order["diverged"]:
+    if order.diverged:
         return "diverged"
-    return "exact" if order[f"exact_{which}"] else f"{order[which]:.2f}"
+    return "exact" if getattr(order, f"exact_{which}") else f"{getattr(order, which):.2f}"
 
 
 def _num(value):

@@ -215,7 +215,7 @@ def test_generic_optimizer_report_matches_the_builtin():
     builtin = analyze(memless.get_optimizer("heavy-ball", beta=0.3), "curvy", lr=0.01, points=3, evidence_steps=20)
     assert generic.net_effect == builtin.net_effect == Effect.REGULARIZING
     assert generic.net_strength == pytest.approx(builtin.net_strength, rel=1e-8)
-    assert generic.order["corrected"] == pytest.approx(builtin.order["corrected"], rel=1e-6)
+    assert generic.order.corrected == pytest.approx(builtin.order.corrected, rel=1e-6)
     (row,) = generic.channels
     assert row.name == "memory" and row.decay is None and row.declared is None
     console = Console(file=io.StringIO(), width=100, color_system=None)

@@ -93,7 +93,7 @@ def test_caveat_when_lr_is_beyond_first_order_range():
     assert a.memory_ratio > 1 and any("|M|/|F| reaches" in c for c in a.caveats)
     small = analyze(memless.get_optimizer("heavy-ball", beta=0.5), loss="logistic", **FAST)
     assert small.caveats == []
-    assert 1.7 < small.order["corrected"] < 2.3 and 0.8 < small.order["uncorrected"] < 1.2
+    assert 1.7 < small.order.corrected < 2.3 and 0.8 < small.order.uncorrected < 1.2
 
 
 def test_outside_the_theory_the_evidence_moves_to_the_tamed_optimizer():
@@ -101,9 +101,9 @@ def test_outside_the_theory_the_evidence_moves_to_the_tamed_optimizer():
     the tamed copy on curvy, says why, and shows order ~2 / ~1 there; the caveat gives the lr to aim for."""
     a = analyze(memless.get_optimizer("heavy-ball"), loss="rosenbrock", lr=0.01, **FAST)
     order = a.order
-    assert order["setting"] == "tamed" and order["loss"] == "curvy" and "|M|/|F| reaches" in order["why"]
-    assert abs(order["corrected"] - 2) < 0.3 and abs(order["uncorrected"] - 1) < 0.2
-    assert order["first_order_lr"] == pytest.approx(0.01 * 0.2 / a.memory_ratio)
+    assert order.setting == "tamed" and order.loss == "curvy" and "|M|/|F| reaches" in order.why
+    assert abs(order.corrected - 2) < 0.3 and abs(order.uncorrected - 1) < 0.2
+    assert order.first_order_lr == pytest.approx(0.01 * 0.2 / a.memory_ratio)
     assert any("expect the first-order picture below lr" in c for c in a.caveats)
 
 
@@ -255,14 +255,14 @@ def test_default_report_evidence_shows_the_orders(name):
     at the user's settings or at the tamed copy, labelled; gd has no memory: exact."""
     a = analyze(memless.get_optimizer(name))
     if name == "schedule-free-sgd":          # memory does not decay: no evidence is claimed
-        assert a.net_effect == Effect.OUTSIDE and a.order["setting"] == "none" and not a.caveats
+        assert a.net_effect == Effect.OUTSIDE and a.order.setting == "none" and not a.caveats
         return
     order = a.order
-    assert order["setting"] in ("yours", "tamed") and order["optimizer"] and order["loss"]
+    assert order.setting in ("yours", "tamed") and order.optimizer and order.loss
     if name == "gd":
-        assert order["exact_corrected"] and order["exact_uncorrected"]
+        assert order.exact_corrected and order.exact_uncorrected
         return
-    assert abs(order["corrected"] - 2) <= 0.3 and abs(order["uncorrected"] - 1) <= 0.2, order
+    assert abs(order.corrected - 2) <= 0.3 and abs(order.uncorrected - 1) <= 0.2, order
     assert not any("did not settle" in c for c in a.caveats)
 
 
@@ -279,3 +279,15 @@ def test_modified_succeeds_for_every_builtin_at_its_defaults(name):
     assert summary.check_setting == "yours" or summary.check_setting.startswith("tamed: ")
     if max(summary.errors_ode) > 1e-12:
         assert abs(summary.order_ode - 2) <= 0.3 and abs(summary.order_flow - 1) <= 0.3
+
+
+def test_the_evidence_is_a_dataclass_with_the_keys_the_json_had():
+    from dataclasses import fields
+
+    from memless.analysis import OrderEvidence
+    a = analyze(memless.get_optimizer("heavy-ball", beta=0.3), points=2, evidence_steps=20)
+    assert isinstance(a.order, OrderEvidence) and len(fields(OrderEvidence)) == 17
+    data = json.loads(a.to_json())["order"]
+    assert set(data) == {f.name for f in fields(OrderEvidence)}
+    assert a.order["corrected"] == a.order.corrected and a.order.get("nothing", 7) == 7      # as the dict read
+    assert a.order.settled == (abs(a.order.corrected - 2) <= 0.3 and abs(a.order.uncorrected - 1) <= 0.2)
