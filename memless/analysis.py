@@ -26,7 +26,7 @@ from .checks import check_budget, check_callback, check_count, check_lr, check_n
 from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term, require_optimizer
 from .engine import MemoryProfile, memory_profile, terms_at
 from .errors import DivergenceError, MemlessError
-from .objective import LossLike, bound, objective, resolve_loss
+from .objective import LossLike, objective, problem, resolve_loss
 from .trajectory import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: most cells per axis of a regime map
@@ -177,10 +177,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     >>> str(analyze(memless.get_optimizer("heavy-ball", beta=0.5), lr=1e-3).net_effect)
     'regularizing'
     """
-    require_optimizer(optimizer)
-    references = optimizer.reference_losses
-    loss_fn, theta, loss_name = resolve_loss(references[0] if loss is None else loss, theta)
-    optimizer = bound(optimizer, loss_fn)
+    references = require_optimizer(optimizer).reference_losses
+    optimizer, loss_fn, theta, loss_name = problem(optimizer, references[0] if loss is None else loss, theta)
     evidence_losses = references if evidence_losses is None else evidence_losses
     lr = check_lr(lr)
     steps = check_n(steps, allow_none=False, name="steps")
@@ -204,8 +202,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     evidence = [Evidence(loss_name, primary.net, _measured_effect(primary.net))]
     unsettled = [(loss_name, primary.unsettled, points)] if primary.unsettled else []
     for name in others:
-        f, start, _ = resolve_loss(name)
-        other = _measure(bound(optimizer, f), f, start, lr, min(steps, 100), 4, None)
+        bound_here, f, start, _ = problem(optimizer, name)
+        other = _measure(bound_here, f, start, lr, min(steps, 100), 4, None)
         evidence.append(Evidence(name, other.net, _measured_effect(other.net)))
         if other.unsettled:
             unsettled.append((name, other.unsettled, 4))
@@ -452,8 +450,7 @@ def _tamed_study(tamed, tick):
         for _ in range(3):
             tick("order study")
         return _TAMED_STUDIES[key]
-    f, start, _ = resolve_loss(tamed.evidence_loss)
-    tamed = bound(tamed, f)
+    tamed, f, start, _ = problem(tamed, tamed.evidence_loss)
     lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
     order = replace(_study(tamed, f, start, lrs, TAMED_HORIZON, tick, "tamed"),
                     memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length())
@@ -593,7 +590,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
         for j, xv in enumerate(xs):
             settings = {k: v for k, v in ((x, xv), (y, yv)) if k != "lr"}
             h = xv if x == "lr" else (yv if y == "lr" else lr)
-            opt = bound(type(base)(**{**base.hyper, **settings}), loss_fn)
+            opt = problem(type(base)(**{**base.hyper, **settings}), loss_fn, theta).optimizer
             try:
                 study = order_study_unwarned(opt, loss_fn, theta, horizon=steps * h, lrs=[h, h / 2])
                 orders[i, j], uncorrected[i, j] = study.order_corrected, study.order_uncorrected

@@ -32,9 +32,9 @@ from ._autodiff import jvp
 from ._views import Viewable
 from .checks import (check_budget, check_choice, check_flag, check_lr, check_n, check_positive,
                      history_work, shown)
-from .core import MemoryOptimizer, MomentumOptimizer, memory_sum, require_optimizer
+from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
 from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
-from .objective import LossLike, Objective, bound, objective, resolve_loss
+from .objective import LossLike, Objective, objective, problem
 
 METHODS = ("auto", "momentum", "history")
 #: most history terms the history method sums by default
@@ -127,9 +127,7 @@ def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: 
 
 
 def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split):
-    require_optimizer(optimizer)
-    loss, theta, _ = resolve_loss(loss, theta)
-    optimizer = bound(optimizer, loss)
+    optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     lr = check_lr(lr)
     n = check_n(n)
     method = check_choice(method, METHODS, "method")
@@ -533,9 +531,7 @@ def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n:
     >>> profile.decays, bool(profile.values[-1] < 1e-12 * profile.values.max())
     (True, True)
     """
-    require_optimizer(optimizer)
-    loss, theta, _ = resolve_loss(loss, theta)
-    optimizer = bound(optimizer, loss)
+    optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     points = check_n(points, allow_none=False, name="points")
     if not 2 <= points <= 1000:
         raise MemlessError(f"points must be in 2..1000, got {shown(points)}")

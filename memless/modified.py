@@ -31,7 +31,7 @@ from .checks import check_budget, check_flag, check_lr, check_n, check_positive,
 from .core import MemoryOptimizer, require_optimizer
 from .engine import correction
 from .errors import DivergenceError, LossError, MemlessError, OptimizerError
-from .objective import LossLike, bound, objective, resolve_loss
+from .objective import LossLike, objective, problem, resolve_loss
 
 # ----------------------------------------------------------------------------
 # The direction F and the modified equation
@@ -173,9 +173,7 @@ def modified_equation(optimizer: MemoryOptimizer, loss: LossLike, lr: float,
     and M (the long-run iteration); an integer n freezes the step index.  See
     :class:`ModifiedEquation`.
     """
-    require_optimizer(optimizer)
-    loss, _, _ = resolve_loss(loss, need_theta=False)
-    optimizer = bound(optimizer, loss)
+    optimizer, loss, _, _ = problem(optimizer, loss, need_theta=False)
     return ModifiedEquation(optimizer, loss, check_lr(lr), check_n(n))
 
 
@@ -238,9 +236,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     >>> check.curl_free, check.residual < 1e-12
     (True, True)
     """
-    require_optimizer(optimizer)
-    loss, theta, _ = resolve_loss(loss, theta)
-    optimizer = bound(optimizer, loss)
+    optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     lr = check_lr(lr)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise MemlessError(f"seed must be an integer >= 0, got {shown(seed)}")
@@ -338,8 +334,8 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
         raise MemlessError(f"steps must be at least 2 (the check compares two learning rates), got {steps}")
     check_budget(f"modified with steps={steps}", steps=4 * steps,
                  corrections=(2 + SOLVE_EVALUATIONS_PER_STEP) * 2 * steps)
-    loss_fn, theta, loss_name = resolve_loss(optimizer.reference_losses[0] if loss is None else loss, theta)
-    optimizer = bound(optimizer, loss_fn)
+    optimizer, loss_fn, theta, loss_name = problem(optimizer, optimizer.reference_losses[0] if loss is None else loss,
+                                                   theta)
     eq = modified_equation(optimizer, loss_fn, lr)
     F, M, dF_F = eq._parts(theta)
     hG2 = -(M + 0.5 * lr * dF_F)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import autograd.numpy as anp
 import numpy as np
@@ -19,6 +19,7 @@ from autograd import grad as _autograd_grad, make_vjp, value_and_grad as _value_
 
 from ._autodiff import Point, frozen_gradient, independent_outputs_allowed
 from .checks import check_theta, shown
+from .core import require_optimizer
 from .errors import LossError, MemlessError
 from .parameters import StructuredLoss, layout_of, structured
 
@@ -209,3 +210,27 @@ def bound(optimizer, loss: Callable):
     """The optimizer as it acts on this loss's parameters: bound to the loss's layout
     (:meth:`memless.MemoryOptimizer.bind`); every analysis calls this once."""
     return optimizer.bind(layout_of(loss))
+
+
+class Problem(NamedTuple):
+    """A problem as every public function starts it (:func:`problem`)."""
+
+    optimizer: Any                    #: the optimizer, bound to the loss's layout
+    loss: Callable                    #: the loss as a callable of the flat parameters
+    theta: Optional[np.ndarray]       #: the start (a reference loss's own when none was given)
+    name: str                         #: the loss's name, for reports
+
+
+def problem(optimizer, loss: LossLike, theta=None, *, need_theta: bool = True) -> Problem:
+    """The set-up written once: the optimizer checked (a one-line error otherwise), the loss resolved
+    (:func:`resolve_loss`: a reference name or a callable, theta a vector or a dict of arrays) and
+    the optimizer bound to the loss's layout (:func:`bound`).
+
+    >>> import memless
+    >>> setup = problem(memless.get_optimizer("adam"), "curvy")
+    >>> setup.name, setup.theta.shape
+    ('curvy', (3,))
+    """
+    require_optimizer(optimizer)
+    loss, theta, name = resolve_loss(loss, theta, need_theta=need_theta)
+    return Problem(bound(optimizer, loss), loss, theta, name)

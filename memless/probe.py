@@ -25,10 +25,9 @@ import numpy as np
 
 from ._json import strict
 from .checks import check_lr, check_n
-from .core import require_optimizer
 from .errors import MemlessError
 from .analysis import measure_point
-from .objective import bound, objective, resolve_loss
+from .objective import objective, problem, resolve_loss
 
 #: |M|/|F| at most this: the first-order picture is expected to hold (as in the report)
 FIRST_ORDER = 0.2
@@ -43,9 +42,7 @@ class Probe:
     """
 
     def __init__(self, optimizer, loss, *, lr: float, every: int = 100, theta=None):
-        require_optimizer(optimizer)
-        self.loss, start, self.loss_name = resolve_loss(loss, theta, need_theta=False)
-        self.optimizer = bound(optimizer, self.loss)
+        self.optimizer, self.loss, start, self.loss_name = problem(optimizer, loss, theta, need_theta=False)
         self.lr = check_lr(lr)
         self.every = check_n(every, allow_none=False, name="every")
         if self.every < 1:

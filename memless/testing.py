@@ -32,9 +32,9 @@ import numpy as np
 
 from .core import MATRIX_LOSSES, MemoryOptimizer
 from .engine import correction, memory_profile, terms_at
-from .errors import MemlessError
+from .errors import LossError, MemlessError
 from .losses import REFERENCE_LOSSES
-from .objective import bound, objective, resolve_loss
+from .objective import objective, problem
 from .registry import get_optimizer
 from .trajectory import first_order_lrs, optimizer_path, order_study_unwarned
 
@@ -104,10 +104,11 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
     result = Conformance(repr(optimizer))
     unbound = optimizer
     for loss_name, loss, theta in losses:
-        loss, theta, _ = resolve_loss(loss, theta)
         try:
-            optimizer = bound(unbound, loss)
-        except MemlessError as exc:
+            optimizer, loss, theta, _ = problem(unbound, loss, theta)
+        except LossError:                    # the loss itself is wrong: that is the caller's error
+            raise
+        except MemlessError as exc:          # the optimizer cannot act on this loss's layout
             result.checks.append(Check("layout", loss_name, False, str(exc)))
             continue
         obj = objective(loss, theta)

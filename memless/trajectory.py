@@ -19,10 +19,10 @@ import numpy as np
 
 from ._views import Viewable
 from .checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n, check_positive, shown)
-from .core import MemoryOptimizer, require_optimizer
+from .core import MemoryOptimizer
 from .engine import history_entries, terms_at
 from .errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
-from .objective import LossLike, Objective, bound, objective, resolve_loss
+from .objective import LossLike, Objective, objective, problem
 
 CORRECTIONS = ("exact", "limit")
 #: "streaming": the optimizer's own advance() (O(1) per step for momentum optimizers);
@@ -54,9 +54,7 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     >>> path.shape
     (4, 2)
     """
-    require_optimizer(optimizer)
-    loss, theta, _ = resolve_loss(loss, theta)
-    optimizer = bound(optimizer, loss)
+    optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     lr = check_lr(lr)
     memoryless, corrected = check_flag(memoryless, "memoryless"), check_flag(corrected, "corrected")
     steps = check_n(steps, allow_none=False, name="steps")
@@ -240,9 +238,7 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     >>> round(study.order_corrected), round(study.order_uncorrected)
     (2, 1)
     """
-    require_optimizer(optimizer)
-    loss, theta, _ = resolve_loss(loss, theta)
-    optimizer = bound(optimizer, loss)
+    optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     horizon = check_positive(horizon, "horizon")
     lrs = check_lrs(lrs)
     if horizon < max(lrs):

@@ -133,6 +133,21 @@ def test_the_math_core_never_reaches_presentation():
     assert not reached & {"memless", "memless.plot", "memless.report", "memless._display", "memless.cli"}
 
 
+def test_the_set_up_of_a_problem_is_written_once():
+    """Checking the optimizer, resolving the loss and binding the optimizer to its layout is
+    memless.objective.problem; no other function spells the sequence out."""
+    offenders = []
+    for path, text in sources():
+        if path.endswith("objective.py"):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+                if {"resolve_loss", "bound"} <= called:
+                    offenders.append(f"{os.path.relpath(path, ROOT)}: {node.name}")
+    assert offenders == []
+
+
 def test_isinstance_momentum_only_in_core_and_engine():
     where = set()
     for path, text in sources():
