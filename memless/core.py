@@ -302,7 +302,7 @@ class MemoryOptimizer(abc.ABC):
         """The name reports print: the registered name, else the class name."""
         return getattr(self, "name", None) or type(self).__name__
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027  (an optional hook, not an abstract method)
         """Hook for cross-parameter validation; raise HyperparameterError."""
 
     # -- parameters with structure ---------------------------------------------

@@ -11,6 +11,7 @@ True
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Callable, Optional, Sequence
@@ -28,7 +29,7 @@ def check_output_path(path, what: str = "path", extensions: Optional[Sequence[st
     not a directory, not a special file (a device, a pipe), a name of at most 255 characters, a
     folder in which a file can actually be made (tried), and one of ``extensions`` (e.g. ``(".png", ".svg", ".pdf")``) when given.  A symbolic link is
     followed: the file it points to is the one replaced."""
-    if isinstance(path, bool) or isinstance(path, int):
+    if isinstance(path, (bool, int)):
         raise MemlessError(f"{what} must be a file name (str or os.PathLike), got the integer {path!r}: memless "
                            "does not write to open file descriptors")
     try:
@@ -99,10 +100,8 @@ def write_atomic(path, write: Callable, *, binary: bool = True) -> str:
         os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         if isinstance(exc, (OSError, ValueError)) and not isinstance(exc, MemlessError):
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise MemlessError(f"cannot write {shown(path)}: {cause}; the file there, if any, is unchanged") from None

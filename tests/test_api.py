@@ -3,6 +3,7 @@ import configparser
 import doctest
 import importlib
 import os
+import pathlib
 import pkgutil
 
 import autograd.numpy as anp
@@ -96,7 +97,7 @@ def test_readme_python_blocks_run():
     a block that says first that it is not run here (and why)."""
     import os
     import re
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    readme = pathlib.Path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     blocks = [b for b in blocks if not b.startswith((" ", "# not run here"))]
     assert len(blocks) >= 3

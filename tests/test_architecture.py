@@ -13,6 +13,7 @@ import ast
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -39,7 +40,7 @@ def sources(folder=PACKAGE):
         for name in files:
             if name.endswith(".py"):
                 path = os.path.join(base, name)
-                yield path, open(path, encoding="utf-8").read()
+                yield path, pathlib.Path(path).read_text(encoding="utf-8")
 
 
 # -- module boundaries -----------------------------------------------------------------
@@ -67,7 +68,7 @@ def _import_graph():
     graph = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+        for node in ast.walk(ast.parse(pathlib.Path(path).read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     parts = package.split(".")
@@ -152,9 +153,9 @@ def test_isinstance_momentum_only_in_core_and_engine():
     where = set()
     for path, text in sources():
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
-                if "MomentumOptimizer" in ast.dump(node):
-                    where.add(os.path.basename(path))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass") \
+                    and "MomentumOptimizer" in ast.dump(node):
+                where.add(os.path.basename(path))
     assert where <= {"core.py", "engine.py"}
 
 
@@ -185,7 +186,7 @@ def test_nothing_cites_a_file_outside_the_repository():
     for folder in (PACKAGE, os.path.join(ROOT, "tutorials")):
         for path, text in sources(folder):
             assert "MATH.md" not in text and "seed 004" not in text, path
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    readme = pathlib.Path(os.path.join(ROOT, "README.md")).read_text(encoding="utf-8")
     assert "MATH.md" not in readme and "seed 004" not in readme
 
 
@@ -325,7 +326,7 @@ def test_weight_decay_is_one_piece():
     np.testing.assert_allclose(decayed.limit_direction(theta, gradient),
                                plain.limit_direction(theta, gradient) + 0.1 * theta, rtol=1e-14)
     folder = os.path.join(PACKAGE, "optimizers")
-    text = "".join(open(os.path.join(folder, f)).read() for f in os.listdir(folder) if f.endswith(".py"))
+    text = "".join(pathlib.Path(os.path.join(folder, f)).read_text(encoding="utf-8") for f in os.listdir(folder) if f.endswith(".py"))
     assert "parameter_signal" not in text and '"weight-decay"' not in text
 
 

@@ -5,6 +5,7 @@ one line on stderr and no traceback (CLI), before any work, with no file lost or
 being absent.)"""
 import errno
 import os
+import pathlib
 import resource
 import signal
 import subprocess
@@ -429,7 +430,7 @@ def test_a_read_only_file_is_not_replaced(tmp_path):
         if "Permission denied" in run.stderr or "No module named" in run.stderr:
             pytest.skip("the interpreter is not readable by nobody here")
     assert_one_line_error(run, "is read-only")
-    assert open(path).read() == "read-only"
+    assert pathlib.Path(path).read_text(encoding="utf-8") == "read-only"
 
 
 def test_wrong_shapes_and_flags_are_not_silently_accepted():

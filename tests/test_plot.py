@@ -4,6 +4,7 @@ Needs matplotlib (the ``plot`` extra, installed by the README's set-up); skipped
 except the test of the one-line error when it is missing.
 """
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -172,7 +173,7 @@ def test_jupyter_reprs_show_the_numbers_and_pictures():
 @pytest.mark.slow
 def test_readme_figures_come_from_the_script(tmp_path):
     """The README's figures are made by tutorials/make_readme_figures.py from the package."""
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    readme = pathlib.Path(os.path.join(ROOT, "README.md")).read_text(encoding="utf-8")
     assert "tutorials/figures/figure1.png" in readme and "tutorials/figures/regime_map.png" in readme
     out = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "make_readme_figures.py"), str(tmp_path)],
                          capture_output=True, text=True, timeout=HANG_GUARD)

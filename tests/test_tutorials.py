@@ -6,6 +6,7 @@ stops there, loading no solution), and with ``MEMLESS_SOLUTIONS=1`` (the stored
 solution is loaded, accepted, and every later claim holds).
 """
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -56,7 +57,7 @@ def test_tutorial_runs_and_its_claims_hold(script, tmp_path):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_tutorial_is_a_jupytext_percent_script(script):
-    text = open(os.path.join(TUTORIALS, script)).read()
+    text = pathlib.Path(os.path.join(TUTORIALS, script)).read_text(encoding="utf-8")
     assert text.startswith("# %% [markdown]")
     assert text.count("# %%") >= 5
 

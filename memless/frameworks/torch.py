@@ -120,7 +120,7 @@ def _check_deterministic(torch, model, evaluate) -> None:
         first, second = evaluate(), evaluate()
     finally:
         torch.random.set_rng_state(state)
-    if not first == second:
+    if first != second:
         random = sorted({type(m).__name__ for m in model.modules() if m.training and "Dropout" in type(m).__name__})
         hint = f" ({', '.join(random)} in train mode)" if random else ""
         raise LossError(f"the model's loss differs between two evaluations at the same parameters ({first!r} then "
