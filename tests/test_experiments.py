@@ -59,11 +59,12 @@ def test_trend_decides_by_effect_size_and_monotonicity():
     assert trend("x", noisy, +1).verdict == "not distinguishable from noise"
     assert trend("x", rises[:1], +1).verdict.startswith("one seed")
     assert "seed-sd" not in trend("x", rises[:1], +1).sentence("rho", "it rises")
-    assert trend("x", np.ones((2, 3)), +1).verdict == "no change"              # no change is not "reversed"
+    assert trend("x", np.ones((3, 3)), +1).verdict == "no change"              # no change is not "reversed"
     assert trend("x", np.array([[1.0, 2.0], [1.0, np.nan]]), +1).verdict == "not measured"
-    same = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])                         # no seed noise, every seed rises
+    same = np.array([[1.0, 2.0, 3.0]] * 3)                                       # no seed noise, every seed rises
     assert trend("x", same, +1).verdict == "reproduced"
-    assert trend("x", np.array([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]]), +1).verdict == "not distinguishable from noise"
+    assert trend("x", np.array([[1.0, 3.0, 2.0]] * 3), +1).verdict == "not distinguishable from noise"
+    assert trend("x", rises[:2], +1).verdict == "2 seeds: too few for a verdict (indicative only)"
 
 
 def test_data_loaders_leave_the_global_rng_alone_and_check_user_files(tmp_path):
@@ -200,6 +201,12 @@ def test_experiment_figures_draw_the_rows_and_the_cli_writes_them(tmp_path, canc
     assert refused.returncode == 2 and "--plot" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_cancel_memory_quick_says_it_trains_nothing_and_refuses_data_it_would_not_use(cancel_quick):
+    assert any(c["sentence"].startswith("Quick run: the tracking check alone") for c in cancel_quick.claims)
+    with pytest.raises(memless.MemlessError, match="tracking check alone"):
+        run("cancel-memory", quick=True, data="mnist1d")
+
+
 def test_compensated_with_c_zero_is_the_optimizer_and_refuses_a_mismatch():
     import torch
 
@@ -320,7 +327,10 @@ def test_a_users_npz_is_checked_before_training(tmp_path):
     cases = {"column labels": (dict(good, y=good["y"][:, None]), "1-D array of integer labels"),
              "strings": (dict(good, x=np.array([["a"] * 3] * 8)), "must hold numbers"),
              "empty": (dict(good, x=np.zeros((0, 3)), y=np.zeros(0, int)), "at least 2 training examples"),
-             "huge labels": (dict(good, y=np.array([0, 1, 2, 3, 4, 5, 6, MAX_CLASSES])), "at most 100000 classes")}
+             "huge labels": (dict(good, y=np.array([0, 1, 2, 3, 4, 5, 6, MAX_CLASSES]),
+                                  y_test=np.array([0, 1, 2, MAX_CLASSES])), "at most 100000 classes"),
+             "unseen test labels": (dict(good, y_test=np.array([0, 1, 7, 1])), r"never shows \(7\)"),
+             "missing": ({k: v for k, v in good.items() if k != "y_test"}, "missing y_test$")}
     for name, (arrays, fragment) in cases.items():
         path = tmp_path / f"{name.replace(' ', '_')}.npz"
         np.savez(path, **arrays)

@@ -107,9 +107,10 @@ def _npz(path: str) -> Dataset:
         raise MemlessError(f"data file {path[:200]!r} does not exist")
     try:
         with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in ("x", "y", "x_test", "y_test") if key not in archive.files]
+            if missing:
+                raise MemlessError(f"{path[:200]!r} must hold arrays x, y, x_test, y_test; missing {', '.join(missing)}")
             arrays = {key: archive[key] for key in ("x", "y", "x_test", "y_test")}
-    except KeyError as exc:
-        raise MemlessError(f"{path[:200]!r} must hold arrays x, y, x_test, y_test; missing {exc}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise MemlessError(f"{path[:200]!r} is not a readable .npz file: {' '.join(str(exc).split())[:120]}") from None
     for key in ("x", "x_test"):
@@ -133,6 +134,10 @@ def _npz(path: str) -> Dataset:
     y, y_test = (np.asarray(arrays[k]) for k in ("y", "y_test"))
     if y.dtype.kind not in "iu" or y_test.dtype.kind not in "iu" or min(y.min(), y_test.min()) < 0:
         raise MemlessError("the labels y and y_test must be integers from 0")
+    unseen = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y).tolist()))
+    if unseen:
+        raise MemlessError(f"y_test has labels the training set never shows ({', '.join(map(str, unseen[:8]))}): the "
+                           "network cannot learn them; give every class training examples")
     if max(y.max(), y_test.max()) >= MAX_CLASSES:
         raise MemlessError(f"the labels go up to {max(y.max(), y_test.max())}: at most {MAX_CLASSES} classes "
                            f"(labels 0..{MAX_CLASSES - 1}) are allowed; number the classes from 0")

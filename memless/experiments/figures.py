@@ -110,6 +110,7 @@ def _lion(result):
         ax.set_xlim(-0.4, 1.4)
         ax.set_title(f"{title}, each at its fastest rate", fontsize=9)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     for ax, (quantity, title) in zip(axes[0][2:], (("grad_l1", "||g||_1 at the threshold"),
                                                    ("test_accuracy", "test accuracy"))):
         for name, marker in (("adamw", "o-"), ("lion", "s--")):
@@ -117,7 +118,7 @@ def _lion(result):
             for seed in sorted({r["seed"] for r in own}):
                 mine = sorted((r for r in own if r["seed"] == seed), key=lambda r: r["rung"])
                 ax.plot([r["rung"] for r in mine], [r[quantity] for r in mine], marker, color=_colour(seed),
-                        label=f"{name} seed {seed}" if seed == 0 else None)
+                        label=f"{name} seed {seed}")
         pairs = sorted({(r["rung"], r["optimizer"], r["lr"]) for r in rungs})
         labels = {rung: "/".join(f"{lr:g}" for _, _, lr in sorted(p for p in pairs if p[0] == rung))
                   for rung in {p[0] for p in pairs}}
@@ -127,7 +128,8 @@ def _lion(result):
         ax.set_title(f"{title}, every rung", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("lion-vs-adamw: both trained to the same loss", fontsize=10)
+    fig.suptitle(f"lion-vs-adamw: both trained to the same loss "
+                 f"({'quick' if result.settings.get('quick') else 'full'} run)", fontsize=10)
     fig.tight_layout()
     return fig
 

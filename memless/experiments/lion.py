@@ -155,7 +155,8 @@ def claims(rows):
             continue
         ladder = sorted({r["ladder_top"] for r in part if "ladder_top" in r})
         chosen = sorted({r["lr"] for r in part})
-        if ladder and chosen[-1] >= ladder[-1]:
+        rungs_run = {r["lr"] for r in rungs if r["optimizer"] == name}
+        if ladder and chosen[-1] >= ladder[-1] and len(rungs_run) > 1:
             out.append({"quantity": f"lr {name}", "verdict": "measured", "effect": None,
                         "sentence": f"{name}: the fastest rate to the threshold was the ladder's largest "
                                     f"({ladder[-1]:g}) in {sum(r['lr'] >= ladder[-1] for r in part)} of {len(part)} "

@@ -205,6 +205,8 @@ def seed_table(rows, quantity: str, key: str, settings) -> np.ndarray:
 
 #: |change| / seed-sd at or above which a trend is called an effect
 EFFECT = 2.0
+#: the fewest seeds whose spread is trusted for a verdict (two seeds' standard deviation is too unsure)
+MIN_SEEDS = 3
 
 
 def trend(quantity: str, table: np.ndarray, expected: Optional[int]) -> Trend:
@@ -220,6 +222,8 @@ def trend(quantity: str, table: np.ndarray, expected: Optional[int]) -> Trend:
         verdict = "not measured"
     elif seeds < 2:
         verdict = "one seed: no noise estimate, no verdict"
+    elif seeds < MIN_SEEDS:
+        verdict = f"{seeds} seeds: too few for a verdict (indicative only)"
     elif change == 0:
         verdict = "no change"
     elif abs(effect) < EFFECT or monotone < seeds:

@@ -19,10 +19,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ("adam-rho", "adam-beta", "lion-vs-adamw", "cancel-memory", "order-on-a-model")
 #: the columns averaged over seeds, and the columns that name a setting
 SETTINGS = {"adam-rho": ("data", "eps", "lr", "beta2"), "adam-beta": ("data", "eps", "lr", "beta1"),
-            "lion-vs-adamw": ("optimizer",), "cancel-memory": ("c",), "order-on-a-model": ("optimizer", "lr")}
+            "lion-vs-adamw": ("optimizer", "lr"), "cancel-memory": ("c",), "order-on-a-model": ("optimizer", "lr")}
+#: the kind of rows a table shows (rows without a kind are shown)
+KINDS = {"lion-vs-adamw": "rung", "cancel-memory": "train"}
 MEASURED = {"adam-rho": ("steps", "excess", "share_above", "test_accuracy", "M/F", "strength"),
             "adam-beta": ("steps", "excess", "share_above", "test_accuracy", "M/F", "strength"),
-            "lion-vs-adamw": ("lr", "steps", "grad_l1", "test_accuracy", "M/F", "strength"),
+            "lion-vs-adamw": ("steps", "grad_l1", "test_accuracy"),
             "cancel-memory": ("steps", "loss", "excess", "test_accuracy", "M/F"),
             "order-on-a-model": ("error_corrected", "error_uncorrected", "M/F", "sharpness_h")}
 
@@ -42,7 +44,7 @@ def _cell(values) -> str:
 
 def section(result) -> str:
     name = result["name"]
-    rows = [r for r in result["rows"] if r.get("kind", "train") == "train"]
+    rows = [r for r in result["rows"] if r.get("kind", KINDS.get(name)) == KINDS.get(name)]
     keys = SETTINGS[name]
     measured = MEASURED[name]
     seeds = sorted({r["seed"] for r in rows if "seed" in r})
