@@ -483,3 +483,30 @@ def test_a_folder_whose_permissions_say_yes_but_takes_no_file_is_refused_before_
     from memless.files import check_output_path
     with pytest.raises(memless.MemlessError, match="no file can be made in '/proc'"):
         check_output_path("/proc/figure.png", "--plot", (".png",))
+
+
+def test_the_readmes_bounds_table_states_the_bounds_in_force():
+    """Each `memless.checks.MAX_*` = value in the README's table is the module attribute's value (the
+    table once said 2·10⁵ corrections while the code allowed 5·10⁴)."""
+    import re
+
+    import memless.checks as checks
+    from memless.experiments.data import MAX_CLASSES
+    readme = pathlib.Path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md").read_text(
+        encoding="utf-8")
+    superscript = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+
+    def number(text):
+        text = text.strip().replace(",", "")
+        if text.endswith("GiB"):
+            return float(text[:-3]) * 2 ** 30
+        power = re.fullmatch(r"(?:([0-9.]+)·)?10([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", text)
+        if power:
+            return float(power.group(1) or 1) * 10 ** int(power.group(2).translate(superscript))
+        return float(text)
+
+    stated = dict(re.findall(r"`memless\.checks\.(MAX_\w+)` = ([^|;(]+)", readme))
+    assert set(stated) == {"MAX_STEPS", "MAX_CORRECTIONS", "MAX_BYTES", "MAX_PARAMETERS"}
+    for name, text in stated.items():
+        assert number(text) == getattr(checks, name), (name, text)
+    assert f"`memless.experiments.data.MAX_CLASSES` = {MAX_CLASSES:,}" in readme
