@@ -31,6 +31,12 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def said(exc: BaseException, limit: int = 160) -> str:
+    """What an exception says, on one line, its first ``limit`` characters (for a one-line error
+    that passes on another library's message)."""
+    return " ".join(str(exc).split())[:limit]
+
+
 # ----------------------------------------------------------------------------
 # Numbers
 # ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 
 from .analysis import RegimeMap, regime_map
 from .core import Effect
+from .checks import said
 from .errors import MemlessError
 
 #: the colors of the terminal report, for the same effects
@@ -50,7 +51,7 @@ def _backend_error(exc) -> MemlessError:
     import os
     backend = os.environ.get("MPLBACKEND")
     where = f"MPLBACKEND={backend!r} " if backend else "matplotlib's backend "
-    return MemlessError(f"{where}cannot be used: {' '.join(str(exc).split())[:200]} (unset MPLBACKEND or set it "
+    return MemlessError(f"{where}cannot be used: {said(exc, 200)} (unset MPLBACKEND or set it "
                         "to Agg)")
 
 

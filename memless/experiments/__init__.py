@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from .._json import strict
+from ..checks import said
 from ..errors import MemlessError
 
 
@@ -144,7 +145,7 @@ def run(name: str, *, quick: bool = False, seeds: int = 3, device: str = "cpu", 
         try:
             float(torch.ones(1, device=device).sum().cpu())      # a device that holds data ('meta' does not)
         except (RuntimeError, AssertionError, NotImplementedError) as exc:
-            raise MemlessError(f"device {device!r} cannot be used here: {' '.join(str(exc).split())[:120]}") from None
+            raise MemlessError(f"device {device!r} cannot be used here: {said(exc, 120)}") from None
     experiment = EXPERIMENTS[name]
     start = time.perf_counter()
     rows, claims = experiment.run(quick=quick, seeds=seeds, device=device, data=data, model=model, progress=progress)

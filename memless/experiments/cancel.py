@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import said
 from ..errors import MemlessError
 from .data import load
 from .training import accuracy, excess, fitted_slope, inputs, mlp, network, objective_of, seed_table, torch_module, trend
@@ -60,7 +61,7 @@ def _train(model, dataset, c, lr, max_steps, threshold=THRESHOLD, steps=None, be
         try:
             wrapped.step()
         except MemlessError as exc:            # reported as it came out, not hidden
-            failure = f"stopped at step {step}: {' '.join(str(exc).split())[:160]}"
+            failure = f"stopped at step {step}: {said(exc)}"
             break
         if path is not None:
             path.append(wrapped._theta())

@@ -27,6 +27,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ..checks import said
 from ..errors import MemlessError
 
 SOURCES = ("digits", "mnist1d")
@@ -112,7 +113,7 @@ def _npz(path: str) -> Dataset:
                 raise MemlessError(f"{path[:200]!r} must hold arrays x, y, x_test, y_test; missing {', '.join(missing)}")
             arrays = {key: archive[key] for key in ("x", "y", "x_test", "y_test")}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise MemlessError(f"{path[:200]!r} is not a readable .npz file: {' '.join(str(exc).split())[:120]}") from None
+        raise MemlessError(f"{path[:200]!r} is not a readable .npz file: {said(exc, 120)}") from None
     for key in ("x", "x_test"):
         if arrays[key].dtype.kind not in "biuf":
             raise MemlessError(f"{path[:200]!r}: {key} must hold numbers, got an array of dtype {arrays[key].dtype}")
@@ -200,5 +201,5 @@ def _image(Image, file: str) -> np.ndarray:
             image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "F") else "RGB")
             array = np.asarray(image, dtype=float) / 255.0
     except (OSError, ValueError) as exc:
-        raise MemlessError(f"image {file[:200]!r} cannot be read: {' '.join(str(exc).split())[:120]}") from None
+        raise MemlessError(f"image {file[:200]!r} cannot be read: {said(exc, 120)}") from None
     return np.moveaxis(array, -1, 0) if array.ndim == 3 else array[None]

@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..checks import said
 from ..errors import MemlessError
 
 
@@ -43,7 +44,7 @@ def network(model, data, hidden, seed: int):
         built = model(data.input_shape, data.classes, seed)
     except Exception as exc:
         raise MemlessError(f"model(shape={data.input_shape}, classes={data.classes}, seed={seed}) raised "
-                           f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from exc
+                           f"{type(exc).__name__}: {said(exc)}") from exc
     if not isinstance(built, torch.nn.Module):
         raise MemlessError(f"model(shape, classes, seed) must return a torch.nn.Module, got {type(built).__name__}")
     _check_deterministic(built, data)
@@ -63,7 +64,7 @@ def _check_deterministic(model, data, examples: int = 64):
             first, second = twin(x), twin(x)
         except Exception as exc:
             raise MemlessError(f"the model cannot take a batch of inputs of shape {tuple(x.shape[1:])}: "
-                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from exc
+                               f"{type(exc).__name__}: {said(exc)}") from exc
     if not torch.equal(first, second):
         random = sorted({type(m).__name__ for m in model.modules() if "Dropout" in type(m).__name__})
         raise MemlessError(f"the model's training-mode output is random{' (' + ', '.join(random) + ')' if random else ''}"

@@ -8,7 +8,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
 
-from ..checks import check_theta, shown
+from ..checks import check_theta, said, shown
 from ..errors import DerivativeWarning, LossError
 from ..parameters import Layout
 
@@ -106,7 +106,7 @@ class ExternalLoss:
             raise
         except Exception as exc:
             raise LossError(f"{self.__name__}: the loss's {what} function raised {type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:160]}") from exc
+                            f"{said(exc)}") from exc
 
     def value_and_gradient(self, theta) -> Tuple[float, np.ndarray]:
         if self.fused_function is None:
