@@ -20,9 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from .data import load
-from .training import excess, network, objective_of, perturbed_norm, seed_table, train_adam, trend
+from .training import THRESHOLD, excess, network, objective_of, perturbed_norm, seed_table, train_adam, trend
 
-THRESHOLD = 0.01
 #: (data, eps, hidden widths, h): the paper's eps = 1e-3, and eps = 1e-8, where some |g_i| exceed sqrt(eps)
 #: at the threshold.  h = 1e-3 at eps = 1e-8; at eps = 1e-3 Adam's late steps are about h |g_i| / sqrt(eps),
 #: far smaller, so h is 1e-2 (digits) and 3e-2 (MNIST-1D), for every run to reach loss < 0.01 within

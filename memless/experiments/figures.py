@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .training import THRESHOLD
+
 SEED_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -45,14 +47,14 @@ def _adam(result):
                 ax.plot(range(len(values)), [r[quantity] for r in own], "o-", color=_colour(seed), label=f"seed {seed}")
                 missed = [i for i, r in enumerate(own) if not r.get("reached", True)]
                 ax.plot(missed, [own[i][quantity] for i in missed], "x", color="black", ms=9,
-                        label="loss < 0.01 not reached" if missed and seed == 0 else None)
+                        label=f"loss < {THRESHOLD:g} not reached" if missed and seed == 0 else None)
             ax.set_xticks(range(len(values)))
             ax.set_xticklabels([f"{v:g}" for v in values])
             ax.set_xlabel(label)
             ax.set_title(f"{data}, eps = {eps:g}: {title}", fontsize=9)
             ax.grid(alpha=0.3)
         axes[0][column].legend(fontsize=7)
-    fig.suptitle(f"{result.name}: at the first step with loss < 0.01 (x: the step cap)\n"
+    fig.suptitle(f"{result.name}: at the first step with loss < {THRESHOLD:g} (x: the step cap)\n"
                  f"({'quick' if result.settings.get('quick') else 'full'} run)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -159,7 +161,7 @@ def _cancel(result):
             ys = [next(r[quantity] for r in train if r["seed"] == seed and r["c"] == c) for c in cs]
             ax.plot(cs, ys, "o-", color=_colour(seed), label=f"seed {seed}")
         ax.set_xlabel("c (-1 removes memory's term, +1 doubles it)")
-        ax.set_title(f"{title} at loss < 0.01 (missing: not reached)", fontsize=9)
+        ax.set_title(f"{title} at loss < {THRESHOLD:g} (missing: not reached)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

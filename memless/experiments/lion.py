@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from .data import load
-from .training import accuracy, inputs, network, objective_of, seed_table, trend
+from .training import THRESHOLD, accuracy, inputs, network, objective_of, seed_table, trend
 
-THRESHOLD = 0.01
 ADAMW = dict(beta1=0.9, beta2=0.999, eps=1e-8)
 LION = dict(rho1=0.9, rho2=0.99)
 #: memless measures each memory channel's strength every EVERY steps along the chosen run
@@ -84,22 +83,22 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
                 if progress is not None:
                     progress(done, total, f"{name} lr={lr:g} seed {seed}")
                 here = flat(list(net.parameters()))
-                rows.append({"kind": "rung", "optimizer": name, "seed": seed, "lr": lr, "rung": lrs.index(lr),
-                             "steps": steps, "reached": reached,
-                             "test_accuracy": accuracy(net, dataset, "test", device) if reached else float("nan"),
-                             "grad_l1": float(np.sum(np.abs(loss.gradient(here)))) if reached else float("nan")})
-                if reached and (best is None or steps < best[1]):
-                    best = (lr, steps, net, loss, probe, along)
+                rung = {"kind": "rung", "optimizer": name, "seed": seed, "lr": lr, "rung": lrs.index(lr),
+                        "steps": steps, "reached": reached,
+                        "test_accuracy": accuracy(net, dataset, "test", device) if reached else float("nan"),
+                        "grad_l1": float(np.sum(np.abs(loss.gradient(here)))) if reached else float("nan")}
+                rows.append(rung)
+                if reached and (best is None or steps < best[0]["steps"]):
+                    best = (rung, here, probe, along)
             if best is None:
                 rows.append({"kind": "fastest", "optimizer": name, "seed": seed, "lr": float("nan"), "steps": max_steps,
                              "reached": False, "test_accuracy": float("nan"), "grad_l1": float("nan")})
                 continue
-            lr, steps, net, loss, probe, along = best
-            record = probe.step(flat(list(net.parameters())))
-            g = loss.gradient(flat(list(net.parameters())))
-            row = {"kind": "fastest", "optimizer": name, "seed": seed, "lr": lr, "ladder_top": max(lrs), "steps": steps, "reached": True,
-                   "test_accuracy": accuracy(net, dataset, "test", device),
-                   "grad_l1": float(np.sum(np.abs(g))), "M/F": record["M/F"], "strength": record["strength"],
+            rung, here, probe, along = best            # the chosen run's measurements, taken once
+            record = probe.step(here)
+            row = {"kind": "fastest", "optimizer": name, "seed": seed, "lr": rung["lr"], "ladder_top": max(lrs),
+                   "steps": rung["steps"], "reached": True, "test_accuracy": rung["test_accuracy"],
+                   "grad_l1": rung["grad_l1"], "M/F": record["M/F"], "strength": record["strength"],
                    "measured_along": len(along),
                    "M/F_along_median": float(np.median([r["M/F"] for r in along]))}
             for key in (k for k in record if k.startswith("strength:")):

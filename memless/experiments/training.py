@@ -11,6 +11,9 @@ import numpy as np
 from ..checks import said
 from ..errors import MemlessError
 
+#: the protocol's stopping point: the first step with full-batch training loss below it
+THRESHOLD = 0.01
+
 
 def torch_module():
     try:
