@@ -23,11 +23,12 @@ from .errors import MemlessError
 MAX_NAME = 255
 
 
-def check_output_path(path, what: str = "path", extensions: Optional[Sequence[str]] = None) -> str:
+def check_output_path(path, what: str = "path", extensions: Optional[Sequence[str]] = None, *,
+                      trial: bool = True) -> str:
     """``path`` as a string, refused in one line unless a file can be written there: a non-empty
     file name (str or os.PathLike, not an open file descriptor), its folder existing and writable,
     not a directory, not a special file (a device, a pipe), a name of at most 255 characters, a
-    folder in which a file can actually be made (tried), and one of ``extensions`` (e.g. ``(".png", ".svg", ".pdf")``) when given.  A symbolic link is
+    folder in which a file can actually be made (tried, unless ``trial`` is False), and one of ``extensions`` (e.g. ``(".png", ".svg", ".pdf")``) when given.  A symbolic link is
     followed: the file it points to is the one replaced."""
     if isinstance(path, (bool, int)):
         raise MemlessError(f"{what} must be a file name (str or os.PathLike), got the integer {path!r}: memless "
@@ -64,9 +65,10 @@ def check_output_path(path, what: str = "path", extensions: Optional[Sequence[st
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MemlessError(f"{what} {shown(path)}: the folder {shown(folder)} is not writable")
     try:                     # the folder's permissions can say yes where a file cannot be made (/proc, root)
-        handle, trial = tempfile.mkstemp(prefix=".memless-check.", dir=folder)
-        os.close(handle)
-        os.unlink(trial)
+        if trial:
+            handle, made = tempfile.mkstemp(prefix=".memless-check.", dir=folder)
+            os.close(handle)
+            os.unlink(made)
     except OSError as exc:
         raise MemlessError(f"{what} {shown(path)}: no file can be made in {shown(folder)}: "
                            f"{exc.strerror or exc}") from None
@@ -79,7 +81,7 @@ def write_atomic(path, write: Callable, *, binary: bool = True) -> str:
     On any failure the temporary file is removed, ``path`` is untouched, and a one-line
     :class:`~memless.MemlessError` names the path and the cause (KeyboardInterrupt is re-raised
     after the clean-up).  The new file gets the old one's permissions, or the usual 0o666 & ~umask."""
-    path = check_output_path(path)
+    path = check_output_path(path, trial=False)      # the temporary file below is the trial
     target = os.path.realpath(path)
     folder, name = os.path.split(target)
     try:
