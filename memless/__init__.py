@@ -9,32 +9,37 @@ memless computes the correction M for any optimizer and tells what it does to th
 >>> opt = memless.get_optimizer("adamw")
 >>> M = memless.correction(opt, lambda t: (t ** 4).sum(), np.ones(2), lr=1e-3)
 
-Where things live: :mod:`memless.core` (the optimizer contract), :mod:`memless.engine`
-(Eq. 12), :mod:`memless.optimizers` (the built-ins), :mod:`memless.registry`
-(plugins), :mod:`memless.analysis` (what memory does, measured) and
-:mod:`memless.report` (its rendering), :mod:`memless.extend` (for plugin authors).
+Where things live, lowest layer first (README, Architecture): :mod:`memless.contract` (the
+optimizer contract), :mod:`memless.optimizers` (the built-ins and the plugin registry),
+:mod:`memless.engine` (Eq. 12), :mod:`memless.studies` (paths, order studies, what memory
+does, measured), :mod:`memless.show` (report, figures, Jupyter), :mod:`memless.frameworks`
+(PyTorch and JAX), :mod:`memless.extend` (for plugin authors).
 """
 from ._version import __version__  # noqa: F401  (memless.__version__)
 
-from .core import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer, Term,
-                   ema, ema_bias_correction)
-from .engine import CorrectionInfo, correction, correction_terms
+from .contract.optimizer import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer,
+                                 Term, ema, ema_bias_correction)
+from .engine.corrections import CorrectionInfo, correction, correction_terms
 from .errors import (DerivativeWarning, OrderWarning, DivergenceError, HyperparameterError, LossError, MemlessError,
                      MemoryTruncationWarning, OptimizerError, PluginError, UnknownOptimizerError)
-from .hyperparameters import Hyperparameter, choice, decay, flag, nonnegative, positive, weight_decay
-from .modified import ModifiedEquation, implicit_loss, modified_equation
+from .contract.hyperparameters import Hyperparameter, choice, decay, flag, nonnegative, positive, weight_decay
+from .studies.modified import ModifiedEquation, implicit_loss, modified_equation
 from .parameters import Layout, structured
-from .probe import Probe
-from .registry import PluginWarning, available, get_optimizer
-from .trajectory import OrderStudy, order_study, trajectory
-from . import _display  # noqa: E402,F401  (the presentation layer registers the Jupyter views)
+from .studies.probe import Probe
+from .optimizers.registry import PluginWarning, available, get_optimizer
+from .studies.trajectories import OrderStudy, order_study, trajectory
+from .studies.analysis import Analysis, analyze
+from .show import jupyter as _jupyter  # noqa: E402,F401  (the presentation layer registers the Jupyter views)
+from . import _moved
+
+_moved.install()  # memless.contract.optimizer, memless.studies.analysis, ... : the 0.6 module names, until 0.8
 
 __all__ = [
     "MemoryOptimizer", "MomentumOptimizer", "DecoupledWeightDecay", "Channel", "Term", "Hyperparameter",
     "ImplicitLoss", "decay", "positive", "nonnegative", "weight_decay", "flag", "choice", "ema",
     "ema_bias_correction",
     "correction", "correction_terms", "CorrectionInfo",
-    "trajectory", "order_study", "OrderStudy",
+    "trajectory", "order_study", "OrderStudy", "analyze", "Analysis",
     "modified_equation", "ModifiedEquation", "implicit_loss",
     "get_optimizer", "available", "Layout", "structured", "Probe",
     "MemlessError", "HyperparameterError", "UnknownOptimizerError", "LossError",

@@ -1,2 +1,2 @@
 """The version, in one place (setup.cfg reads it from here)."""
-__version__ = "0.6.0"
+__version__ = "0.7.0"

@@ -2,7 +2,7 @@
 
 A result class inherits :class:`Viewable`: its ``_repr_html_`` and ``_repr_png_`` ask
 :func:`view` for a function registered for its type and format.  The presentation layer
-(:mod:`memless._display`, imported by the package) registers them.  This module imports nothing
+(:mod:`memless.show.jupyter`, imported by the package) registers them.  This module imports nothing
 from memless, so the math core never reaches plotting or rich.
 """
 from __future__ import annotations

@@ -107,7 +107,7 @@ def _analyze_all(args, optimizers):
     from rich.console import Console
     from rich.progress import Progress
 
-    from .analysis import analyze
+    from .studies.analysis import analyze
 
     err = Console(stderr=True)
     quiet = getattr(args, "quiet", False)
@@ -147,9 +147,9 @@ def _check_common(args):
 
 
 def cmd_report(args):
-    from .analysis import to_json
-    from .registry import get_optimizer
-    from .report import render
+    from .optimizers.registry import get_optimizer
+    from .show.report import render
+    from .studies.analysis import to_json
 
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     _check_common(args)
@@ -167,9 +167,9 @@ def cmd_report(args):
 
 
 def cmd_compare(args):
-    from .analysis import to_json
-    from .registry import get_optimizer
-    from .report import render_comparison
+    from .optimizers.registry import get_optimizer
+    from .show.report import render_comparison
+    from .studies.analysis import to_json
 
     settings = parse_targeted_settings(args.set, args.names)
     optimizers = [get_optimizer(name, **hp) for name, hp in zip(args.names, settings)]
@@ -193,14 +193,14 @@ def _plot_module(args):
     """memless.plot if --plot was given (checked before any work), else None."""
     if getattr(args, "plot", None) is None:
         return None
-    from . import plot
+    from .show import plot
     plot.check_path(args.plot)
     plot.pyplot()
     return plot
 
 
 def _save(fig, path):
-    from .plot import save
+    from .show.plot import save
     save(fig, path)
     print(f"memless: wrote {shown(path, 200)}", file=sys.stderr)
 
@@ -231,12 +231,12 @@ def _progress(label: str, *, quiet: bool = False, lines: bool = False, describe:
 
 def cmd_map(args):
     from .checks import check_lr
-    from .registry import get_optimizer
+    from .optimizers.registry import get_optimizer
 
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     check_lr(args.lr)
     plot = _plot_module(args)
-    from .analysis import regime_map
+    from .studies.analysis import regime_map
     with _progress(f"mapping {optimizer.label}", describe=False) as follow:   # Ctrl-C stops it (exit 130)
         result = regime_map(optimizer, args.loss or "bilinear", x=args.x, y=args.y, grid=args.grid, lr=args.lr,
                             steps=args.steps, progress=follow)
@@ -253,9 +253,9 @@ def cmd_map(args):
 
 
 def cmd_modified(args):
-    from .modified import summarize
-    from .registry import get_optimizer
-    from .report import render_modified
+    from .optimizers.registry import get_optimizer
+    from .show.report import render_modified
+    from .studies.modified import summarize
 
     optimizer = get_optimizer(args.name, **parse_settings(args.set))
     _check_common(args)
@@ -271,7 +271,7 @@ def cmd_list(args):
     from rich.table import Table
     from rich.text import Text
 
-    from .registry import entries
+    from .optimizers.registry import entries
 
     rows = []
     for name, entry in sorted(entries().items()):
@@ -301,7 +301,7 @@ def cmd_list(args):
 
 def cmd_experiment(args):
     from .experiments import run
-    from .report import render_experiment
+    from .show.report import render_experiment
 
     plot = _plot_module(args)
     with _progress(f"experiment {args.name}", quiet=args.quiet, lines=True) as follow:
@@ -427,7 +427,7 @@ PLUGIN_SECONDS = 60.0
 
 def _discover_plugins():
     """Load the registry now, turning each skipped plugin's warning into one stderr line."""
-    from .registry import PluginWarning, entries
+    from .optimizers.registry import PluginWarning, entries
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginWarning)
@@ -523,7 +523,7 @@ def _say_error(args, exc) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from . import registry
+    from .optimizers import registry
     previous = registry.CALL_SECONDS, registry.CONTAIN_OUTPUT
     try:
         registry.CALL_SECONDS, registry.CONTAIN_OUTPUT = _plugin_seconds(), True

@@ -65,8 +65,8 @@ def compare(got, expected, hint: str):
 def _heavy_ball_correction(answer):
     """answer(beta, h, g, Hg) -> M for heavy-ball (Section 2)."""
     from . import correction, get_optimizer
-    from ._autodiff import jvp
-    from .objective import Objective
+    from .engine.objective import Objective
+    from .numerics.autodiff import jvp
     obj = Objective(_test_loss)
     for beta, h, theta in _cases():
         g = obj.gradient(theta)
@@ -101,8 +101,8 @@ def _qhm_optimizer(answer):
             opt = answer(nu=nu, beta=beta)
         except Exception as exc:       # the learner's code: any error is feedback
             return False, f"QHM(nu={nu}, beta={beta}) raised {type(exc).__name__}: {exc}"
-        from ._autodiff import jvp
-        from .objective import Objective
+        from .engine.objective import Objective
+        from .numerics.autodiff import jvp
         obj = Objective(_test_loss)
         g = obj.gradient(theta)
         expected = h * nu * beta / (1 - beta) * jvp(obj.gradient, theta, g)[1]
@@ -129,10 +129,10 @@ def _memory_numbers(answer):
 def _muon_memory_weight(answer):
     """answer(mu, nesterov) -> w in Muon's limit correction M = h w r d polar(G)[H F]."""
     from . import correction, get_optimizer
-    from ._autodiff import jvp
-    from .linalg import polar_derivative
+    from .engine.objective import Objective
     from .losses import REFERENCE_LOSSES
-    from .objective import Objective
+    from .numerics.autodiff import jvp
+    from .numerics.linalg import polar_derivative
     reference = REFERENCE_LOSSES["factorization"]
     layout, theta, h = reference.loss.layout, reference.start, 1e-3
     obj = Objective(reference.loss)

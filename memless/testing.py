@@ -30,13 +30,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import MATRIX_LOSSES, MemoryOptimizer
-from .engine import correction, memory_profile, terms_at
+from .contract.optimizer import MATRIX_LOSSES, MemoryOptimizer
+from .engine.corrections import correction, memory_profile, terms_at
+from .engine.objective import objective, problem
 from .errors import LossError, MemlessError
 from .losses import REFERENCE_LOSSES
-from .objective import objective, problem
-from .registry import get_optimizer
-from .trajectory import first_order_lrs, optimizer_path, order_study_unwarned
+from .optimizers.registry import get_optimizer
+from .studies.trajectories import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: (name, loss, start) the kit runs on by default
 KIT_LOSSES = ("curvy", "logistic")

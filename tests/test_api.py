@@ -1,5 +1,7 @@
 """The public API as the core issue wrote it, the registry, and the docstring examples."""
 import configparser
+import subprocess
+import sys
 import doctest
 import importlib
 import os
@@ -48,7 +50,7 @@ def test_builtins_are_listed_once():
         "memless.optimizers" not in config["options.entry_points"]
     for name, cls in BUILTIN.items():
         assert cls.name == name
-    found = memless.registry.entries(refresh=True)
+    found = memless.optimizers.registry.entries(refresh=True)
     for name in BUILTIN:
         assert found[name].factory is BUILTIN[name] and found[name].builtin
 
@@ -104,3 +106,46 @@ def test_readme_python_blocks_run():
     namespace = {"__name__": "readme"}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
+
+
+# -- the names of 0.6 after the move into layers (0.7) --------------------------------------
+
+def test_public_module_names_still_work_without_a_warning():
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "import memless, memless.plot, memless.minibatch, memless.losses, memless.testing, memless.extend\n"
+            "import memless.frameworks, memless.frameworks.torch, memless.frameworks.jax, memless.frameworks.blackbox\n"
+            "import memless.show.plot as real\n"
+            "assert all(getattr(memless.plot, n) is getattr(real, n) for n in real.__all__)\n"
+            "assert memless.plot.save is real.save and memless.plot.regime_map is real.regime_map\n"
+            "from memless.minibatch import C3, kappa, permutation_average\n"
+            "from memless.frameworks.torch import objective, flat, Compensated, TorchOptimizer\n"
+            "from memless.frameworks.jax import objective as jo, OptaxTransformation\n"
+            "from memless.frameworks.blackbox import StepFunction\n"
+            "from memless.frameworks import ExternalLoss\n"
+            "import memless.studies.trajectories\n"
+            "assert callable(memless.trajectory) and memless.trajectory.__name__ == 'trajectory'\n"
+            "assert memless.analyze is memless.studies.analysis.analyze\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)  # generous guard
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("old, new", [("memless.core", "memless.contract.optimizer"),
+                                      ("memless.analysis", "memless.studies.analysis"),
+                                      ("memless.report", "memless.show.report"),
+                                      ("memless.registry", "memless.optimizers.registry"),
+                                      ("memless.frameworks.external", "memless.frameworks.losses.external")])
+def test_an_old_module_name_is_the_moved_module_with_a_deprecation_warning(old, new):
+    code = ("import importlib, sys, warnings\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            f"    old = importlib.import_module({old!r})\n"
+            f"new = importlib.import_module({new!r})\n"
+            "assert old is new, (old, new)\n"
+            f"assert new.__spec__.name == {new!r} and new.__name__ == {new!r}\n"
+            "ours = [w for w in caught if w.category is DeprecationWarning and 'memless 0.7' in str(w.message)]\n"
+            "messages = [str(w.message) for w in ours]\n"
+            f"assert messages == [{old!r} + ' moved to ' + {new!r} + ' in memless 0.7; the old name goes in 0.8'], "
+            "messages\n"
+            "assert ours[0].filename == '<string>', ours[0].filename\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)  # generous guard
+    assert out.returncode == 0, out.stderr[-2000:]

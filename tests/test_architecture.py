@@ -25,11 +25,11 @@ from rich.console import Console
 import memless
 import memless.testing
 from memless import minibatch
-from memless.analysis import Effect, analyze
+from memless.studies.analysis import Effect, analyze
 from memless.losses import REFERENCE_LOSSES, curvy
-from memless.modified import summarize
+from memless.studies.modified import summarize
 from memless.optimizers import BUILTIN
-from memless.report import render
+from memless.show.report import render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "memless")
@@ -46,7 +46,7 @@ def sources(folder=PACKAGE):
 # -- module boundaries -----------------------------------------------------------------
 
 def test_no_module_imports_another_modules_private_names():
-    """(A package's __init__ may import its own private submodules: ``from . import _display``.)"""
+    """(A package's __init__ may import its own private submodules: ``from . import _moved``.)"""
     offenders = []
     for path, text in sources():
         for node in ast.walk(ast.parse(text)):
@@ -81,8 +81,16 @@ def _import_graph():
                 candidates = [alias.name for alias in node.names]
             else:
                 continue
-            graph[name] |= {c for c in candidates if c in modules and c != name}
+            found = {c for c in candidates if c in modules and c != name}
+            graph[name] |= found | {parent for c in found for parent in _packages(c)
+                                    if parent in modules and parent not in _packages(name) and parent != name}
     return graph
+
+
+def _packages(module):
+    """The packages Python initializes before ``module``: memless.engine for memless.engine.objective."""
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
 def _cycles(graph):
@@ -118,28 +126,66 @@ def _cycles(graph):
 
 def test_no_import_cycle_even_through_function_local_imports():
     graph = _import_graph()
-    assert graph["memless.plot"] and "memless.engine" in graph["memless.analysis"]     # the graph is read
+    assert graph["memless.plot"] and "memless.engine.corrections" in graph["memless.studies.analysis"]  # it is read
+    assert "memless.engine" in graph["memless.studies.analysis"]        # with the packages an import initializes
     assert _cycles(graph) == []
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]   # and cycles are seen
 
 
+#: the layers, lowest first; a module imports only from its own layer or lower ones
+#: (README, ARCHITECTURE).  Every module is in exactly one: a new module needs a decision.
+LAYERS = [
+    ("groundwork", ["memless.errors", "memless.checks", "memless.files", "memless.parameters", "memless._json",
+                    "memless._views", "memless._version", "memless._moved", "memless.numerics"]),
+    ("contract", ["memless.contract", "memless.losses"]),
+    ("optimizers", ["memless.optimizers"]),
+    ("engine", ["memless.engine"]),
+    ("studies and adapters", ["memless.studies", "memless.frameworks.losses", "memless.frameworks.optimizers"]),
+    ("presentation", ["memless.show"]),
+    ("public faces and tools", ["memless", "memless.__main__", "memless.cli", "memless.plot", "memless.minibatch",
+                                "memless.frameworks", "memless.testing", "memless.extend", "memless.teaching",
+                                "memless.experiments"]),
+]
+
+
+def _layer(module):
+    """The index of the layer of the longest prefix of ``module`` named in LAYERS."""
+    best = None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (index, len(prefix))
+    return best[0] if best else None
+
+
+def test_every_module_imports_only_its_own_layer_or_lower():
+    graph = _import_graph()
+    assert [m for m in graph if _layer(m) is None] == []
+    upward = sorted(f"{a} ({LAYERS[_layer(a)][0]}) -> {b} ({LAYERS[_layer(b)][0]})"
+                    for a, targets in graph.items() for b in targets if _layer(b) > _layer(a))
+    assert upward == []
+    assert _layer("memless.frameworks.torch") == 6 and _layer("memless.frameworks.losses.torch") == 4
+
+
 def test_the_math_core_never_reaches_presentation():
     graph = _import_graph()
-    reached, todo = set(), ["memless.engine", "memless.analysis", "memless.trajectory", "memless.modified"]
+    reached, todo = set(), ["memless.engine", "memless.studies.analysis", "memless.studies.trajectories",
+                            "memless.studies.modified"]
     while todo:
         module = todo.pop()
         for other in graph[module] - reached:
             reached.add(other)
             todo.append(other)
-    assert not reached & {"memless", "memless.plot", "memless.report", "memless._display", "memless.cli"}
+    assert reached and not reached & {"memless", "memless.plot", "memless.show.plot", "memless.show.report",
+                                      "memless.show.jupyter", "memless.cli"}
 
 
 def test_the_set_up_of_a_problem_is_written_once():
     """Checking the optimizer, resolving the loss and binding the optimizer to its layout is
-    memless.objective.problem; no other function spells the sequence out."""
+    memless.engine.objective.problem; no other function spells the sequence out."""
     offenders = []
     for path, text in sources():
-        if path.endswith("objective.py"):
+        if path.endswith(os.path.join("engine", "objective.py")):
             continue
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -149,14 +195,14 @@ def test_the_set_up_of_a_problem_is_written_once():
     assert offenders == []
 
 
-def test_isinstance_momentum_only_in_core_and_engine():
+def test_isinstance_momentum_only_in_the_contract_and_the_engine():
     where = set()
     for path, text in sources():
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass") \
                     and "MomentumOptimizer" in ast.dump(node):
-                where.add(os.path.basename(path))
-    assert where <= {"core.py", "engine.py"}
+                where.add(os.path.relpath(path, PACKAGE).replace(os.sep, "/"))
+    assert where <= {"contract/optimizer.py", "engine/corrections.py"}
 
 
 def test_sources_parse_as_python_3_9():
@@ -169,7 +215,7 @@ def test_sources_parse_as_python_3_9():
 
 
 def test_analysis_does_not_import_rich():
-    code = ("import sys, memless\nfrom memless.analysis import analyze\n"
+    code = ("import sys, memless\nfrom memless.studies.analysis import analyze\n"
             "a = analyze(memless.get_optimizer('heavy-ball', beta=0.3), points=2, evidence_steps=20)\n"
             "a.to_json()\nprint(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -293,8 +339,8 @@ CLOSED_FORM_CASES = [(name, hp) for name in sorted(BUILTIN) for hp in (
 def test_every_channel_formula_has_its_function_and_it_equals_the_engine(name, hp):
     """Each channel with memory states M_l as text and as closed_form(h, theta, g, HF); both
     describe the engine's term (checked numerically on a loss with real third derivatives)."""
-    from memless._autodiff import jvp
-    from memless.objective import Objective
+    from memless.numerics.autodiff import jvp
+    from memless.engine.objective import Objective
 
     opt = memless.get_optimizer(name, **hp)
     loss = REFERENCE_LOSSES["factorization"] if opt.needs_matrices else LOSS
@@ -322,7 +368,7 @@ def test_weight_decay_is_one_piece():
     assert [ch.name for ch in plain.channels()] == ["first-moment", "second-moment"]
     theta = LOSS.start
     decayed = memless.get_optimizer("adamw", weight_decay=0.1)
-    gradient = memless.objective.Objective(curvy).gradient
+    gradient = memless.engine.objective.Objective(curvy).gradient
     np.testing.assert_allclose(decayed.limit_direction(theta, gradient),
                                plain.limit_direction(theta, gradient) + 0.1 * theta, rtol=1e-14)
     folder = os.path.join(PACKAGE, "optimizers")

@@ -158,7 +158,7 @@ def test_a_limit_whose_differences_are_not_accurate_is_not_converged_and_gets_no
     """A step that rounds to float32 inside: its difference quotients are off by ~1e-1 of M (the estimate), far
     above the 1e-9 asked for, so the limit is reported not converged, with the size of the error, and the
     analysis prints no verdict from it (before: the settling tolerance grew with the error, converged=True)."""
-    from memless.analysis import analyze
+    from memless.studies.analysis import analyze
     box = StepFunction(_float32_heavy_ball, init=np.zeros_like, name="float32-heavy-ball", limit_n=50)
     box.max_limit_n = 400
     with pytest.warns(memless.DerivativeWarning, match="may be off by"):
@@ -166,7 +166,7 @@ def test_a_limit_whose_differences_are_not_accurate_is_not_converged_and_gets_no
     assert not info.converged and box.derivative_error > 1e-6
     with pytest.warns(memless.DerivativeWarning):
         analysis = analyze(box, "curvy", lr=1e-3, points=2, evidence_losses=("curvy",), evidence_steps=20)
-    assert analysis.net_effect == memless.analysis.Effect.UNRELIABLE
+    assert analysis.net_effect == memless.studies.analysis.Effect.UNRELIABLE
     assert analysis.verdict.startswith("No verdict: the limit correction did not settle")
     assert all(item.agrees is None for item in analysis.evidence)
     assert {str(row.effect) for row in analysis.channels} == {"no verdict"}

@@ -109,7 +109,7 @@ def test_sgd_with_dampening_falls_back_to_differences():
 def test_forward_mode_equals_differences_on_every_listed_torch_class():
     """Every class of FORWARD_TORCH: the forward-mode M^(n) equals the differences' M^(n) (n = 4) to the
     differences' accuracy -- the check behind the list, for the classes memless has no built-in for too."""
-    from memless.frameworks.blackbox import FORWARD_TORCH
+    from memless.frameworks.optimizers.blackbox import FORWARD_TORCH
     settings = {"SGD": dict(momentum=0.9), "ASGD": dict(t0=2.0)}
     for name in sorted(FORWARD_TORCH):
         cls = getattr(torch.optim, name)
@@ -146,7 +146,7 @@ def test_adagrad_memory_is_measured_not_to_decay():
     """torch.optim.Adagrad sums every squared gradient: its memory does not decay, and memless measures that
     (S_2 still grows by the longest replay) instead of assuming it: the limit is refused with the numbers, the
     memory profile says so, and the reason says "measured" -- never "declared" for a black box."""
-    from memless.engine import memory_profile
+    from memless.engine.corrections import memory_profile
     box = TorchOptimizer(torch.optim.Adagrad)
     assert box.declared_decay() is None
     with pytest.raises(memless.MemlessError, match="memory does not decay .*still changed by"):

@@ -147,10 +147,10 @@ CURVY = REFERENCE_LOSSES["curvy"]
 
 
 @pytest.mark.parametrize("call,fragment", [
-    (lambda: memless.analysis.analyze(memless.get_optimizer("adamw"), steps=10 ** 9), "MAX_STEPS"),
-    (lambda: memless.analysis.analyze(memless.get_optimizer("adamw"), points=10 ** 7), "points must be an integer"),
-    (lambda: memless.analysis.analyze(memless.get_optimizer("adamw"), evidence_steps=10 ** 8), "evidence_steps"),
-    (lambda: memless.analysis.analyze(memless.get_optimizer("adamw"), progress=5), "progress must be a callable"),
+    (lambda: memless.studies.analysis.analyze(memless.get_optimizer("adamw"), steps=10 ** 9), "MAX_STEPS"),
+    (lambda: memless.studies.analysis.analyze(memless.get_optimizer("adamw"), points=10 ** 7), "points must be an integer"),
+    (lambda: memless.studies.analysis.analyze(memless.get_optimizer("adamw"), evidence_steps=10 ** 8), "evidence_steps"),
+    (lambda: memless.studies.analysis.analyze(memless.get_optimizer("adamw"), progress=5), "progress must be a callable"),
     (lambda: memless.modified_equation(memless.get_optimizer("adamw"), "curvy", 1e-3).solve(CURVY.start, 10 ** 10),
      "MAX_"),
     (lambda: memless.modified_equation(memless.get_optimizer("adamw"), "curvy", 1e-3).iterate(CURVY.start, 10 ** 9),
@@ -165,8 +165,8 @@ CURVY = REFERENCE_LOSSES["curvy"]
                                  tol=-1.0), "tol must be a finite number > 0"),
     (lambda: memless.implicit_loss(memless.get_optimizer("adamw"), "curvy", None, lr=1e-3, tol=-1), "tol must be"),
     (lambda: memless.implicit_loss(memless.get_optimizer("adamw"), "curvy", None, lr=1e-3, tol="x"), "tol must be"),
-    (lambda: memless.analysis.regime_map("adamw", grid=300), "grid must be an integer in 2..100"),
-    (lambda: memless.analysis.regime_map("adamw", xs=np.linspace(0.1, 0.9, 101), ys=[0.9, 0.99]), "1..100"),
+    (lambda: memless.studies.analysis.regime_map("adamw", grid=300), "grid must be an integer in 2..100"),
+    (lambda: memless.studies.analysis.regime_map("adamw", xs=np.linspace(0.1, 0.9, 101), ys=[0.9, 0.99]), "1..100"),
     (lambda: memless.Probe(memless.get_optimizer("adamw"), "curvy", lr=1e-3, every=0), "every must be"),
 ])
 def test_api_requests_are_bounded_and_arguments_checked(call, fragment):
@@ -369,7 +369,7 @@ def test_an_optimizer_that_changes_its_history_is_told_so():
 
 
 def test_modified_on_an_optimizer_that_returns_nan_blames_the_optimizer():
-    from memless.modified import summarize
+    from memless.studies.modified import summarize
     with pytest.raises(memless.OptimizerError, match="returns-nan: its direction F is not finite"):
         summarize(_ReturnsNaN(), "curvy", lr=1e-3)
 

@@ -85,9 +85,9 @@ def test_modified_command_measures_the_orders():
 def test_modified_command_says_when_there_is_no_implicit_loss_or_no_evidence():
     from io import StringIO
     from rich.console import Console
-    from memless.modified import summarize
-    from memless.registry import get_optimizer
-    from memless.report import render_modified
+    from memless.studies.modified import summarize
+    from memless.optimizers.registry import get_optimizer
+    from memless.show.report import render_modified
 
     console = Console(file=StringIO(), width=100, color_system=None)
     console.print(render_modified(summarize(get_optimizer("adamw"), lr=1e-3)))

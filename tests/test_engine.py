@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import memless
-from memless.engine import history_correction
-from memless.objective import Objective
+from memless.engine.corrections import history_correction
+from memless.engine.objective import Objective
 
 import reference as ref
 
@@ -242,7 +242,7 @@ def test_sqrt_primitive_has_autograds_derivatives_to_second_order():
     import autograd.numpy as anp
     from autograd import elementwise_grad, make_jvp
 
-    from memless._autodiff import sqrt
+    from memless.numerics.autodiff import sqrt
     x = np.array([0.3, 1.0, 4.0, 9.5])
     for f, g in ((sqrt, anp.sqrt), (lambda t: 1.0 / sqrt(t ** 2 + 0.1), lambda t: 1.0 / anp.sqrt(t ** 2 + 0.1))):
         np.testing.assert_allclose(elementwise_grad(f)(x), elementwise_grad(g)(x), rtol=1e-14)
@@ -287,6 +287,6 @@ def test_adam_with_eps_outside_the_root_is_finite_where_a_gradient_component_is_
             from autograd import grad
             g = grad(loss)(theta)
             F = opt.limit_direction(theta, grad(loss))
-            from memless._autodiff import jvp
+            from memless.numerics.autodiff import jvp
             HF = jvp(grad(loss), theta, F)[1]
             np.testing.assert_allclose(term, ch.closed_form(1e-3, theta, g, HF), rtol=1e-12, atol=1e-300)

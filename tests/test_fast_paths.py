@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import memless
-from memless import engine
+from memless.engine import corrections as engine
 from memless.losses import mlp
-from memless import objective as problem
-from memless.objective import Objective
+from memless.engine import objective as problem
+from memless.engine.objective import Objective
 
 import reference as ref
 

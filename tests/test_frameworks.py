@@ -15,7 +15,7 @@ NETWORK = REFERENCE_LOSSES["network"]
 def test_external_loss_equals_the_autograd_loss_it_wraps():
     from autograd import grad
 
-    from memless._autodiff import jvp
+    from memless.numerics.autodiff import jvp
     curvy = REFERENCE_LOSSES["curvy"]
     g = grad(curvy.loss)
     external = ExternalLoss(lambda t: float(curvy.loss(t)), g, lambda t, v: jvp(g, t, v)[1], start=curvy.start)
@@ -43,7 +43,7 @@ def test_a_loss_that_linearizes_is_evaluated_once_per_correction():
     tracing the loss, and gets the same M as from value/gradient/hvp alone."""
     from autograd import grad
 
-    from memless._autodiff import jvp
+    from memless.numerics.autodiff import jvp
     curvy = REFERENCE_LOSSES["curvy"]
     g = grad(curvy.loss)
     calls = {"linearize": 0, "hvp": 0}
@@ -130,7 +130,7 @@ def test_torch_objective_errors_are_one_line():
 def test_the_core_never_imports_torch():
     import subprocess
     import sys
-    code = ("import memless, memless.analysis, memless.frameworks, memless.report, sys; "
+    code = ("import memless, memless.studies.analysis, memless.frameworks, memless.show.report, sys; "
             "print('torch' in sys.modules, 'jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False False"

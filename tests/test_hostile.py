@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import memless
-from memless.engine import memory_profile
+from memless.engine.corrections import memory_profile
 from memless import minibatch
-from memless.analysis import analyze
+from memless.studies.analysis import analyze
 from memless.cli import main, parse_value
 from memless.losses import curvy
-from memless.modified import summarize
+from memless.studies.modified import summarize
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "plugins")
 
@@ -244,9 +244,9 @@ PUBLIC = [
                               theta={"W": np.array([[1.0, 0.2], [0.1, 0.8]])}, lr=0.01, n=2)),
     (memless.structured, dict(loss=_of_matrix, params={"W": np.ones((2, 2))})),
     # the entry points of 0.4-0.5: analysis, regime map, probe, frameworks, black boxes, files
-    (memless.analysis.analyze, dict(optimizer=memless.get_optimizer("heavy-ball"), loss="bilinear", lr=0.01,
+    (memless.studies.analysis.analyze, dict(optimizer=memless.get_optimizer("heavy-ball"), loss="bilinear", lr=0.01,
                                     steps=10, points=2, evidence_steps=10, evidence_losses=(), progress=None)),
-    (memless.analysis.regime_map, dict(optimizer="heavy-ball", loss="bilinear", x="lr", y="beta", grid=2, lr=0.01,
+    (memless.studies.analysis.regime_map, dict(optimizer="heavy-ball", loss="bilinear", x="lr", y="beta", grid=2, lr=0.01,
                                        steps=2, progress=None)),
     (memless.Probe, dict(optimizer=memless.get_optimizer("adamw"), loss=_quadratic, lr=0.01, every=1,
                          theta=np.ones(2))),

@@ -14,11 +14,11 @@ from autograd import grad
 
 import memless
 import memless.testing
-from memless._autodiff import jvp, jvp_mode
+from memless.numerics.autodiff import jvp, jvp_mode
 from memless.errors import HyperparameterError, LossError
-from memless.linalg import newton_schulz, nuclear_norm, polar, polar_derivative
+from memless.numerics.linalg import newton_schulz, nuclear_norm, polar, polar_derivative
 from memless.losses import REFERENCE_LOSSES
-from memless.objective import Objective
+from memless.engine.objective import Objective
 from memless.parameters import Layout, structured
 from memless.testing import finite_difference_correction
 
@@ -279,7 +279,7 @@ def test_muon_passes_the_kit(hp):
 def test_muon_report_verdict_follows_the_structure():
     """Polar, lambda = 0: declared regularizing (d polar PSD); the default (the quintic, lambda = 0.1):
     measured, and measured regularizing on both matrix reference losses."""
-    from memless.analysis import Effect, analyze
+    from memless.studies.analysis import Effect, analyze
 
     exact = analyze(memless.get_optimizer("muon", orthogonalize="polar", weight_decay=0.0), steps=100, points=4)
     assert exact.basis == "declared" and exact.net_effect == Effect.REGULARIZING
@@ -304,7 +304,7 @@ def test_lion_logcosh_limit_is_its_closed_form():
     expected = h * r1 / (1 - r2) * kappa / np.cosh(kappa * g) ** 2 * (H @ F)
     np.testing.assert_allclose(memless.correction(opt, loss.loss, theta, lr=h), expected, rtol=1e-12)
     structure = opt.structure(g[None, :])
-    assert structure.effect == memless.analysis.Effect.REGULARIZING and "1/kappa" in structure.reason
+    assert structure.effect == memless.studies.analysis.Effect.REGULARIZING and "1/kappa" in structure.reason
 
 
 def test_lion_logcosh_sharpens_to_sign_and_its_term_vanishes_with_kappa():
@@ -344,7 +344,7 @@ def test_schedule_free_paths_are_its_z_x_y_recursion():
 
 
 def test_memory_profile_tells_geometric_memory_from_memory_that_does_not_decay():
-    from memless.engine import memory_profile
+    from memless.engine.corrections import memory_profile
 
     class GenericHeavyBall(memless.MemoryOptimizer):      # no momentum form: the decay is measured
         name = "generic-heavy-ball"
@@ -372,8 +372,8 @@ def test_report_says_outside_the_theory_instead_of_a_verdict():
 
     from rich.console import Console
 
-    from memless.analysis import Effect, analyze
-    from memless.report import render
+    from memless.studies.analysis import Effect, analyze
+    from memless.show.report import render
 
     a = analyze(memless.get_optimizer("schedule-free-sgd"))
     assert a.net_effect == Effect.OUTSIDE and a.basis == "outside" and not a.channels
@@ -420,7 +420,7 @@ def test_a_rank_deficient_gradient_refuses_the_polar_derivative(settings):
     opt = memless.get_optimizer(settings.pop("name"), **settings)
     loss = _no_bias_network()
     for n in (3, None):
-        with pytest.raises(memless.linalg.SingularPolarError,
+        with pytest.raises(memless.numerics.linalg.SingularPolarError,
                            match=r"does not exist at matrix 'W2'.*sigma_min/sigma_max = 1\.\de-1[5-7].*newton-schulz"):
             memless.correction(opt, loss, None, lr=1e-3, n=n)
     assert np.all(np.isfinite(memless.correction(memless.get_optimizer("muon"), loss, None, lr=1e-3)))
@@ -430,7 +430,7 @@ def test_the_polar_derivative_against_differences_as_sigma_min_shrinks():
     """The measurement behind POLAR_CONDITION: the closed-form derivative agrees with central differences
     (steps below sigma_min) to 1e-7 at sigma_min/sigma_max = 1e-2, 1e-6 at 1e-4, and degrades as sigma_min falls; below
     POLAR_CONDITION it is refused."""
-    from memless.linalg import POLAR_CONDITION, SingularPolarError, polar, polar_derivative
+    from memless.numerics.linalg import POLAR_CONDITION, SingularPolarError, polar, polar_derivative
     rng = np.random.default_rng(0)
     U, _ = np.linalg.qr(rng.normal(size=(6, 4)))
     V, _ = np.linalg.qr(rng.normal(size=(4, 4)))

@@ -10,7 +10,7 @@ import pytest
 import memless
 from memless.minibatch import (C3, C4, batch_order, minibatch_correction, minibatch_trajectory,
                                permutation_average, permutation_monte_carlo)
-from memless.trajectory import fitted_order
+from memless.studies.trajectories import fitted_order
 
 import reference as ref
 
@@ -254,7 +254,7 @@ def test_multi_epoch_average_matches_monte_carlo_over_reshuffled_epochs(m):
     beta, t = 0.6, ref.POINTS[1]
     losses = [lambda x, s=s: ref.loss(x) + 2.0 * np.sin(1.0 + 2.0 * s) * anp.sum(x ** 3) + 0.3 * s * x[0] * x[1]
               for s in range(m)]
-    gradients = [np.asarray(memless.objective.Objective(f).gradient(t)) for f in losses]
+    gradients = [np.asarray(memless.engine.objective.Objective(f).gradient(t)) for f in losses]
     hessians = [np.asarray(hessian(f)(t)) for f in losses]
     opt = memless.get_optimizer("heavy-ball", beta=beta)
     rng = np.random.default_rng(m)

@@ -28,7 +28,7 @@ def test_without_matplotlib_the_error_is_one_line_naming_the_extra():
 
 
 def test_the_core_does_not_import_matplotlib():
-    code = "import memless, memless.analysis, memless.report, sys; print('matplotlib' in sys.modules)"
+    code = "import memless, memless.studies.analysis, memless.show.report, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
 
@@ -37,8 +37,8 @@ plt = pytest.importorskip("matplotlib.pyplot", reason="matplotlib is not install
 import memless.plot as mp  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from memless.analysis import analyze  # noqa: E402
-from memless.engine import memory_profile  # noqa: E402
+from memless.studies.analysis import analyze  # noqa: E402
+from memless.engine.corrections import memory_profile  # noqa: E402
 
 
 def test_order_plots_the_study_errors_with_guides_and_fitted_orders():
@@ -149,7 +149,7 @@ def test_cli_map_writes_a_map(tmp_path):
 
 
 def test_jupyter_reprs_show_the_numbers_and_pictures():
-    from memless.modified import summarize
+    from memless.studies.modified import summarize
 
     a = analyze(memless.get_optimizer("heavy-ball", beta=0.5), steps=50, points=3, evidence_losses=())
     page = a._repr_html_()

@@ -12,7 +12,7 @@ import pytest
 
 import memless
 import memless.testing
-from memless import registry
+from memless.optimizers import registry
 from memless.optimizers import BUILTIN, HeavyBall, RMSProp
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "plugins")

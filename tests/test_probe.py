@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import memless
-from memless.engine import correction_terms
+from memless.engine.corrections import correction_terms
 from memless.losses import REFERENCE_LOSSES
 
 

@@ -11,8 +11,8 @@ from rich.console import Console
 import memless
 import memless.optimizers
 from memless.optimizers import RMSProp
-from memless.analysis import Effect, analyze, to_json
-from memless.report import render, render_comparison
+from memless.studies.analysis import Effect, analyze, to_json
+from memless.show.report import render, render_comparison
 
 REFERENCE_START = np.array([0.3, 0.5, -0.4])
 SNAPSHOTS = os.path.join(os.path.dirname(__file__), "snapshots")
@@ -162,7 +162,7 @@ def test_lion_l2_is_heavy_ball_and_regularizes():
     """K = ||x||^2/2, rho1 = rho2 = beta: Lion is heavy-ball with an EMA, i.e. heavy-ball at lr h (1 - beta):
     h (F + M) of Lion at h equals h' (F + M) of heavy-ball at h' = h (1 - beta)."""
     from memless.losses import curvy
-    from memless.objective import Objective
+    from memless.engine.objective import Objective
     beta, h = 0.8, 1e-3
     lion = memless.get_optimizer("lion", k="l2", rho1=beta, rho2=beta)
     ball = memless.get_optimizer("heavy-ball", beta=beta)
@@ -269,7 +269,7 @@ def test_default_report_evidence_shows_the_orders(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(memless.optimizers.BUILTIN))
 def test_modified_succeeds_for_every_builtin_at_its_defaults(name):
-    from memless.modified import summarize
+    from memless.studies.modified import summarize
     if name == "schedule-free-sgd":          # the modified equation needs the limit M, which does not exist
         with pytest.raises(memless.MemlessError, match="memory does not decay"):
             summarize(memless.get_optimizer(name))
@@ -284,7 +284,7 @@ def test_modified_succeeds_for_every_builtin_at_its_defaults(name):
 def test_the_evidence_is_a_dataclass_with_the_keys_the_json_had():
     from dataclasses import fields
 
-    from memless.analysis import OrderEvidence
+    from memless.studies.analysis import OrderEvidence
     a = analyze(memless.get_optimizer("heavy-ball", beta=0.3), points=2, evidence_steps=20)
     assert isinstance(a.order, OrderEvidence) and len(fields(OrderEvidence)) == 17
     data = json.loads(a.to_json())["order"]

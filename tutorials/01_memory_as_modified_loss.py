@@ -61,7 +61,7 @@ if not teaching.check("heavy-ball-correction", my_correction):
 
 # %%
 from autograd import grad
-from memless.engine import jvp
+from memless.numerics.autodiff import jvp
 
 beta, h = 0.5, 0.01
 opt = memless.get_optimizer("heavy-ball", beta=beta)

@@ -108,7 +108,7 @@ print("Lion on curvy: <grad N, M> =", f"{strength(memless.correction(lion, curvy
 # of this tutorial:
 
 # %%
-from memless.analysis import analyze
+from memless.studies.analysis import analyze
 
 for name in ("adamw", "lion"):
     analysis = analyze(memless.get_optimizer(name), loss=curvy, theta=theta, lr=1e-3)

@@ -99,7 +99,7 @@ assert report.passed
 # discover it without installing anything.
 
 # %%
-from memless.registry import discover
+from memless.optimizers.registry import discover
 
 with tempfile.TemporaryDirectory() as site:
     with open(os.path.join(site, "memless_qhm.py"), "w") as fh:

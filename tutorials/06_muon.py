@@ -18,7 +18,7 @@ import autograd.numpy as anp
 
 import memless
 from memless import teaching
-from memless.analysis import analyze
+from memless.studies.analysis import analyze
 from memless.optimizers.matrices import smallest_singular_values
 
 rng = np.random.default_rng(0)
@@ -55,9 +55,9 @@ for name, opt in optimizers.items():
     results[name] = a
     channels = ", ".join(f"{c.name} {c.strength:+.3g}" for c in a.channels if c.decay)
     print(f"{name:6s} {str(a.net_effect):18s} ({a.basis}); channels: {channels}")
-assert results["adamw"].net_effect == memless.analysis.Effect.ANTI_REGULARIZING
-assert results["lion"].net_effect == memless.analysis.Effect.REGULARIZING
-assert results["muon"].net_effect == memless.analysis.Effect.REGULARIZING
+assert results["adamw"].net_effect == memless.studies.analysis.Effect.ANTI_REGULARIZING
+assert results["lion"].net_effect == memless.studies.analysis.Effect.REGULARIZING
+assert results["muon"].net_effect == memless.studies.analysis.Effect.REGULARIZING
 for name in ("lion", "muon"):
     print(f"{name}: |M_momentum|/|F| = {results[name].channels[0].size:.3g}; {results[name].regime}")
 
@@ -94,7 +94,7 @@ assert abs(study.order_corrected - 2) < 0.3 and abs(study.order_uncorrected - 1)
 
 # %%
 from autograd import grad as derivative
-from memless._autodiff import jvp
+from memless.numerics.autodiff import jvp
 
 muon = optimizers["muon"].bind(loss.layout)
 gradient = derivative(loss)

@@ -20,7 +20,7 @@ def _colour(seed) -> str:
 
 
 def _subplots(rows: int, columns: int, width: float = 4.2, height: float = 3.4):
-    from ..plot import pyplot
+    from ..show.plot import pyplot
     plt = pyplot()
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     return fig, axes

@@ -61,6 +61,7 @@ def _train(model, dataset, name, lr, max_steps, device, probe=None):
 
 def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, model=None, progress=None):
     import memless
+
     from ..frameworks.torch import flat
     seeds = min(seeds, 2) if quick else seeds
     ladders = QUICK_LADDERS if quick else LADDERS

@@ -23,6 +23,6 @@ PyTorch and JAX are imported only by these modules when used, never by the core.
 >>> bool(np.allclose(M, 0.01 * 0.5 / 0.5 ** 3 * A @ (A @ np.ones(2))))
 True
 """
-from .external import ExternalLoss
+from .losses.external import ExternalLoss
 
 __all__ = ["ExternalLoss"]

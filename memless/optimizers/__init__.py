@@ -5,7 +5,7 @@ Schedule-Free SGD, written as F^(n) over the history (Eq. 1): its memory does no
 entry point, no reinstall for a new built-in); third-party optimizers come
 through the ``memless.optimizers`` entry-point group.
 """
-from .adam import Adam, Adaptive, AdamW, NAdam, RMSProp
+from .adam import Adam, AdamW, Adaptive, NAdam, RMSProp
 from .lion import Lion
 from .muon import Muon
 from .schedule_free import ScheduleFreeSGD

@@ -14,10 +14,20 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
-from .._autodiff import sqrt
-from ..core import (Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, ema,
-                    ema_bias_correction, gradient_signal, squared_gradient_signal)
-from ..hyperparameters import decay, flag, positive, weight_decay
+from ..contract.hyperparameters import decay, flag, positive, weight_decay
+from ..contract.optimizer import (
+    Channel,
+    DecoupledWeightDecay,
+    Effect,
+    ImplicitLoss,
+    MomentumOptimizer,
+    Structure,
+    ema,
+    ema_bias_correction,
+    gradient_signal,
+    squared_gradient_signal,
+)
+from ..numerics.autodiff import sqrt
 
 # ----------------------------------------------------------------------------
 # The shared pieces: preconditioner, moment channels, the eps -> 0 implicit loss

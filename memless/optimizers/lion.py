@@ -18,14 +18,21 @@ K is the convex function whose gradient shapes the step; five are built in:
 from __future__ import annotations
 
 import autograd.numpy as anp
-
 import numpy as np
 
-from .._autodiff import sqrt
-from ..core import Channel, DecoupledWeightDecay, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
+from ..contract.hyperparameters import choice, decay, positive, weight_decay
+from ..contract.optimizer import (
+    Channel,
+    DecoupledWeightDecay,
+    Effect,
+    ImplicitLoss,
+    MomentumOptimizer,
+    Structure,
+    gradient_signal,
+)
 from ..errors import HyperparameterError
-from ..hyperparameters import choice, decay, positive, weight_decay
-from ..linalg import POLAR_CONDITION, nuclear_norm, polar, polar_derivative
+from ..numerics.autodiff import sqrt
+from ..numerics.linalg import POLAR_CONDITION, nuclear_norm, polar, polar_derivative
 from .matrices import check_matrices, per_matrix, smallest_singular_values
 from .sgd import gradient_penalty, gradient_penalty_structure
 

@@ -34,8 +34,8 @@ def per_matrix(layout: Layout, fun: Callable, x, *others):
 
 
 def named(name: str, fun: Callable, *arrays):
-    """``fun(*arrays)``; a :class:`~memless.linalg.SingularPolarError` is raised again with the matrix's name."""
-    from ..linalg import SingularPolarError
+    """``fun(*arrays)``; a :class:`~memless.numerics.linalg.SingularPolarError` is raised again with the matrix's name."""
+    from ..numerics.linalg import SingularPolarError
     try:
         return fun(*arrays)
     except SingularPolarError as exc:

@@ -12,11 +12,19 @@ import math
 
 import numpy as np
 
-from .._autodiff import jvp
-from ..core import Channel, DecoupledWeightDecay, Effect, MomentumOptimizer, Structure, gradient_signal
-from ..hyperparameters import choice, coefficients, decay, flag, integer, positive, weight_decay
-from ..linalg import (NS_COEFFICIENTS, NS_EPS, NS_STEPS, POLAR_CONDITION, newton_schulz, nuclear_norm, polar,
-                      polar_derivative)
+from ..contract.hyperparameters import choice, coefficients, decay, flag, integer, positive, weight_decay
+from ..contract.optimizer import Channel, DecoupledWeightDecay, Effect, MomentumOptimizer, Structure, gradient_signal
+from ..numerics.autodiff import jvp
+from ..numerics.linalg import (
+    NS_COEFFICIENTS,
+    NS_EPS,
+    NS_STEPS,
+    POLAR_CONDITION,
+    newton_schulz,
+    nuclear_norm,
+    polar,
+    polar_derivative,
+)
 from .matrices import check_matrices, named, smallest_singular_values
 
 ORTHOGONALIZATIONS = ("newton-schulz", "polar")

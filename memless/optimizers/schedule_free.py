@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ..core import MemoryOptimizer
-from ..hyperparameters import decay
+from ..contract.hyperparameters import decay
+from ..contract.optimizer import MemoryOptimizer
 
 
 class ScheduleFreeSGD(MemoryOptimizer):
@@ -23,7 +23,7 @@ class ScheduleFreeSGD(MemoryOptimizer):
     no first-order guarantee.  The report says so instead of printing a verdict.
 
     >>> import memless
-    >>> from memless.engine import memory_profile
+    >>> from memless.engine.corrections import memory_profile
     >>> memory_profile(memless.get_optimizer("schedule-free-sgd"), "curvy").decays
     False
     """

@@ -4,8 +4,8 @@ from __future__ import annotations
 import autograd.numpy as anp
 from autograd import grad
 
-from ..core import Channel, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
-from ..hyperparameters import decay
+from ..contract.hyperparameters import decay
+from ..contract.optimizer import Channel, Effect, ImplicitLoss, MomentumOptimizer, Structure, gradient_signal
 
 
 class GD(MomentumOptimizer):

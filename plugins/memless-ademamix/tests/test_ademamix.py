@@ -63,13 +63,13 @@ def test_limit_correction_closed_form():
 
 def test_installed_plugin_is_discovered():
     """`pip install plugins/memless-ademamix` registers it under its distribution's name."""
-    entry = memless.registry.entries(refresh=True)["ademamix"]
+    entry = memless.optimizers.registry.entries(refresh=True)["ademamix"]
     assert not entry.broken and entry.distribution == "memless-ademamix" and entry.version == "0.1.0"
     assert isinstance(memless.get_optimizer("ademamix", alpha=1.0), AdEMAMix)
 
 
 def test_slow_memory_regularizes():
-    from memless.analysis import analyze
+    from memless.studies.analysis import analyze
     a = analyze(memless.get_optimizer("ademamix"), points=4, evidence_steps=100)
     effects = {c.name: c.effect for c in a.channels}
     assert effects["slow"] == "regularizing" and effects["second-moment"] == "anti-regularizing"

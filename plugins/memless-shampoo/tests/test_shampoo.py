@@ -51,8 +51,8 @@ def test_conformance_kit():
 def test_registered_and_reported_without_a_closed_form():
     from rich.console import Console
 
-    from memless.analysis import analyze
-    from memless.report import render
+    from memless.studies.analysis import analyze
+    from memless.show.report import render
 
     assert "shampoo" in memless.available()
     a = analyze(memless.get_optimizer("shampoo", beta=0.9, eps=0.01), steps=60, points=3, evidence_losses=())

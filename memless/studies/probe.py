@@ -23,11 +23,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ._json import strict
-from .checks import check_lr, check_n
-from .errors import MemlessError
+from .._json import strict
+from ..checks import check_lr, check_n
+from ..engine.objective import objective, problem, resolve_loss
+from ..errors import MemlessError
 from .analysis import measure_point
-from .objective import objective, problem, resolve_loss
 
 #: |M|/|F| at most this: the first-order picture is expected to hold (as in the report)
 FIRST_ORDER = 0.2
@@ -80,7 +80,7 @@ class Probe:
     def to_csv(self, path) -> str:
         """Write the records as CSV (one row per measurement), atomically: a temporary file in the
         same folder renamed into place, so a failed write leaves an existing file as it was."""
-        from .files import check_output_path, write_atomic
+        from ..files import check_output_path, write_atomic
         path = check_output_path(path, "path")
         if not self.records:
             raise MemlessError("the probe has no records yet: call probe.step(params) first")
@@ -93,7 +93,7 @@ class Probe:
 
     def to_json(self, path=None) -> str:
         """The records as strict JSON (written atomically to ``path`` if given)."""
-        from .files import check_output_path, write_atomic
+        from ..files import check_output_path, write_atomic
         if path is not None:
             path = check_output_path(path, "path")
         text = json.dumps(strict({"optimizer": self.optimizer.label, "loss": self.loss_name, "lr": self.lr,

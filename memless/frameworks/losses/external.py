@@ -8,10 +8,9 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
 
-from ..checks import check_theta, said, shown
-from ..errors import DerivativeWarning, LossError
-from ..parameters import Layout
-
+from ...checks import check_theta, said, shown
+from ...errors import DerivativeWarning, LossError
+from ...parameters import Layout
 
 #: relative disagreement of hvp with the gradient's central difference above which a warning is issued
 #: (the extrapolated difference is accurate to ~1e-8 relative on smooth losses; float32 frameworks
@@ -114,7 +113,7 @@ class ExternalLoss:
         value, g = self.fused_function(np.asarray(theta, dtype=float))
         return float(value), _vector(g, theta)
 
-    # -- what the engine calls (memless.objective.Objective) --------------------
+    # -- what the engine calls (memless.engine.objective.Objective) --------------------
 
     def linearize(self, theta) -> Tuple[float, np.ndarray, Callable]:
         """(value, gradient, v -> H(theta) v) at theta: the engine's one evaluation per point."""

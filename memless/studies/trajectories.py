@@ -10,19 +10,28 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
-import warnings
-
 import numpy as np
 
-from ._views import Viewable
-from .checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n, check_positive, shown)
-from .core import MemoryOptimizer
-from .engine import history_entries, terms_at
-from .errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
-from .objective import LossLike, Objective, objective, problem
+from .._views import Viewable
+from ..checks import (
+    check_budget,
+    check_callback,
+    check_choice,
+    check_flag,
+    check_lr,
+    check_lrs,
+    check_n,
+    check_positive,
+    shown,
+)
+from ..contract.optimizer import MemoryOptimizer
+from ..engine.corrections import history_entries, terms_at
+from ..engine.objective import LossLike, Objective, objective, problem
+from ..errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
 
 CORRECTIONS = ("exact", "limit")
 #: "streaming": the optimizer's own advance() (O(1) per step for momentum optimizers);

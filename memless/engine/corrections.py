@@ -15,7 +15,7 @@ direction (0, v_1, ..., v_n).  Two ways to take it:
   independent of n.  This is also where the per-channel split M = sum_l M_l
   comes from.
 
-The engine is the one place (with :mod:`memless.core`) that knows the two forms
+The engine is the one place (with :mod:`memless.contract.optimizer`) that knows the two forms
 apart; every other module asks the optimizer's public methods.
 """
 from __future__ import annotations
@@ -28,12 +28,11 @@ from typing import Dict, List, Optional, Tuple
 import autograd.numpy as anp
 import numpy as np
 
-from ._autodiff import jvp
-from ._views import Viewable
-from .checks import (check_budget, check_choice, check_flag, check_lr, check_n, check_positive,
-                     history_work, shown)
-from .core import MemoryOptimizer, MomentumOptimizer, memory_sum
-from .errors import MemlessError, MemoryTruncationWarning, OptimizerError
+from .._views import Viewable
+from ..checks import check_budget, check_choice, check_flag, check_lr, check_n, check_positive, history_work, shown
+from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer, memory_sum
+from ..errors import MemlessError, MemoryTruncationWarning, OptimizerError
+from ..numerics.autodiff import jvp
 from .objective import LossLike, Objective, objective, problem
 
 METHODS = ("auto", "momentum", "history")
@@ -526,7 +525,7 @@ def memory_profile(optimizer: MemoryOptimizer, loss: LossLike, theta=None, *, n:
     averaging) is flat or grows, and then the paper's correction has no guarantee.
 
     >>> import memless
-    >>> from memless.engine import memory_profile
+    >>> from memless.engine.corrections import memory_profile
     >>> profile = memory_profile(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", n=64)
     >>> profile.decays, bool(profile.values[-1] < 1e-12 * profile.values.max())
     (True, True)

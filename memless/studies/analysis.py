@@ -9,7 +9,7 @@ changes N by ``-h <grad N, M>`` through the correction, so a positive sign means
 memory pushes N down -- it acts like a penalty on N added to the loss:
 **regularizing**; negative: **anti-regularizing**.
 
-This module computes; :mod:`memless.report` draws.  Nothing here imports rich.
+This module computes; :mod:`memless.show.report` draws.  Nothing here imports rich.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 from autograd import grad as _grad
 
-from ._json import strict
-from ._views import Viewable, view
-from .checks import check_budget, check_callback, check_count, check_lr, check_n, shown
-from .core import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term, require_optimizer
-from .engine import MemoryProfile, memory_profile, terms_at
-from .errors import DivergenceError, MemlessError
-from .objective import LossLike, objective, problem, resolve_loss
-from .trajectory import first_order_lrs, optimizer_path, order_study_unwarned
+from .._json import strict
+from .._views import Viewable, view
+from ..checks import check_budget, check_callback, check_count, check_lr, check_n, shown
+from ..contract.optimizer import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term, require_optimizer
+from ..engine.corrections import MemoryProfile, memory_profile, terms_at
+from ..engine.objective import LossLike, objective, problem, resolve_loss
+from ..errors import DivergenceError, MemlessError
+from .trajectories import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: most cells per axis of a regime map
 MAX_GRID = 100
@@ -173,7 +173,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     ``reference_losses`` ("bilinear" first; "factorization" for an optimizer that acts on matrices).
 
     >>> import memless
-    >>> from memless.analysis import analyze
+    >>> from memless.studies.analysis import analyze
     >>> str(analyze(memless.get_optimizer("heavy-ball", beta=0.5), lr=1e-3).net_effect)
     'regularizing'
     """
@@ -555,7 +555,7 @@ def regime_map(optimizer, loss="bilinear", *, x: str = "lr", y: str = "beta2", x
     <grad N, M> at the start.  The defaults (12 x 12, 20 steps) take about a minute on a
     2-D loss on this 2-core machine.
     """
-    from .registry import get_optimizer
+    from ..optimizers.registry import get_optimizer
 
     if not isinstance(optimizer, str):
         require_optimizer(optimizer)

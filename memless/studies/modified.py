@@ -24,14 +24,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ._autodiff import jvp
-from ._json import strict
-from ._views import Viewable
-from .checks import check_budget, check_flag, check_lr, check_n, check_positive, check_theta, shown
-from .core import MemoryOptimizer, require_optimizer
-from .engine import correction
-from .errors import DivergenceError, LossError, MemlessError, OptimizerError
-from .objective import LossLike, objective, problem, resolve_loss
+from .._json import strict
+from .._views import Viewable
+from ..checks import check_budget, check_flag, check_lr, check_n, check_positive, check_theta, shown
+from ..contract.optimizer import MemoryOptimizer, require_optimizer
+from ..engine.corrections import correction
+from ..engine.objective import LossLike, objective, problem, resolve_loss
+from ..errors import DivergenceError, LossError, MemlessError, OptimizerError
+from ..numerics.autodiff import jvp
 
 # ----------------------------------------------------------------------------
 # The direction F and the modified equation
@@ -128,7 +128,7 @@ class ModifiedEquation(Viewable):
         budget = SOLVE_EVALUATIONS_PER_STEP * steps + 1000
         check_budget(f"solve(steps={steps})", corrections=budget if corrected else 0,
                      steps=0 if corrected else budget, nbytes=(steps + 1) * theta.size * 8)
-        from scipy.integrate import solve_ivp     # imported here: it is slow to import
+        from scipy.integrate import solve_ivp  # imported here: it is slow to import
         times = self.lr * np.arange(steps + 1)
         right = self.rhs if corrected else self.flow
         count = [0]
@@ -375,7 +375,7 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
 
 def _check(summary, optimizer, loss_fn, theta, lrs, steps):
     """Fill the summary's check: errors of the ODE and of the plain flow against the memoryless iteration."""
-    from .trajectory import fitted_order
+    from .trajectories import fitted_order
 
     summary.horizon = steps * lrs[-1]
     for h, n in zip(lrs, (steps // 2, steps)):

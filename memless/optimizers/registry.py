@@ -28,10 +28,10 @@ from typing import Any, Dict, List, Optional
 
 import entrypoints
 
-from .core import MemoryOptimizer
-from .checks import shown
-from .errors import MemlessError, PluginError, UnknownOptimizerError
-from .hyperparameters import Hyperparameter
+from ..checks import shown
+from ..contract.hyperparameters import Hyperparameter
+from ..contract.optimizer import MemoryOptimizer
+from ..errors import MemlessError, PluginError, UnknownOptimizerError
 
 GROUP = "memless.optimizers"
 
@@ -195,14 +195,14 @@ def _check_factory(obj):
 
 
 def _builtin_entries():
-    from .optimizers import BUILTIN
+    from . import BUILTIN
 
     return [Entry(name, f"{cls.__module__}:{cls.__name__}", "memless", _version(), cls)
             for name, cls in BUILTIN.items()]
 
 
 def _version():
-    from ._version import __version__
+    from .._version import __version__
     return __version__
 
 
@@ -278,7 +278,7 @@ def get_optimizer(name: str, **hyperparameters: Any) -> MemoryOptimizer:
     if not isinstance(name, str):
         raise UnknownOptimizerError(f"optimizer name must be a string, got {shown(name)}; available: "
                                     f"{', '.join(available())}")
-    from .optimizers import BUILTIN
+    from . import BUILTIN
     table = entries() if name not in BUILTIN or _cache is not None else {
         entry.name: entry for entry in _builtin_entries()}
     entry = table.get(name)

@@ -8,11 +8,11 @@ import html
 import io
 from typing import Callable, Optional, Sequence
 
-from ._views import register
-from .analysis import Analysis, RegimeMap
-from .engine import CorrectionInfo, MemoryProfile
-from .modified import ImplicitLossCheck, ModifiedEquation, ModifiedSummary
-from .trajectory import OrderStudy
+from .._views import register
+from ..engine.corrections import CorrectionInfo, MemoryProfile
+from ..studies.analysis import Analysis, RegimeMap
+from ..studies.modified import ImplicitLossCheck, ModifiedEquation, ModifiedSummary
+from ..studies.trajectories import OrderStudy
 
 
 def rich_html(renderable, width: int = 100) -> str:

@@ -15,13 +15,15 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import grad as _autograd_grad, make_vjp, value_and_grad as _value_and_grad
+from autograd import grad as _autograd_grad
+from autograd import make_vjp
+from autograd import value_and_grad as _value_and_grad
 
-from ._autodiff import Point, frozen_gradient, independent_outputs_allowed
-from .checks import check_theta, shown
-from .core import require_optimizer
-from .errors import LossError, MemlessError
-from .parameters import StructuredLoss, layout_of, structured
+from ..checks import check_theta, shown
+from ..contract.optimizer import require_optimizer
+from ..errors import LossError, MemlessError
+from ..numerics.autodiff import Point, frozen_gradient, independent_outputs_allowed
+from ..parameters import StructuredLoss, layout_of, structured
 
 #: a loss: a callable theta -> scalar, or a reference loss's name
 LossLike = Union[Callable, str]
@@ -44,7 +46,7 @@ def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tupl
     ('curvy', (3,))
     """
     if isinstance(loss, str):
-        from .losses import get_loss
+        from ..losses import get_loss
         reference = get_loss(loss)
         start = reference.start if theta is None else theta
         if isinstance(start, Mapping):

@@ -3,7 +3,7 @@
 autograd differentiates ``svd`` and ``eigh`` in reverse mode only; the engine's
 Eq. (12) is a forward-mode JVP.  The polar factor gets its own rule here, in both
 modes.  Any other function without a forward rule (a plugin's ``eigh``) still works:
-:func:`memless._autodiff.jvp` falls back to two reverse-mode passes.
+:func:`memless.numerics.autodiff.jvp` falls back to two reverse-mode passes.
 
 * :func:`polar` -- ``polar(X) = U V^T`` for ``X = U S V^T``: the gradient of the nuclear
   norm ``K(X) = ||X||_* = sum_i s_i`` (Muon's idealized orthogonalization);
@@ -32,7 +32,7 @@ import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
 from autograd.tracer import getval
 
-from .errors import MemlessError
+from ..errors import MemlessError
 
 #: torch.optim.Muon's quintic coefficients (a, b, c), steps and eps
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .checks import in_range, real, shown
-from .errors import HyperparameterError
+from ..checks import in_range, real, shown
+from ..errors import HyperparameterError
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The terminal report: rich renderables built from :mod:`memless.analysis` and
-:mod:`memless.modified` results.  Build here, print elsewhere (the CLI)::
+"""The terminal report: rich renderables built from :mod:`memless.studies.analysis` and
+:mod:`memless.studies.modified` results.  Build here, print elsewhere (the CLI)::
 
     from rich.console import Console
     Console().print(render(analyze(memless.get_optimizer("lion"))))
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional
 
-from .analysis import Analysis, Effect
+from ..studies.analysis import Analysis, Effect
 
 _STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim", Effect.DEPENDS: "yellow",
           Effect.OUTSIDE: "magenta", Effect.UNRELIABLE: "magenta"}
@@ -218,8 +218,8 @@ def _num(value):
 # ----------------------------------------------------------------------------
 
 
-def render_modified(summary):  # summary: memless.modified.ModifiedSummary
-    """A rich renderable of a :class:`memless.modified.ModifiedSummary`."""
+def render_modified(summary):  # summary: memless.studies.modified.ModifiedSummary
+    """A rich renderable of a :class:`memless.studies.modified.ModifiedSummary`."""
     from rich import box
     from rich.console import Group
     from rich.panel import Panel

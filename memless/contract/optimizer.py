@@ -24,7 +24,7 @@
   optimizer's direction, written once.
 
 The callers (:mod:`memless.engine`, :mod:`memless.trajectory`,
-:mod:`memless.analysis`, ...) use only the public methods defined here.
+:mod:`memless.studies.analysis`, ...) use only the public methods defined here.
 """
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import autograd.numpy as anp
 import numpy as np
 
-from .checks import shown
-from .errors import HyperparameterError, MemlessError, OptimizerError
+from ..checks import shown
+from ..errors import HyperparameterError, MemlessError, OptimizerError
+from ..parameters import Layout
 from .hyperparameters import Hyperparameter
-from .parameters import Layout
 
 #: the reference losses an analysis measures on (:mod:`memless.losses`), by what the optimizer acts on
 VECTOR_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
@@ -196,7 +196,7 @@ def slot_gradient(thetas: Sequence[Any], gradients: Sequence[Callable]) -> Calla
         try:
             return table[id(x)](x)
         except KeyError:
-            from .errors import MemlessError
+            from ..errors import MemlessError
             raise MemlessError("direction() must evaluate gradient() on the history's own arrays "
                                "(gradient(history[k])) when the steps used different losses") from None
 

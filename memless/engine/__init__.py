@@ -1,0 +1,11 @@
+"""The correction engine: M^(n)(theta) of Eq. (12) (Cattaneo & Shigida 2025) for any
+optimizer, and the problem it is computed on.
+
+* :mod:`.corrections` -- :func:`correction`, :func:`correction_terms`, :func:`memory_profile`;
+* :mod:`.objective` -- a loss (callable, reference name or framework loss), its start,
+  its derivatives, and the checks on theta and lr, set up once by ``problem``.
+"""
+from .corrections import CorrectionInfo, MemoryProfile, correction, correction_terms, history_entries, memory_profile
+
+__all__ = ["correction", "correction_terms", "CorrectionInfo", "memory_profile", "MemoryProfile",
+           "history_entries"]
