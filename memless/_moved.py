@@ -13,6 +13,8 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
+from types import FrameType
+from typing import Optional
 
 #: old module name -> where it lives now
 MOVED = {
@@ -32,7 +34,8 @@ MOVED = {
 def _caller_level() -> int:
     """The stack level of the first frame outside this file and importlib: the user's import, which
     Python's default filters then show a DeprecationWarning for when it is in ``__main__``."""
-    frame, level = sys._getframe(1), 1
+    frame: Optional[FrameType] = sys._getframe(1)
+    level = 1
     while frame is not None:
         name = frame.f_code.co_filename
         if "importlib" in name and "_bootstrap" in name:

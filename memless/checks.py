@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, overload
 
 import numpy as np
 
@@ -73,6 +73,12 @@ def check_positive(value: Any, name: str) -> float:
 def check_lr(lr: Any) -> float:
     """The learning rate h: a finite number > 0."""
     return check_positive(lr, "lr")
+
+
+@overload
+def check_n(n: Any, allow_none: Literal[False], name: str = "n") -> int: ...
+@overload
+def check_n(n: Any, allow_none: bool = True, name: str = "n") -> Optional[int]: ...
 
 
 def check_n(n: Any, allow_none: bool = True, name: str = "n") -> Optional[int]:
@@ -158,7 +164,7 @@ def check_callback(value: Any, name: str, signature: str):
 
 def check_count(value: Any, name: str, lo: int, hi: int) -> int:
     """An integer in lo..hi (a bounded size: grid cells, points, steps)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= int(value) <= hi:
         raise MemlessError(f"{name} must be an integer in {lo}..{hi}, got {shown(value)}")
     return int(value)
 

@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import warnings
+from typing import Any, Dict, List
 
 from .checks import shown
 from .errors import DivergenceError, MemlessError
@@ -62,7 +63,7 @@ def parse_settings(items) -> dict:
 def parse_targeted_settings(items, names) -> list:
     """For compare: ``--set NAME.KEY=VALUE`` (every entry named NAME) or ``--set N.KEY=VALUE``
     (the N-th entry, from 1); returns one settings dict per entry."""
-    per_entry = [{} for _ in names]
+    per_entry: List[Dict[str, Any]] = [{} for _ in names]
     for item in items or []:
         target, dot, rest = item.partition(".")
         key, sep, value = rest.partition("=")

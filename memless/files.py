@@ -89,7 +89,7 @@ def write_atomic(path, write: Callable, *, binary: bool = True) -> str:
     except OSError as exc:
         raise MemlessError(f"cannot write {shown(path)}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
+        with (os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", newline="")) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -24,7 +24,7 @@ Layout(U=(3, 2), V=(4, 2))
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import autograd.numpy as anp
 import numpy as np
@@ -121,7 +121,7 @@ class Layout:
             parts.append(value.ravel())
         return np.concatenate(parts)
 
-    def unflatten(self, theta) -> Dict[str, object]:
+    def unflatten(self, theta) -> Dict[str, Any]:
         """The named arrays of a flat vector (autograd-traceable: works inside a loss or direction)."""
         if np.shape(theta) != (self.size,):
             raise LossError(f"a flat vector of {self.size} parameters is needed for {self!r}, "

@@ -26,7 +26,7 @@ A plugin's own test suite needs one line::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
             result.checks.append(Check("layout", loss_name, False, str(exc)))
             continue
         obj = objective(loss, theta)
-        checks = [("direction", _check_direction), ("streaming", _check_streaming),
+        checks: List[Tuple[str, Callable]] = [("direction", _check_direction), ("streaming", _check_streaming),
                   ("correction", _check_correction)]
         if orders:
             checks.append(("order", lambda o, ob, t, loss=loss: _check_order(

@@ -249,7 +249,7 @@ class MemoryOptimizer(abc.ABC):
     """
 
     #: registry name (set by the registry when loaded from an entry point)
-    name: ClassVar[Optional[str]] = None
+    name: Optional[str] = None
     #: the hyperparameters, in order
     hyperparameters: ClassVar[Tuple[Hyperparameter, ...]] = ()
     #: number of past iterates F^(n) reads (None: possibly all of them)
@@ -395,7 +395,7 @@ class MemoryOptimizer(abc.ABC):
         """F^(n)(theta) := F^(n)(theta, ..., theta), the direction at a constant history (Eq. 4).
 
         The n + 1 history entries are one array, so its gradient is computed once."""
-        known = []
+        known: List[Any] = []
 
         def gradient_once(x):
             if x is not theta:
@@ -728,13 +728,13 @@ class DecoupledWeightDecay(MomentumOptimizer):
     weight_decay: float = 0.0
 
     def channels(self) -> List[Channel]:
-        channels = list(super().channels())
+        channels = list(super().channels())  # type: ignore[safe-super]  # the optimizer after it in the MRO
         if self.weight_decay:
             channels.append(Channel(WEIGHT_DECAY, 0.0, parameter_signal))
         return channels
 
     def combine(self, m: Dict[str, Any]) -> Any:
-        direction = super().combine(m)
+        direction = super().combine(m)  # type: ignore[safe-super]  # the optimizer after it in the MRO
         return direction + self.weight_decay * m[WEIGHT_DECAY] if self.weight_decay else direction
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import autograd.numpy as anp
 import numpy as np
@@ -338,7 +338,8 @@ def _signal_tangents(p: _MomentumPoint, frozen, theta, separate: bool = False):
         gx = frozen(x)
         return anp.concatenate([anp.ravel(channels[i].signal(x, gx)) for i in which])
 
-    along, scale = [None] * len(memory), list(p.b_now)
+    along: List[Any] = [None] * len(memory)
+    scale = list(p.b_now)
     shared = [j for j, r in enumerate(p.residual) if r is None]
     if shared and separate:
         # one JVP per channel, all along the same F: the point's HVP H F is computed once and
@@ -585,12 +586,12 @@ def _memory_decays(optimizer, obj, theta, known: Optional[Dict[int, np.ndarray]]
     own = optimizer.measured_decay(theta, obj.frozen(theta, linearize=True))
     if own is not None:
         return own
-    key = optimizer._state()
+    key: Optional[tuple] = optimizer._state()
     try:
-        known = _DECAY_MEASURED.get(key)
+        measured = _DECAY_MEASURED.get(key) if key is not None else None
     except TypeError:                  # unhashable state: measure every time
-        key, known = None, None
-    if known is None:
+        key, measured = None, None
+    if measured is None:
         sums = []
         for size in PROFILE_STEPS:
             ks = _ages(size, PROFILE_POINTS)
@@ -600,11 +601,11 @@ def _memory_decays(optimizer, obj, theta, known: Optional[Dict[int, np.ndarray]]
             y = ks ** 2 * weights
             sums.append(float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(ks))))
         growth = (sums[1] - sums[0]) / sums[1] if sums[1] > 0 else 0.0
-        known = (growth <= PROFILE_GROWTH,
+        measured = (growth <= PROFILE_GROWTH,
                  f"measured: sum_k k^2 gamma_k (estimated from {PROFILE_POINTS} sampled ages k, trapezoid-summed) is "
                  f"{sums[0]:.3g} at n={PROFILE_STEPS[0]} and {sums[1]:.3g} at "
                  f"n={PROFILE_STEPS[1]} ({growth:+.0%} of the latter; Assumption 3.1 needs it bounded in n, "
                  f"here within {PROFILE_GROWTH:.0%})")
         if key is not None and len(_DECAY_MEASURED) < 256:
-            _DECAY_MEASURED[key] = known
-    return known
+            _DECAY_MEASURED[key] = measured
+    return measured

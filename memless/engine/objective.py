@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Tuple, Union, cast
 
 import autograd.numpy as anp
 import numpy as np
@@ -49,8 +49,9 @@ def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tupl
         from ..losses import get_loss
         reference = get_loss(loss)
         start = reference.start if theta is None else theta
-        if isinstance(start, Mapping):
-            start = layout_of(reference.loss).flatten(start) if layout_of(reference.loss) else start
+        layout = layout_of(reference.loss)
+        if isinstance(start, Mapping) and layout is not None:
+            start = layout.flatten(start)
         return reference.loss, check_theta(start), reference.name
     if isinstance(loss, Objective):
         loss = loss.loss
@@ -60,10 +61,10 @@ def resolve_loss(loss: LossLike, theta=None, *, need_theta: bool = True) -> Tupl
     if isinstance(theta, Mapping):          # a loss over named arrays, at this dict of them
         if isinstance(loss, StructuredLoss):
             return loss, check_theta(loss.layout.flatten(theta)), loss.__name__
-        loss = structured(loss, theta)
-        return loss, check_theta(loss.start), loss.__name__
+        named = structured(loss, theta)
+        return named, check_theta(named.start), named.__name__
     if theta is None and isinstance(getattr(loss, "start", None), np.ndarray):
-        theta = loss.start              # a structured or external loss that carries its start point
+        theta = cast(Any, loss).start  # a structured or external loss that carries its start point
     if theta is None:
         if need_theta:
             raise LossError("theta is required with a loss given as a callable (a reference-loss name "
@@ -95,8 +96,8 @@ class Objective:
         # a loss that supplies its own derivatives (memless.frameworks.ExternalLoss): taken
         # from it directly, not by tracing it
         self._linearize = getattr(loss, "linearize", None) if callable(getattr(loss, "traced_gradient", None)) else None
-        self.gradient = loss.traced_gradient if self._linearize else _autograd_grad(loss)
-        self._value_and_gradient = loss.value_and_gradient if self._linearize else _value_and_grad(loss)
+        self.gradient = cast(Any, loss).traced_gradient if self._linearize else _autograd_grad(loss)
+        self._value_and_gradient = cast(Any, loss).value_and_gradient if self._linearize else _value_and_grad(loss)
         self._checked = Point(None, None, None)
 
     # -- evaluating at a point ----------------------------------------------

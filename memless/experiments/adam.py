@@ -17,6 +17,8 @@ one sentence decided by the numbers (:func:`~memless.experiments.training.trend`
 """
 from __future__ import annotations
 
+from typing import Any, List, Tuple
+
 import numpy as np
 
 from .data import load
@@ -48,12 +50,14 @@ def run(sweep: str, *, quick: bool = False, seeds: int = 3, device: str = "cpu",
     """Rows (one per data set, eps, setting and seed) and the claims' sentences."""
     if sweep not in ("rho", "beta"):
         raise ValueError(sweep)
+    cases: List[Tuple[Any, ...]]
+    values: Tuple[float, ...]
     if quick:
         cases = [case for case in CASES if case[0] == "digits" and case[1] == 1e-8]
         values = (0.95, 0.999) if sweep == "rho" else (0.8, 0.95)
         seeds = min(seeds, 2)
     else:
-        cases = CASES
+        cases = list(CASES)
         values = (0.95, 0.99, 0.995, 0.999) if sweep == "rho" else (0.8, 0.9, 0.95, 0.97)
     if data is not None:
         cases = [(data, eps, hidden, lr) for source, eps, hidden, lr in cases if source == "digits"]

@@ -12,6 +12,8 @@ m <- beta2 m + (1 - beta2) g; memless models it as ``lion`` with its smoothed si
 """
 from __future__ import annotations
 
+from typing import Any, Dict, List
+
 import numpy as np
 
 from .data import load
@@ -70,13 +72,13 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
     for seed in range(seeds):
         dataset = load(data or "digits", seed)
         for name, lrs in ladders.items():
-            best = None
+            best: Any = None
             for lr in lrs:
                 net = network(model, dataset, (32,), seed)
                 loss = objective_of(net, dataset)
                 probe = memless.Probe(memless.get_optimizer(name, **(ADAMW if name == "adamw" else LION)), loss,
                                       lr=lr, every=1)
-                along = []
+                along: List[Dict[str, Any]] = []
                 steps, reached = _train(net, dataset, name, lr, max_steps, device,
                                         probe=lambda step, params, log=along, probe=probe:
                                         log.append(probe.step(flat(params))))

@@ -155,5 +155,5 @@ def frozen_gradient(gradient_function, point: Point):
     def gradient(x):
         return _gradient_near(x, point)
 
-    gradient.value = point.gradient
+    gradient.value = point.gradient  # type: ignore[attr-defined]  # a function that carries its value
     return gradient

@@ -44,6 +44,10 @@ class Adaptive(MomentumOptimizer):
     ``(c1 - c2) g_i^2 + c1 eps`` times a positive factor: that decides the verdict.
     """
 
+    #: hyperparameters (declared below; set and checked by the constructor)
+    eps: float
+    eps_inside: bool
+
     elementwise = True
     sharpness = "l1"
     #: lambda; DecoupledWeightDecay sets it on the optimizers that have it

@@ -42,6 +42,9 @@ K_CHOICES = ("l1-smooth", "sign", "l2", "logcosh", "nuclear")
 class _LionK(MomentumOptimizer):
     """Lion-K's momenta and Phi, without weight decay."""
 
+    #: hyperparameters (declared below; set and checked by the constructor)
+    k: str
+
     @property
     def elementwise(self):
         return self.k != "nuclear"

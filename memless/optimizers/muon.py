@@ -45,6 +45,10 @@ def lr_adjustment(shape, rule: str) -> float:
 class _Orthogonalized(MomentumOptimizer):
     """Muon's momenta and Phi, without weight decay."""
 
+    #: hyperparameters (declared below; set and checked by the constructor)
+    momentum: float
+    nesterov: bool
+
     #: u^(n) = (1 - mu^(n+2)) g at a constant history, and orth(c X) = orth(X) for c > 0 (the quintic
     #: normalizes by ||X||_F first), so F^(n)(theta) = F(theta): no finite-n residuals
     stationary = True

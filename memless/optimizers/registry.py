@@ -100,13 +100,14 @@ def guarded(who: str):
     """Run plugin code: stdout to stderr (it must not corrupt --json), SystemExit and a call past
     :data:`CALL_SECONDS` turned into a :class:`PluginError` naming ``who``."""
     outermost = _depth[0] == 0
-    timed = (outermost and CALL_SECONDS is not None and hasattr(signal, "setitimer")
+    seconds = CALL_SECONDS
+    timed = (outermost and seconds is not None and hasattr(signal, "setitimer")
              and threading.current_thread() is threading.main_thread())
-    if timed:
+    if timed and seconds is not None:
         def alarm(signum, frame):
             raise _OutOfTime()
         previous = signal.signal(signal.SIGALRM, alarm)
-        signal.setitimer(signal.ITIMER_REAL, CALL_SECONDS)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
     _depth[0] += 1
     saved = _divert_fd() if outermost and CONTAIN_OUTPUT else None
     try:

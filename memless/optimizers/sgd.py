@@ -50,6 +50,9 @@ class HeavyBall(MomentumOptimizer):
     True
     """
 
+    #: hyperparameters (declared below; set and checked by the constructor)
+    beta: float
+
     name = "heavy-ball"
     hyperparameters = (decay("beta", 0.9, "momentum decay"),)
     update_rule = "m <- beta m + grad L;  theta <- theta - h m"

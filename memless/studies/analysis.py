@@ -103,6 +103,8 @@ class OrderEvidence:
             return False
         if self.exact_corrected:
             return True
+        if self.corrected is None or self.uncorrected is None:     # uncorrected exact, corrected not: not 2 and 1
+            return False
         return abs(self.corrected - 2) <= ORDER_BAND[0] and abs(self.uncorrected - 1) <= ORDER_BAND[1]
 
     def __getitem__(self, key: str):
@@ -330,7 +332,8 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     with np.errstate(all="ignore"):
         path = optimizer_path(optimizer, obj.gradient, theta, lr, steps)
     tick("trajectory")
-    names, along_M, sizes, along_F, ratios, gradients, unsettled = None, [], [], [], [], [], 0
+    names: List[str] = []
+    along_M, sizes, along_F, ratios, gradients, unsettled = [], [], [], [], [], 0
     for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:
         measured = measure_point(optimizer, obj, point, lr)
         gradients.append(measured.gradient)

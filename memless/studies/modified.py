@@ -267,7 +267,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
             total, g = step(theta)
             predicted = preconditioner(theta, g) * np.asarray(objective(declared.loss, theta).gradient(theta)) \
                 + decay * theta
-            residual = float(np.linalg.norm(predicted - total) / max(np.linalg.norm(total), 1e-300))
+            residual = float(np.linalg.norm(predicted - total) / max(float(np.linalg.norm(total)), 1e-300))
     name = optimizer.label
     if declared is None:
         note = ("the optimizer declares none" if type(optimizer).implicit_loss is MemoryOptimizer.implicit_loss

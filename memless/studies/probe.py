@@ -25,7 +25,7 @@ import numpy as np
 
 from .._json import strict
 from ..checks import check_lr, check_n
-from ..engine.objective import objective, problem, resolve_loss
+from ..engine.objective import Objective, objective, problem, resolve_loss
 from ..errors import MemlessError
 from .analysis import measure_point
 
@@ -49,7 +49,7 @@ class Probe:
             raise MemlessError(f"every must be an integer >= 1 (measure every that many steps), got {every!r}")
         self.calls = 0
         self.records: List[Dict] = []
-        self._objective = None
+        self._objective: Optional[Objective] = None
 
     def step(self, theta, step: Optional[int] = None) -> Optional[Dict]:
         """Count one training step; every ``every`` steps measure at ``theta`` (a flat vector or a

@@ -146,7 +146,7 @@ def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float
                       lr, at, gradient=gradient, split=False, tol=tol)["total"]
             step = F + M
             scale = np.linalg.norm(F)
-            ratio = max(ratio, np.linalg.norm(M) / scale if scale > 0 else 0.0)
+            ratio = max(ratio, float(np.linalg.norm(M) / scale) if scale > 0 else 0.0)
         theta = theta - lr * step
         _store(optimizer, path, n + 1, theta, lr)
     return path, ratio
@@ -225,10 +225,10 @@ class OrderStudy(Viewable):
 
 def fitted_order(lrs: Sequence[float], errors: Sequence[float]) -> float:
     """Least-squares slope of log(error) on log(lr) (nan where an error is not positive)."""
-    lrs, errors = np.asarray(lrs, dtype=float), np.asarray(errors, dtype=float)
-    if np.any(~(errors > 0)) or np.any(~np.isfinite(errors)):
+    x, y = np.asarray(lrs, dtype=float), np.asarray(errors, dtype=float)
+    if np.any(~(y > 0)) or np.any(~np.isfinite(y)):
         return float("nan")
-    return float(np.polyfit(np.log(lrs), np.log(errors), 1)[0])
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: float, lrs: Sequence[float], *,

@@ -24,7 +24,7 @@ try:                                    # float64, before the user's arrays are 
     import jax as _jax
     _jax.config.update("jax_enable_x64", True)
 except ImportError:                     # reported when objective() is called
-    _jax = None
+    _jax = None  # type: ignore[assignment]
 
 
 def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:

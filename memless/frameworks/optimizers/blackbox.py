@@ -56,7 +56,7 @@ import contextlib
 import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import autograd.numpy as anp
 import numpy as np
@@ -163,7 +163,7 @@ class BlackBox(MemoryOptimizer):
         self._derivatives = derivatives
         # shared with the copies every analysis binds to a loss's layout, so the user's object
         # reports the error of the derivatives taken since the last public call bound it
-        self._diagnostics = {"error": 0.0, "scale": 0.0, "checked": False, "stationary": None}
+        self._diagnostics: Dict[str, Any] = {"error": 0.0, "scale": 0.0, "checked": False, "stationary": None}
 
     def _check_derivatives(self) -> None:
         """Called by subclasses once their attributes are set: 'forward' needs forward support."""
@@ -235,7 +235,7 @@ class BlackBox(MemoryOptimizer):
                           "the differences (low precision inside, or a branch), so the correction is not reliable",
                           DerivativeWarning, stacklevel=3)
 
-    def bind(self, layout) -> "BlackBox":
+    def bind(self, layout) -> "MemoryOptimizer":
         """As :meth:`MemoryOptimizer.bind`; every memless call binds once, which starts a new error record."""
         self._diagnostics.update(error=0.0, scale=0.0, checked=False)
         return super().bind(layout)
@@ -266,14 +266,14 @@ class BlackBox(MemoryOptimizer):
 
     # -- the replay ------------------------------------------------------------------
 
-    def lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None, marks=None) -> list:
+    def lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None, marks: Any = None) -> list:
         """F after ``steps`` steps of several replays run side by side; ``inputs(s)`` lists the
         (theta, gradient) each replay steps at on step s = 0, ..., steps - 1.  ``at(T, directions)``,
         if given, is called after step T for each T in ``marks`` (every step if None); a true
         result stops the replays there."""
         pairs = inputs(0)
         states = self.start_many([np.array(theta, dtype=float) for theta, _ in pairs])
-        directions = None
+        directions: Any = None
         for s in range(steps):
             pairs = pairs if s == 0 else inputs(s)
             directions, states = self.step_many(states, [np.asarray(t, dtype=float) for t, _ in pairs],
@@ -284,7 +284,8 @@ class BlackBox(MemoryOptimizer):
                 break
         return [np.asarray(d, dtype=float) for d in directions]
 
-    def tangent_lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None, marks=None) -> tuple:
+    def tangent_lockstep(self, steps: int, inputs: Callable, at: Optional[Callable] = None,
+                         marks: Any = None) -> tuple:
         """Forward mode: (F, its tangent) after ``steps`` steps of several replays; ``inputs(s)``
         lists (theta, theta tangent, gradient, gradient tangent) for each replay;
         ``at(T, directions, tangents)`` and ``marks`` as in :meth:`lockstep`."""
@@ -292,7 +293,8 @@ class BlackBox(MemoryOptimizer):
             rows = inputs(0)
             states = self.start_many_tangent([np.array(r[0], dtype=float) for r in rows],
                                              [np.array(r[1], dtype=float) for r in rows])
-            directions = dots = None
+            directions: Any = None
+            dots: Any = None
             for s in range(steps):
                 rows = rows if s == 0 else inputs(s)
                 thetas, theta_dots, grads, grad_dots = ([np.asarray(r[i], dtype=float) for r in rows]
@@ -348,7 +350,7 @@ class BlackBox(MemoryOptimizer):
         streams = len(tangents(0))
         judged = list(range(streams)) if judged is None else list(judged)
         first_sized = 0 if newest is None else max(steps - int(newest), 0)
-        reach = [None] * (2 + 2 * streams)        # max |theta_i|, |g_i|, then each stream's two tangents
+        reach: List[Any] = [None] * (2 + 2 * streams)        # max |theta_i|, |g_i|, then each stream's two tangents
         for s in range(steps):
             theta, g = inputs(s)
             parts = [theta, g] + ([x for pair in tangents(s) for x in pair] if s >= first_sized else [])
@@ -368,7 +370,7 @@ class BlackBox(MemoryOptimizer):
                 c = np.minimum(np.where(dtheta > 0, theta_j / np.where(dtheta > 0, dtheta, 1), np.inf),
                                np.where(dg > 0, g_j / np.where(dg > 0, dg, 1), np.inf))
             scales.append(np.where(np.isfinite(c), c, 1.0))
-        chosen = None
+        chosen: Optional[List[List[Any]]] = None
         for delta in DELTAS:
             ts = [t for h in (delta, delta / 2, delta / 4) for t in (h, -h)]
 
@@ -397,6 +399,7 @@ class BlackBox(MemoryOptimizer):
             if (size == 0 or error <= DIFFERENCE_TARGET * size or error >= ROUGH * size
                     or error <= NOISE * max(result[j][2] for j in judged)):
                 break          # converged, rounding-limited, or not converging (a smaller step cures no kink)
+        assert chosen is not None           # DELTAS is not empty: the loop ran
         for j in judged:
             self._record(*chosen[j])
         return [r[0] for r in chosen]
@@ -692,7 +695,7 @@ class TorchOptimizer(BatchedBlackBox):
         import torch
         pieces = [self.split(thetas)] if self.elementwise else [self._pieces(theta) for theta in thetas]
         groups = [[torch.tensor(np.array(piece), dtype=torch.float64) for piece in group] for group in pieces]
-        kwargs = dict(FORWARD_TORCH.get(self._class_name, {}), **self.kwargs) if forward else self.kwargs
+        kwargs = dict(FORWARD_TORCH.get(self._class_name or "", {}), **self.kwargs) if forward else self.kwargs
         try:
             optimizer = self.optimizer_class([{"params": group} for group in groups], lr=1.0, **kwargs)
         except Exception as exc:

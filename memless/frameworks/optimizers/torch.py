@@ -51,6 +51,9 @@ class Compensated:
             raise LossError("Compensated supports an optimizer with one parameter group (one lr)")
         self.params = list(groups[0]["params"])
         size = sum(p.numel() for p in self.params)
+        if loss.start is None:
+            raise LossError("Compensated needs the loss's start point (the model's parameters): build the loss with "
+                            "memless.frameworks.torch.objective(model, ...)")
         if size != loss.start.size:
             raise LossError(f"the optimizer holds {size} parameters, the loss {loss.start.size}: build both from "
                             "the same model (its trainable parameters, in order)")
