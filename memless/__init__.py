@@ -17,8 +17,8 @@ does, measured), :mod:`memless.show` (report, figures, Jupyter), :mod:`memless.f
 """
 from ._version import __version__  # noqa: F401  (memless.__version__)
 
-from .contract.optimizer import (Channel, DecoupledWeightDecay, ImplicitLoss, MemoryOptimizer, MomentumOptimizer,
-                                 Term, ema, ema_bias_correction)
+from .contract.optimizer import (Channel, DecoupledWeightDecay, MemoryOptimizer, MomentumOptimizer, Term, ema,
+                                 ema_bias_correction)
 from .engine.corrections import CorrectionInfo, correction, correction_terms
 from .errors import (DerivativeWarning, OrderWarning, DivergenceError, HyperparameterError, LossError, MemlessError,
                      MemoryTruncationWarning, OptimizerError, PluginError, UnknownOptimizerError)
@@ -29,6 +29,7 @@ from .studies.probe import Probe
 from .optimizers.registry import PluginWarning, available, get_optimizer
 from .studies.trajectories import OrderStudy, order_study, trajectory
 from .studies.analysis import Analysis, analyze
+from .studies.meanings import ImplicitLoss
 from .show import jupyter as _jupyter  # noqa: E402,F401  (the presentation layer registers the Jupyter views)
 from . import _moved
 

@@ -30,12 +30,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .contract.optimizer import MATRIX_LOSSES, MemoryOptimizer
+from .contract.optimizer import MemoryOptimizer
 from .engine.corrections import correction, memory_profile, terms_at
 from .engine.objective import objective, problem
 from .errors import LossError, MemlessError
 from .losses import REFERENCE_LOSSES
 from .optimizers.registry import get_optimizer
+from .studies.meanings import MATRIX_LOSSES
 from .studies.trajectories import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: (name, loss, start) the kit runs on by default

@@ -21,6 +21,7 @@ from memless.losses import REFERENCE_LOSSES
 from memless.engine.objective import Objective
 from memless.parameters import Layout, structured
 from memless.testing import finite_difference_correction
+from memless.studies import meanings
 
 FACTOR = REFERENCE_LOSSES["factorization"]
 NETWORK = REFERENCE_LOSSES["network"]
@@ -303,7 +304,7 @@ def test_lion_logcosh_limit_is_its_closed_form():
     F = np.tanh(kappa * g)
     expected = h * r1 / (1 - r2) * kappa / np.cosh(kappa * g) ** 2 * (H @ F)
     np.testing.assert_allclose(memless.correction(opt, loss.loss, theta, lr=h), expected, rtol=1e-12)
-    structure = opt.structure(g[None, :])
+    structure = meanings.structure(opt, g[None, :])
     assert structure.effect == memless.studies.analysis.Effect.REGULARIZING and "1/kappa" in structure.reason
 
 

@@ -11,6 +11,7 @@ import memless
 from memless.minibatch import (C3, C4, batch_order, minibatch_correction, minibatch_trajectory,
                                permutation_average, permutation_monte_carlo)
 from memless.studies.trajectories import fitted_order
+from memless.studies import meanings
 
 import reference as ref
 
@@ -140,7 +141,7 @@ def test_adamw_with_decay_has_the_papers_implicit_loss(eps_inside):
     # the decay step matters: P grad Ltilde alone misses F + M by lambda theta
     from autograd import grad
     opt = memless.get_optimizer("adamw", weight_decay=0.1, eps=1e-8, eps_inside=eps_inside)
-    declared, t = opt.implicit_loss(far_from_zero_gradients, 1e-3), ref.POINTS[0]
+    declared, t = meanings.implicit_loss(opt, far_from_zero_gradients, 1e-3), ref.POINTS[0]
     g = grad(far_from_zero_gradients)(t)
     total = opt.limit_direction(t, grad(far_from_zero_gradients)) + memless.correction(
         opt, far_from_zero_gradients, t, lr=1e-3)

@@ -9,6 +9,7 @@ import pytest
 import memless
 from memless.engine.corrections import correction_terms
 from memless.losses import REFERENCE_LOSSES
+from memless.studies import meanings
 
 
 def test_probe_records_the_channel_strengths_at_the_given_parameters(tmp_path):
@@ -23,7 +24,7 @@ def test_probe_records_the_channel_strengths_at_the_given_parameters(tmp_path):
     loss = REFERENCE_LOSSES["curvy"].loss
     terms = correction_terms(opt, loss, theta, lr=1e-3)
     g = grad(loss)
-    N = opt.sharpness_proxy(g, loss)
+    N = meanings.sharpness_proxy(opt, g, loss)
     gN = grad(N)(theta)
     F = opt.limit_direction(theta, g)
     record = probe.records[1]

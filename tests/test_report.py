@@ -1,4 +1,5 @@
 """The report: effects measured from the engine's terms, verdicts, caveats, rendering and JSON."""
+import dataclasses
 import io
 import json
 import os
@@ -13,6 +14,8 @@ import memless.optimizers
 from memless.optimizers import RMSProp
 from memless.studies.analysis import Effect, analyze, to_json
 from memless.show.report import render, render_comparison
+from memless.extend import declare_meaning
+from memless.studies import meanings
 
 REFERENCE_START = np.array([0.3, 0.5, -0.4])
 SNAPSHOTS = os.path.join(os.path.dirname(__file__), "snapshots")
@@ -64,8 +67,10 @@ class Amplified(RMSProp):
 
 
 class AmplifiedUndeclared(Amplified):
-    def structure(self, gradients):
-        return None
+    """The same optimizer, whose family reading declares no structure: the measurement decides."""
+
+
+declare_meaning(AmplifiedUndeclared, dataclasses.replace(meanings.ADAPTIVE, structure=lambda opt, gradients: None))
 
 
 def test_effect_is_measured_from_the_engine_terms():

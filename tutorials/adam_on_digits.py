@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 import memless
+from memless.studies import meanings
 
 EPS = 1e-3              # the paper's eps (inside the root)
 THRESHOLD = 0.01        # the paper's training-loss threshold
@@ -81,7 +82,7 @@ def train(loss, beta, rho, lr, every, threshold=THRESHOLD, max_steps=200_000):
 
 def verdict(beta, rho, gradient):
     """memless's declared verdict for Adam at these values and this gradient, with its condition."""
-    structure = memless.get_optimizer("adam", beta1=beta, beta2=rho, eps=EPS).structure(gradient)
+    structure = meanings.structure(memless.get_optimizer("adam", beta1=beta, beta2=rho, eps=EPS), gradient)
     return ("measured only", "no exact statement here") if structure is None else (str(structure.effect),
                                                                                    structure.regime)
 

@@ -7,8 +7,9 @@
   A subclass implements ONE method, :meth:`MemoryOptimizer.direction`, which
   maps the history (newest first) to F^(n).  Everything an analysis needs --
   streaming steps, the memoryless and limit directions, the correction terms'
-  names, the memory length, the sharpness proxy -- has a default built on it, so
-  a plugin that writes only ``direction`` gets every analysis.
+  names, the memory length -- has a default built on it, so a plugin that writes
+  only ``direction`` gets every analysis.  What its memory means for the loss (the
+  sharpness proxy, modified and implicit losses) is read in :mod:`memless.studies.meanings`.
 
 * :class:`MomentumOptimizer` -- the momentum-variable form of Remark 3.2::
 
@@ -23,20 +24,18 @@
 * :class:`DecoupledWeightDecay` -- ``+ lambda theta`` added to any momentum
   optimizer's direction, written once.
 
-The callers (:mod:`memless.engine`, :mod:`memless.trajectory`,
+The callers (:mod:`memless.engine`, :mod:`memless.studies.trajectories`,
 :mod:`memless.studies.analysis`, ...) use only the public methods defined here.
 """
 from __future__ import annotations
 
 import abc
 import copy
-import enum
 import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
-import autograd.numpy as anp
 import numpy as np
 
 from ..checks import shown
@@ -44,74 +43,13 @@ from ..errors import HyperparameterError, MemlessError, OptimizerError
 from ..parameters import Layout
 from .hyperparameters import Hyperparameter
 
-#: the reference losses an analysis measures on (:mod:`memless.losses`), by what the optimizer acts on
-VECTOR_LOSSES = ("bilinear", "rosenbrock", "curvy", "logistic")
-MATRIX_LOSSES = ("factorization", "network")
-
 #: the history length at which a generic optimizer without a ``window`` stands for its
 #: n -> infinity limit (a momentum optimizer has the limit in closed form)
 LIMIT_STEPS = 10_000
 
 # ----------------------------------------------------------------------------
-# What an optimizer declares for reports
+# The terms M splits into
 # ----------------------------------------------------------------------------
-
-
-class Effect(str, enum.Enum):
-    """What memory does to the sharpness proxy N: the sign of <grad N, M>."""
-
-    REGULARIZING = "regularizing"
-    ANTI_REGULARIZING = "anti-regularizing"
-    NONE = "none"
-    DEPENDS = "depends on the loss"
-    #: the optimizer's memory does not decay (Assumption 3.1 fails): no verdict
-    OUTSIDE = "outside the theory"
-    #: the correction could not be computed to its tolerance (a limit that did not settle): no verdict
-    UNRELIABLE = "no verdict"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class Structure:
-    """What an optimizer's declared modified loss says its memory does, and where that holds.
-
-    Each correction term has the form ``M_l = c_l P grad N`` with P positive, so the sign of
-    <grad N, M_l> is the sign of c_l -- exactly, in the regime the optimizer states.
-
-    * ``effect``: the net effect there (``Effect.DEPENDS`` when components disagree);
-    * ``regime``: the condition, as printed ("exact", "every |g_i| > 0.095 sqrt(eps)", ...);
-    * ``reason``: why, with the weights;
-    * ``modified_loss``: the modified loss in this regime;
-    * ``signs``: the sign (+1, -1, 0) of each channel's term.
-    """
-
-    effect: Effect
-    regime: str
-    reason: str
-    modified_loss: str = ""
-    signs: Dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ImplicitLoss:
-    """F + M = P(theta) grad Ltilde(theta): the loss the memoryless iteration descends (Section 5.1).
-
-    * ``loss``: Ltilde(theta), written with autograd.numpy;
-    * ``preconditioner``: P(theta, grad) -> a scalar or a vector (diagonal P);
-    * ``formula``: Ltilde in words, for reports;
-    * ``regime``: where the identity holds exactly ("exact", or e.g. "eps -> 0": the
-      difference is then O(h eps) and :func:`memless.implicit_loss` measures it);
-    * ``decay``: lambda for a decoupled weight decay kept apart from the gradient
-      field: then F + M = P grad Ltilde + lambda theta (Section 4 of the 2025 paper).
-    """
-
-    loss: Callable = field(repr=False)
-    preconditioner: Callable = field(repr=False)
-    formula: str
-    regime: str = "exact"
-    decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -258,10 +196,11 @@ class MemoryOptimizer(abc.ABC):
     update_rule: ClassVar[str] = ""
     #: where the optimizer is defined in the literature (e.g. "Example 1.1")
     reference: ClassVar[str] = ""
-    #: sharpness proxy the memory term is judged against: "l2" (||grad L||^2)
-    #: for GD-type methods, "l1" (||grad L||_{1,eps}) for sign-like ones
+    #: the sharpness proxy memory is judged against, for an optimizer without a family reading
+    #: (memless.studies.meanings): "l2" (||grad L||^2) for GD-type methods, "l1" (||grad L||_{1,eps},
+    #: with the optimizer's ``eps``) for sign-like ones
     sharpness: ClassVar[str] = "l2"
-    #: the implicitly modified loss, in words, where there is one
+    #: the implicitly modified loss in words, where there is one (read the same way)
     modified_loss: ClassVar[str] = ""
     #: how theta is cut into named arrays (set by :meth:`bind`; None: one flat vector)
     layout: Optional[Layout] = None
@@ -311,16 +250,6 @@ class MemoryOptimizer(abc.ABC):
     def needs_matrices(self) -> bool:
         """True for an optimizer that acts per matrix (it needs a loss over named 2-D arrays)."""
         return False
-
-    @property
-    def reference_losses(self) -> Tuple[str, ...]:
-        """The reference losses an analysis measures on, the default one first."""
-        return MATRIX_LOSSES if self.needs_matrices else VECTOR_LOSSES
-
-    @property
-    def evidence_loss(self) -> str:
-        """The reference loss of the tamed evidence (:meth:`tamed`)."""
-        return MATRIX_LOSSES[0] if self.needs_matrices else "curvy"
 
     def check_layout(self, layout: Optional[Layout]) -> None:
         """Hook: raise HyperparameterError if the optimizer cannot act on parameters with this layout."""
@@ -462,38 +391,6 @@ class MemoryOptimizer(abc.ABC):
         (the default): the engine then compares sum_k k^2 gamma_k at n = 128 and 256.  A black box,
         whose memory may be thousands of steps long, measures it along the stationary history
         direction until it settles (see :mod:`memless.frameworks.blackbox`)."""
-        return None
-
-    def sharpness_proxy(self, gradient: Callable, loss: Optional[Callable] = None) -> Callable:
-        """N(theta), the quantity whose change tells regularizing from anti-regularizing:
-        ``||grad L||^2`` for ``sharpness = "l2"``, ``||grad L||_{1,eps}`` for ``"l1"``."""
-        if self.sharpness == "l1":
-            eps = float(getattr(self, "eps", 1e-8))
-            return lambda t: anp.sum(anp.sqrt(gradient(t) ** 2 + eps))
-        return lambda t: anp.sum(gradient(t) ** 2)
-
-    @property
-    def sharpness_formula(self) -> str:
-        """N in words."""
-        return "||grad L||_{1,eps}" if self.sharpness == "l1" else "||grad L||^2"
-
-    def implicit_loss(self, loss: Callable, lr: float) -> Optional[ImplicitLoss]:
-        """The :class:`ImplicitLoss` with F + M = P grad Ltilde, or None if M is not such a field.
-
-        Override it where the correction is a (preconditioned) gradient field;
-        :func:`memless.implicit_loss` checks the claim numerically.
-        """
-        return None
-
-    def implicit_loss_at(self, loss: Callable, lr: float, gradient: np.ndarray) -> Optional[ImplicitLoss]:
-        """The implicit loss in the regime that holds where the loss gradient is ``gradient``
-        (adaptive methods have one per regime); by default :meth:`implicit_loss`."""
-        return self.implicit_loss(loss, lr)
-
-    def structure(self, gradients: np.ndarray) -> Optional[Structure]:
-        """What the declared modified loss says memory does, given the loss gradients met along
-        a path (an array, one row per point), or None where the optimizer declares nothing:
-        then the report's verdict is the measurement."""
         return None
 
 

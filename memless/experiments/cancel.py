@@ -24,19 +24,8 @@ import numpy as np
 from ..checks import said
 from ..errors import MemlessError
 from .data import load
-from .training import (
-    THRESHOLD,
-    accuracy,
-    excess,
-    fitted_slope,
-    inputs,
-    mlp,
-    network,
-    objective_of,
-    seed_table,
-    torch_module,
-    trend,
-)
+from .training import (THRESHOLD, accuracy, excess, fitted_slope, inputs, mlp, network, objective_of, seed_table,
+                       torch_module, trend)
 
 EPS, LR, BETA1, BETA2, MAX_STEPS = 0.1, 0.03, 0.9, 0.99, 8000
 #: the tracking check's Adam: short memory, where Theorem 3.3's asymptotics are reached within the horizon

@@ -11,26 +11,14 @@ from __future__ import annotations
 from typing import Tuple
 
 import autograd.numpy as anp
-import numpy as np
-from autograd import grad
 
 from ..contract.hyperparameters import decay, flag, positive, weight_decay
-from ..contract.optimizer import (
-    Channel,
-    DecoupledWeightDecay,
-    Effect,
-    ImplicitLoss,
-    MomentumOptimizer,
-    Structure,
-    ema,
-    ema_bias_correction,
-    gradient_signal,
-    squared_gradient_signal,
-)
+from ..contract.optimizer import (Channel, DecoupledWeightDecay, MomentumOptimizer, ema, ema_bias_correction,
+                                  gradient_signal, squared_gradient_signal)
 from ..numerics.autodiff import sqrt
 
 # ----------------------------------------------------------------------------
-# The shared pieces: preconditioner, moment channels, the eps -> 0 implicit loss
+# The shared pieces: preconditioner and moment channels
 # ----------------------------------------------------------------------------
 
 
@@ -60,21 +48,12 @@ class Adaptive(MomentumOptimizer):
         """(c1, c2): the first and second moments' weights in M."""
         raise NotImplementedError
 
-    def l1_weight(self) -> float:
-        """c1 - c2: the weight of ||grad L||_1 in the eps -> 0 modified loss."""
-        c1, c2 = self.weights()
-        return c1 - c2
-
-    @property
-    def l1_formula(self) -> str:
-        return f"{self.first_text} - {self.second_text}" if self.first_text else f"-{self.second_text}"
-
     def precondition(self, numerator, second_moment):
         if self.eps_inside:
             return numerator / sqrt(second_moment + self.eps)
         return numerator / (sqrt(second_moment) + self.eps)
 
-    def _p(self, g):
+    def preconditioner_at(self, g):
         """P(g): d Phi / d(first moment) at the limit."""
         return 1.0 / sqrt(g ** 2 + self.eps) if self.eps_inside else 1.0 / (anp.abs(g) + self.eps)
 
@@ -85,14 +64,15 @@ class Adaptive(MomentumOptimizer):
         return anp.abs(g) / (anp.abs(g) + self.eps) ** 2
 
     @property
-    def _p_text(self):
+    def preconditioner_text(self) -> str:
+        """P in words."""
         return "D^(-1/2)" if self.eps_inside else "1/(|g|+eps)"
 
     def first_moment(self, beta: float, weight: float, weight_text: str) -> Channel:
         """The bias-corrected gradient EMA; its term is +h weight P H F: it penalizes ||grad L||_{1,eps}."""
         return Channel("first-moment", beta, gradient_signal, ema_bias_correction(beta),
-                       f"+h {weight_text} {self._p_text} H F",
-                       lambda h, theta, g, HF: h * weight * self._p(g) * HF)
+                       f"+h {weight_text} {self.preconditioner_text} H F",
+                       lambda h, theta, g, HF: h * weight * self.preconditioner_at(g) * HF)
 
     def second_moment(self, beta: float, scale, text: str = "beta2/(1-beta2)") -> Channel:
         """The squared-gradient EMA; its term is -h beta/(1-beta) g^2 D^(-3/2) H F: it rewards ||grad L||_{1,eps}."""
@@ -100,137 +80,6 @@ class Adaptive(MomentumOptimizer):
         weight = beta / (1.0 - beta)
         return Channel("second-moment", beta, squared_gradient_signal, scale, f"-h {text} {q_text} H F",
                        lambda h, theta, g, HF: -h * weight * self._q(g) * HF)
-
-    # -- the sharpness proxy and the modified losses, per regime --------------
-
-    def sharpness_proxy(self, gradient, loss=None):
-        """N = ||grad L||_{1,eps}, plus lambda (grad L . theta - L) with decay: the quantity the
-        eps -> 0 modified loss penalizes."""
-        eps, decay = self.eps, self.weight_decay
-        if not decay:
-            return lambda t: anp.sum(anp.sqrt(gradient(t) ** 2 + eps))
-        return lambda t: (anp.sum(anp.sqrt(gradient(t) ** 2 + eps))
-                          + decay * (anp.dot(gradient(t), t) - loss(t)))
-
-    @property
-    def sharpness_formula(self):
-        decay = " + lambda (grad L . theta - L)" if self.weight_decay else ""
-        return "||grad L||_{1,eps}" + decay
-
-    @property
-    def _scale_text(self):
-        return "sqrt(eps)" if self.eps_inside else "eps"
-
-    def regime(self, gradients) -> str:
-        """"large" (every |g_i| >= 10 sqrt(eps); eps outside the root: 10 eps), "small" (every
-        |g_i| <= sqrt(eps)/10, eps inside the root), or "between"."""
-        g = np.abs(np.asarray(gradients, dtype=float))
-        scale = np.sqrt(self.eps) if self.eps_inside else self.eps
-        if g.size and np.min(g) >= 10 * scale:
-            return "large"
-        if g.size and self.eps_inside and np.max(g) <= scale / 10:
-            return "small"
-        return "between"
-
-    def _decay_text(self):
-        return " + lambda (grad L . theta - L)" if self.weight_decay else ""
-
-    def _large_loss_text(self):
-        decay = f"[||grad L||_1{self._decay_text()}]" if self.weight_decay else "||grad L||_1"
-        step = ", plus the decay step lambda theta" if self.weight_decay else ""
-        return f"L + h ({self.l1_formula}) {decay}, preconditioner P = {self._p_text}{step}"
-
-    def _small_loss_text(self):
-        step = ", plus the decay step lambda theta" if self.weight_decay else ""
-        return (f"L + h {self.first_text or '0'} [||grad L||^2/(2 sqrt(eps)){self._decay_text()}], "
-                f"preconditioner P = eps^(-1/2){step}")
-
-    @property
-    def modified_loss(self):
-        return f"as eps -> 0 (every |g_i| >> {self._scale_text}): {self._large_loss_text()}"
-
-    def implicit_loss(self, loss, lr):
-        """The eps -> 0 form (Section 4): F + M = P grad Ltilde + lambda theta,
-        Ltilde = L + h (c1 - c2) [||grad L||_{1,eps} + lambda (grad L . theta - L)]."""
-        return _implicit(loss, lr * self.l1_weight(), self.weight_decay, self.eps, self._p, self.modified_loss,
-                         f"eps -> 0 (every |g_i| >> {self._scale_text})", l1=True)
-
-    def implicit_loss_at(self, loss, lr, gradient):
-        """Where every |g_i| << sqrt(eps) (eps inside the root): F + M = eps^(-1/2) grad Ltilde + lambda theta,
-        Ltilde = L + h c1 [||grad L||^2/(2 sqrt(eps)) + lambda (grad L . theta - L)]."""
-        if self.regime(gradient) != "small":
-            return self.implicit_loss(loss, lr)
-        c1, _ = self.weights()
-        eps = self.eps
-        return _implicit(loss, lr * c1, self.weight_decay, eps, lambda g: 1.0 / np.sqrt(eps),
-                         "every |g_i| << sqrt(eps): " + self._small_loss_text(), "every |g_i| << sqrt(eps)", l1=False)
-
-    def structure(self, gradients):
-        c1, c2 = self.weights()
-        g = np.abs(np.asarray(gradients, dtype=float))
-        regime = self.regime(g)
-        modified = {"large": self._large_loss_text(), "small": self._small_loss_text(),
-                    "between": "between the regimes |g_i| >> sqrt(eps) and |g_i| << sqrt(eps): neither closed form "
-                               "applies"}[regime]
-        signs = {"first-moment": 1 if c1 > 0 else 0, "second-moment": -1 if c2 > 0 else 0}
-        weights = (f"c1 = {self.first_text} = {c1:.4g}" if self.first_text else "c1 = 0") + \
-            f", c2 = {self.second_text} = {c2:.4g}"
-        if self.weight_decay or not self.eps_inside:
-            if regime == "small" and c1 > 0:
-                scale = np.sqrt(self.eps)
-                return Structure(Effect.REGULARIZING, f"every |g_i| << sqrt(eps) (here max |g_i|/sqrt(eps) = "
-                                                      f"{np.max(g) / scale:.3g})",
-                                 f"M = h c1 eps^(-1/2) H F (1 + O(g^2/eps)) with {weights}: the second moment's term is "
-                                 "smaller by g^2/eps, and <grad N, M> = h c1 eps^(-1/2) |H F|^2 (1 + O(g^2/eps)) >= 0",
-                                 modified, {"first-moment": 1, "second-moment": -1 if c2 > 0 else 0})
-            if regime != "large" or c1 == c2:
-                return None          # no exact statement there: the measurement decides
-            scale = np.sqrt(self.eps) if self.eps_inside else self.eps
-            effect = Effect.REGULARIZING if c1 > c2 else Effect.ANTI_REGULARIZING
-            return Structure(effect, f"as eps -> 0: every |g_i| >> {self._scale_text} (here min |g_i|/"
-                                     f"{self._scale_text} = {np.min(g) / scale:.3g})",
-                             f"M = h (c1 - c2) P grad N + O(eps) with {weights}", modified, signs)
-        scale = np.sqrt(self.eps)
-        if c1 == 0 and c2 == 0:
-            return Structure(Effect.NONE, "exact", "no memory", "L", signs)
-        reason = f"each component of <grad N, M> carries the weight (c1 - c2) g_i^2 + c1 eps times a positive " \
-                 f"factor, {weights}"
-        if c1 >= c2:
-            return Structure(Effect.REGULARIZING, "exact, on every loss", reason + ": positive for every g",
-                             modified, signs)
-        tau = float(np.sqrt(c1 * self.eps / (c2 - c1)))
-        where = f"tau = sqrt(c1 eps/(c2 - c1)) = {tau:.3g} = {tau / scale:.3g} sqrt(eps)" if c1 else "0"
-        if np.min(g) > tau:
-            return Structure(Effect.ANTI_REGULARIZING,
-                             f"exact where every |g_i| > {where}; here min |g_i| = {np.min(g):.3g} along the path",
-                             reason, modified, signs)
-        if np.max(g) < tau:
-            return Structure(Effect.REGULARIZING,
-                             f"exact where every |g_i| < {where}; here max |g_i| = {np.max(g):.3g} along the path",
-                             reason, modified, signs)
-        return Structure(Effect.DEPENDS, f"components with |g_i| > {where} anti-regularize, the others "
-                                         "regularize: the measured sum decides on this path", reason, modified, signs)
-
-
-def _implicit(loss, weight, decay, eps, preconditioner, formula, regime, l1):
-    """Ltilde = L + weight [penalty + decay (grad L . theta - L)] with P = preconditioner(g),
-    penalty = ||grad L||_{1,eps} (l1) or ||grad L||^2/(2 sqrt(eps))."""
-    gradient = grad(loss)
-
-    def modified(theta):
-        g = gradient(theta)
-        penalty = anp.sum(anp.sqrt(g ** 2 + eps)) if l1 else anp.sum(g ** 2) / (2.0 * anp.sqrt(eps))
-        if decay:
-            penalty = penalty + decay * (anp.dot(g, theta) - loss(theta))
-        return loss(theta) + weight * penalty
-
-    return ImplicitLoss(modified, lambda theta, g: preconditioner(g), formula, regime, decay)
-
-
-def l1_penalty(loss, weight: float, eps: float, formula: str) -> ImplicitLoss:
-    """Ltilde = L + weight ||grad L||_{1,eps} with P = (grad L^2 + eps)^(-1/2): the eps -> 0 modified loss."""
-    return _implicit(loss, weight, 0.0, eps, lambda g: 1.0 / anp.sqrt(g ** 2 + eps), formula, "eps -> 0", l1=True)
-
 
 def _moments(weight_decay_default=None):
     params = (

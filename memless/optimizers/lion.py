@@ -21,25 +21,16 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..contract.hyperparameters import choice, decay, positive, weight_decay
-from ..contract.optimizer import (
-    Channel,
-    DecoupledWeightDecay,
-    Effect,
-    ImplicitLoss,
-    MomentumOptimizer,
-    Structure,
-    gradient_signal,
-)
+from ..contract.optimizer import Channel, DecoupledWeightDecay, MomentumOptimizer, gradient_signal
 from ..errors import HyperparameterError
 from ..numerics.autodiff import sqrt
-from ..numerics.linalg import POLAR_CONDITION, nuclear_norm, polar, polar_derivative
-from .matrices import check_matrices, per_matrix, smallest_singular_values
-from .sgd import gradient_penalty, gradient_penalty_structure
+from ..numerics.linalg import nuclear_norm, polar, polar_derivative
+from .matrices import check_matrices, per_matrix
 
 K_CHOICES = ("l1-smooth", "sign", "l2", "logcosh", "nuclear")
 
 
-class _LionK(MomentumOptimizer):
+class LionK(MomentumOptimizer):
     """Lion-K's momenta and Phi, without weight decay."""
 
     #: hyperparameters (declared below; set and checked by the constructor)
@@ -61,25 +52,6 @@ class _LionK(MomentumOptimizer):
     def check_layout(self, layout):
         if self.k == "nuclear":
             check_matrices(self.label, layout, "with k='nuclear' acts on matrices")
-
-    @property
-    def sharpness(self):
-        """The proxy K implies: ||grad L||^2 for K = ||x||^2/2, ||grad L||_{1,eps} for the sign-like K,
-        K(grad L) itself for logcosh and the nuclear norm."""
-        return {"l2": "l2", "logcosh": "logcosh", "nuclear": "nuclear"}.get(self.k, "l1")
-
-    @property
-    def sharpness_formula(self) -> str:
-        if self.k == "logcosh":
-            return "sum log cosh(kappa grad L)/kappa"
-        if self.k == "nuclear":
-            return "sum_j ||grad_j L||_* (nuclear norms)"
-        return super().sharpness_formula
-
-    def sharpness_proxy(self, gradient, loss=None):
-        if self.k in ("logcosh", "nuclear"):
-            return lambda t: self.K(gradient(t))
-        return super().sharpness_proxy(gradient, loss)
 
     @property
     def linear(self):
@@ -156,7 +128,7 @@ class _LionK(MomentumOptimizer):
         return -self.grad_k(m["momentum"] + m["gradient"])
 
 
-class Lion(DecoupledWeightDecay, _LionK):
+class Lion(DecoupledWeightDecay, LionK):
     """Lion-K: ``c = rho1 m + (1-rho1) g;  theta <- theta - h [-grad K(-c) + lambda theta];
     m <- rho2 m + (1-rho2) g`` (optax's b1 = rho1, b2 = rho2).
 
@@ -192,68 +164,3 @@ class Lion(DecoupledWeightDecay, _LionK):
     update_rule = ("c = rho1 m + (1-rho1) g;  theta <- theta - h [-grad K(-c) + lambda theta];  "
                    "m <- rho2 m + (1-rho2) g")
     reference = "Example 1.5"
-
-    @property
-    def modified_loss(self):
-        if self.k == "sign":
-            return "L exactly: autograd differentiates sign to 0, so M = 0"
-        if self.k == "l2":
-            return "L + h rho1/(2(1-rho2)) ||grad L||^2 (lambda = 0; heavy-ball's form when rho1 = rho2)"
-        if self.k == "logcosh":
-            return ("L, up to a term h rho1/(1-rho2) kappa sech^2(kappa g_i) (H F)_i: small where every "
-                    "|g_i| >> 1/kappa")
-        if self.k == "nuclear":
-            return ("no modified loss in closed form: M = h rho1/(1-rho2) d polar(G)[H F] per matrix, "
-                    "of size at most h rho1/(1-rho2) |H F| / sigma_min(G)")
-        return ("L, up to a term of size h rho1/(1-rho2) eps/|g_i|^3 |(H F)_i|: small where every "
-                "|g_i| >> sqrt(eps), P = D^(-1/2)")
-
-    def structure(self, gradients):
-        """The sign of <grad N, M> with N = K(grad L), the proxy K implies (lambda = 0; with decay: measured)."""
-        weight = self.rho1 / (1.0 - self.rho2)
-        if self.rho1 == 0.0:
-            return Structure(Effect.NONE, "exact", "rho1 = 0: the step reads the current gradient only",
-                             "L", {"momentum": 0})
-        if self.k == "sign":
-            return Structure(Effect.NONE, "exact", "grad K = sign has zero derivative, so M = 0", self.modified_loss,
-                             {"momentum": 0})
-        if self.weight_decay:
-            return None
-        if self.k == "l2":
-            return gradient_penalty_structure(weight, "rho1/(1-rho2)", self.modified_loss)
-        g = np.abs(np.asarray(gradients, dtype=float))
-        if self.k == "nuclear":
-            sigma = float(np.min(smallest_singular_values(self.layout, gradients))) if g.size else float("nan")
-            hess, size = ("hess K(-G) = d polar(G), positive semidefinite (K is convex)",
-                          f"at most h rho1/(1-rho2) |H F|/sigma_min(G): small where the smallest singular "
-                          f"value of every gradient matrix is large, void where sigma_min/sigma_max < "
-                          f"{POLAR_CONDITION:.0e} (there the derivative does not exist); here min sigma_min(G) = "
-                          f"{sigma:.3g} along the path")
-        elif self.k == "logcosh":
-            smallest = float(np.min(g)) * self.kappa if g.size else float("nan")
-            hess, size = ("hess K(-g)_i = kappa sech^2(kappa g_i) > 0",
-                          ("small" if smallest >= 10 else "not small") +
-                          f" here: min |g_i| kappa = {smallest:.3g} along the path (small where every |g_i| >> "
-                          "1/kappa)")
-        else:
-            smallest = float(np.min(g)) / np.sqrt(self.eps) if g.size else float("nan")
-            hess, size = ("hess K(-g)_i = eps/(g_i^2 + eps)^(3/2) > 0",
-                          ("small" if smallest >= 10 else "not small") +
-                          f" here: min |g_i|/sqrt(eps) = {smallest:.3g} along the path (small where every "
-                          "|g_i| >> sqrt(eps))")
-        return Structure(
-            Effect.REGULARIZING, "exact in sign, on every loss",
-            f"M = h rho1/(1-rho2) hess K(-g) H F with {hess}, and grad N = H F for N = K(grad L), "
-            f"so <grad N, M> = h {weight:.4g} <H F, hess K(-g) H F> >= 0; its size is {size}",
-            self.modified_loss, {"momentum": 1})
-
-    def implicit_loss(self, loss, lr):
-        """lambda = 0: l2 -> L + h rho1/(2(1-rho2)) ||grad L||^2; l1-smooth -> L as eps -> 0; sign -> L."""
-        if self.weight_decay or self.k in ("logcosh", "nuclear"):
-            return None
-        if self.k == "l2":
-            return gradient_penalty(loss, lr * self.rho1 / (1.0 - self.rho2), 1.0, self.modified_loss)
-        if self.k == "sign":
-            return ImplicitLoss(loss, lambda theta, g: 1.0 / anp.abs(g), self.modified_loss)
-        return ImplicitLoss(loss, lambda theta, g: 1.0 / anp.sqrt(g ** 2 + self.eps), self.modified_loss,
-                            "eps -> 0, |g_i| >> sqrt(eps)")

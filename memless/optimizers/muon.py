@@ -10,22 +10,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..contract.hyperparameters import choice, coefficients, decay, flag, integer, positive, weight_decay
-from ..contract.optimizer import Channel, DecoupledWeightDecay, Effect, MomentumOptimizer, Structure, gradient_signal
+from ..contract.optimizer import Channel, DecoupledWeightDecay, MomentumOptimizer, gradient_signal
 from ..numerics.autodiff import jvp
-from ..numerics.linalg import (
-    NS_COEFFICIENTS,
-    NS_EPS,
-    NS_STEPS,
-    POLAR_CONDITION,
-    newton_schulz,
-    nuclear_norm,
-    polar,
-    polar_derivative,
-)
-from .matrices import check_matrices, named, smallest_singular_values
+from ..numerics.linalg import NS_COEFFICIENTS, NS_EPS, NS_STEPS, newton_schulz, polar, polar_derivative
+from .matrices import check_matrices, named
 
 ORTHOGONALIZATIONS = ("newton-schulz", "polar")
 LR_ADJUSTMENTS = ("original", "match_rms_adamw", "none")
@@ -42,7 +31,7 @@ def lr_adjustment(shape, rule: str) -> float:
     return 1.0
 
 
-class _Orthogonalized(MomentumOptimizer):
+class Orthogonalized(MomentumOptimizer):
     """Muon's momenta and Phi, without weight decay."""
 
     #: hyperparameters (declared below; set and checked by the constructor)
@@ -107,7 +96,7 @@ class _Orthogonalized(MomentumOptimizer):
         return self.layout.map(lambda name, X: r[name] * named(name, self.orth, X), u)
 
 
-class Muon(DecoupledWeightDecay, _Orthogonalized):
+class Muon(DecoupledWeightDecay, Orthogonalized):
     """Muon, as torch.optim.Muon runs it, for losses over named 2-D matrices::
 
         buf <- mu buf + (1-mu) g                       (buf starts at 0, no bias correction)
@@ -152,52 +141,6 @@ class Muon(DecoupledWeightDecay, _Orthogonalized):
     update_rule = ("buf <- mu buf + (1-mu) g;  u = (1-mu) g + mu buf;  "
                    "theta <- theta (1 - h lambda) - h r orth(u)")
     reference = "Example 1.5 with K = ||.||_* (Chen, Li & Liu 2025); torch.optim.Muon"
-
-    # -- what reports need --------------------------------------------------------
-
-    @property
-    def sharpness(self):
-        return "nuclear"
-
-    @property
-    def sharpness_formula(self) -> str:
-        return "sum_j r_j ||grad_j L||_* (nuclear norms)"
-
-    def sharpness_proxy(self, gradient, loss=None):
-        def N(t):
-            r = self.adjustments()
-            parts = self.layout.unflatten(gradient(t))
-            return sum(r[name] * nuclear_norm(parts[name]) for name in self.layout.matrices)
-
-        return N
-
-    @property
-    def modified_loss(self):
-        if self.orthogonalize == "newton-schulz":
-            return ("no closed form: the Newton-Schulz quintic is not the gradient of a convex K, so M comes "
-                    "from the engine (the polar idealization: M = h w r d polar(G)[H F])")
-        return ("no modified loss in closed form: M = h w r d polar(G)[H F] per matrix, of size at most "
-                "h w r |H F| / sigma_min(G)")
-
-    def structure(self, gradients):
-        """Polar, lambda = 0: <grad N, M> = h w sum_j r_j <(H F)_j, d polar(G_j)[(H F)_j]> >= 0 for
-        N = sum_j r_j ||G_j||_*.  Newton-Schulz or lambda > 0: measured (None)."""
-        if self.momentum == 0.0:
-            return Structure(Effect.NONE, "exact", "momentum = 0: the step reads the current gradient only",
-                             "L", {"momentum": 0})
-        if self.orthogonalize != "polar" or self.weight_decay:
-            return None
-        g = np.asarray(gradients, dtype=float)
-        sigma = float(np.min(smallest_singular_values(self.layout, g))) if g.size else float("nan")
-        return Structure(
-            Effect.REGULARIZING, "exact in sign, on every loss",
-            f"M = h w r d polar(G)[H F] with d polar(G) = hess ||.||_* positive semidefinite and grad N = H F for "
-            f"N = sum_j r_j ||G_j||_*, so <grad N, M> = h {self.memory_weight:.4g} sum_j r_j <(H F)_j, "
-            f"d polar(G_j)[(H F)_j]> >= 0; its size is at most h w r |H F|/sigma_min(G): small where the smallest "
-            f"singular value of every gradient matrix is large, void where sigma_min/sigma_max < "
-            f"{POLAR_CONDITION:.0e} (there the derivative does not exist); here min sigma_min(G) = {sigma:.3g} along "
-            "the path",
-            self.modified_loss, {"momentum": 1})
 
 
 __all__ = ["Muon", "lr_adjustment"]

@@ -16,9 +16,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..checks import said
-from ..contract.optimizer import Effect
 from ..errors import MemlessError
 from ..studies.analysis import RegimeMap, regime_map
+from ..studies.meanings import Effect
 
 #: the colors of the terminal report, for the same effects
 EFFECT_COLORS = {Effect.REGULARIZING: "tab:green", Effect.ANTI_REGULARIZING: "tab:red", Effect.NONE: "0.6",

@@ -23,10 +23,12 @@ from autograd import grad as _grad
 from .._json import strict
 from .._views import Viewable, view
 from ..checks import check_budget, check_callback, check_count, check_lr, check_n, shown
-from ..contract.optimizer import VECTOR_LOSSES, Effect, MemoryOptimizer, Structure, Term, require_optimizer
+from ..contract.optimizer import MemoryOptimizer, Term, require_optimizer
 from ..engine.corrections import MemoryProfile, memory_profile, terms_at
 from ..engine.objective import LossLike, objective, problem, resolve_loss
 from ..errors import DivergenceError, MemlessError
+from . import meanings
+from .meanings import VECTOR_LOSSES, Effect, Structure
 from .trajectories import first_order_lrs, optimizer_path, order_study_unwarned
 
 #: most cells per axis of a regime map
@@ -39,7 +41,7 @@ RATIO_LIMIT = 0.3
 #: |strength| at or below this is rounding, not a measured sign
 ROUNDING = 1e-12
 #: the losses every analysis of an optimizer on vectors also measures on, as evidence for the verdict
-#: (an optimizer that acts on matrices uses ``MATRIX_LOSSES``: its ``reference_losses``)
+#: (an optimizer that acts on matrices uses ``MATRIX_LOSSES``: ``meanings.reference_losses``)
 EVIDENCE_LOSSES = VECTOR_LOSSES
 
 #: progress(done, total, label): how a renderer follows :func:`analyze`
@@ -179,7 +181,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     >>> str(analyze(memless.get_optimizer("heavy-ball", beta=0.5), lr=1e-3).net_effect)
     'regularizing'
     """
-    references = require_optimizer(optimizer).reference_losses
+    references = meanings.reference_losses(require_optimizer(optimizer))
     optimizer, loss_fn, theta, loss_name = problem(optimizer, references[0] if loss is None else loss, theta)
     evidence_losses = references if evidence_losses is None else evidence_losses
     lr = check_lr(lr)
@@ -200,7 +202,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
             return _outside(optimizer, loss_name, lr, profile, progress)
     tick = _Ticker(progress, total=1 + points + len(others) + 3)
     primary = _measure(optimizer, loss_fn, theta, lr, steps, points, tick)
-    structure = optimizer.structure(primary.gradients)
+    structure = meanings.structure(optimizer, primary.gradients)
     evidence = [Evidence(loss_name, primary.net, _measured_effect(primary.net))]
     unsettled = [(loss_name, primary.unsettled, points)] if primary.unsettled else []
     for name in others:
@@ -222,12 +224,13 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         for row in rows:
             row.effect = Effect.UNRELIABLE if row.declared is None and row.effect != Effect.NONE else row.effect
     order = _evidence(optimizer, loss_fn, theta, loss_name, lr, primary.ratio, evidence_steps, tick)
-    modified = structure.modified_loss if structure is not None and structure.modified_loss else optimizer.modified_loss
+    modified = structure.modified_loss if structure is not None and structure.modified_loss \
+        else meanings.modified_loss(optimizer)
     analysis = Analysis(
         optimizer=optimizer.label, hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
-        reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=optimizer.sharpness_formula,
+        reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=meanings.sharpness_formula(optimizer),
         channels=rows, net_effect=net_effect, net_strength=primary.net, basis=basis, regime=regime,
-        verdict=_verdict(net_effect, optimizer.sharpness_formula, structure, evidence, regime),
+        verdict=_verdict(net_effect, meanings.sharpness_formula(optimizer), structure, evidence, regime),
         modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence)
     analysis.caveats = _caveats(analysis)
     tick.finish()
@@ -251,7 +254,7 @@ def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Anal
         progress(1, 1, "done")
     return Analysis(
         optimizer=optimizer.label, hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
-        reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=optimizer.sharpness_formula,
+        reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=meanings.sharpness_formula(optimizer),
         channels=[], net_effect=Effect.OUTSIDE, net_strength=nan, verdict=verdict, basis="outside",
         regime="Assumption 3.1 fails: memory does not decay", modified_loss="", order=order,
         memory_ratio=nan, memory=_profile_dict(profile))
@@ -318,7 +321,7 @@ def measure_point(optimizer: MemoryOptimizer, obj, point, lr: float) -> PointMea
         terms = terms_at(optimizer, obj, point, lr, infos=infos)
         frozen = obj.frozen(point, linearize=True)
         F = np.asarray(optimizer.limit_direction(point, frozen), dtype=float)
-        gN = np.asarray(_grad(optimizer.sharpness_proxy(frozen, obj.loss))(point), dtype=float)
+        gN = np.asarray(_grad(meanings.sharpness_proxy(optimizer, frozen, obj.loss))(point), dtype=float)
     return PointMeasure(terms, {k: float(gN @ v) for k, v in terms.items()}, abs(float(gN @ F)),
                         float(np.linalg.norm(F)) or 1.0, np.asarray(frozen.value, dtype=float),
                         all(info.converged for info in infos))
@@ -436,7 +439,7 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
         why = (f"at your settings |M|/|F| reaches {ratio:.3g} > {FIRST_ORDER_RATIO}: outside the first-order "
                "range, where no order 2 is expected")
     tamed = optimizer.tamed()
-    return replace(_tamed_study(tamed, tick), optimizer=repr(tamed), loss=tamed.evidence_loss, why=why, **common)
+    return replace(_tamed_study(tamed, tick), optimizer=repr(tamed), loss=meanings.evidence_loss(tamed), why=why, **common)
 
 
 #: the tamed evidence depends only on the tamed optimizer: computed once per process
@@ -453,7 +456,7 @@ def _tamed_study(tamed, tick):
         for _ in range(3):
             tick("order study")
         return _TAMED_STUDIES[key]
-    tamed, f, start, _ = problem(tamed, tamed.evidence_loss)
+    tamed, f, start, _ = problem(tamed, meanings.evidence_loss(tamed))
     lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
     order = replace(_study(tamed, f, start, lrs, TAMED_HORIZON, tick, "tamed"),
                     memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length())

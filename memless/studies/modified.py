@@ -32,6 +32,7 @@ from ..engine.corrections import correction
 from ..engine.objective import LossLike, objective, problem, resolve_loss
 from ..errors import DivergenceError, LossError, MemlessError, OptimizerError
 from ..numerics.autodiff import jvp
+from . import meanings
 
 # ----------------------------------------------------------------------------
 # The direction F and the modified equation
@@ -223,7 +224,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
     """The implicit loss Ltilde of ``optimizer`` (F + M = P grad Ltilde + lambda theta), checked at ``theta``.
 
     The optimizer declares it for the regime that holds at ``theta``
-    (:meth:`MemoryOptimizer.implicit_loss_at`); lambda is a decoupled weight decay kept
+    (:func:`memless.studies.meanings.implicit_loss`); lambda is a decoupled weight decay kept
     apart from the gradient field (0 for most optimizers).  The check: w = (F + M - lambda
     theta)/P must have a symmetric Jacobian (curl-free), tested with central-difference
     Jacobian-vector products along random pairs u, v (no d x d matrix); and P grad Ltilde
@@ -242,7 +243,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
         raise MemlessError(f"seed must be an integer >= 0, got {shown(seed)}")
     tol = check_positive(tol, "tol")
     obj = objective(loss, theta)
-    declared = optimizer.implicit_loss_at(obj.loss, lr, obj.gradient(theta))
+    declared = meanings.implicit_loss(optimizer, obj.loss, lr, gradient=obj.gradient(theta))
     decay = 0.0 if declared is None else float(declared.decay)
 
     def step(x):
@@ -270,7 +271,7 @@ def implicit_loss(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, 
             residual = float(np.linalg.norm(predicted - total) / max(float(np.linalg.norm(total)), 1e-300))
     name = optimizer.label
     if declared is None:
-        note = ("the optimizer declares none" if type(optimizer).implicit_loss is MemoryOptimizer.implicit_loss
+        note = ("the optimizer declares none" if not meanings.declares_implicit_loss(optimizer)
                 else "the optimizer declares none with these hyperparameters")
         return ImplicitLossCheck(name, None, "", "none", asymmetry, residual, bool(asymmetry <= tol), note)
     curl_free = bool(asymmetry <= tol)
@@ -334,7 +335,7 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
         raise MemlessError(f"steps must be at least 2 (the check compares two learning rates), got {steps}")
     check_budget(f"modified with steps={steps}", steps=4 * steps,
                  corrections=(2 + SOLVE_EVALUATIONS_PER_STEP) * 2 * steps)
-    optimizer, loss_fn, theta, loss_name = problem(optimizer, optimizer.reference_losses[0] if loss is None else loss,
+    optimizer, loss_fn, theta, loss_name = problem(optimizer, meanings.reference_losses(optimizer)[0] if loss is None else loss,
                                                    theta)
     eq = modified_equation(optimizer, loss_fn, lr)
     F, M, dF_F = eq._parts(theta)
@@ -362,7 +363,7 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
                "modified equation holds")
         summary.caveats.append(why + f"; at these hyperparameters expect it below lr ~ {lr * 0.3 / ratio:.2g}")
     if summary.check_setting != "yours":
-        evidence = optimizer.evidence_loss
+        evidence = meanings.evidence_loss(optimizer)
         f, start, _ = resolve_loss(evidence)
         summary.lrs, summary.errors_ode, summary.errors_flow = [], [], []
         tamed = optimizer.tamed()

@@ -27,6 +27,7 @@ from .._json import strict
 from ..checks import check_lr, check_n
 from ..engine.objective import Objective, objective, problem, resolve_loss
 from ..errors import MemlessError
+from . import meanings
 from .analysis import measure_point
 
 #: |M|/|F| at most this: the first-order picture is expected to hold (as in the report)
@@ -64,7 +65,7 @@ class Probe:
         obj = objective(self._objective, theta, linearize=True)
         measured = measure_point(self.optimizer, obj, theta, self.lr)
         with np.errstate(all="ignore"):       # N from the gradient already computed
-            N = float(self.optimizer.sharpness_proxy(lambda t: measured.gradient, self._objective.loss)(theta))
+            N = float(meanings.sharpness_proxy(self.optimizer, lambda t: measured.gradient, self._objective.loss)(theta))
         ratio = measured.ratio
         record = {"step": self.calls - 1 if step is None else step, "N": N, "M/F": ratio,
                   "regime": "first-order" if ratio <= FIRST_ORDER else "outside"}

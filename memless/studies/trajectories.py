@@ -17,17 +17,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._views import Viewable
-from ..checks import (
-    check_budget,
-    check_callback,
-    check_choice,
-    check_flag,
-    check_lr,
-    check_lrs,
-    check_n,
-    check_positive,
-    shown,
-)
+from ..checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n,
+                      check_positive, shown)
 from ..contract.optimizer import MemoryOptimizer
 from ..engine.corrections import history_entries, terms_at
 from ..engine.objective import LossLike, Objective, objective, problem
