@@ -296,3 +296,14 @@ def test_the_evidence_is_a_dataclass_with_the_keys_the_json_had():
     assert set(data) == {f.name for f in fields(OrderEvidence)}
     assert a.order["corrected"] == a.order.corrected and a.order.get("nothing", 7) == 7      # as the dict read
     assert a.order.settled == (abs(a.order.corrected - 2) <= 0.3 and abs(a.order.uncorrected - 1) <= 0.2)
+
+
+def test_the_memory_profile_is_a_dataclass_and_its_json_keeps_the_06_keys():
+    from memless.studies.analysis import ProfileEvidence
+    outside = analyze(memless.get_optimizer("schedule-free-sgd"))
+    assert isinstance(outside.memory, ProfileEvidence) and outside.memory.decays is False
+    assert len(outside.memory.ks) == len(outside.memory.values) == len(outside.memory.weights) > 1
+    data = json.loads(outside.to_json())["memory"]
+    assert sorted(data) == ["decays", "ks", "n", "reason", "values", "weights"] and data["n"] == outside.memory.n
+    inside = analyze(memless.get_optimizer("heavy-ball", beta=0.5), **FAST)
+    assert inside.memory is None and json.loads(inside.to_json())["memory"] == {}

@@ -109,11 +109,11 @@ def _profile_table(analysis):
 
     memory = analysis.memory
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  title=f"Memory profile at the start, n = {memory['n']}: |dF^(n)/dtheta^(n-k) . v_k| and "
+                  title=f"Memory profile at the start, n = {memory.n}: |dF^(n)/dtheta^(n-k) . v_k| and "
                         "gamma_k = that / |v_k| (geometric decay would fall like beta^k)")
     for column in ("k", "|dF/dtheta^(n-k) . v_k|", "gamma_k"):
         table.add_column(column, justify="right")
-    for k, value, weight in zip(memory["ks"], memory["values"], memory["weights"]):
+    for k, value, weight in zip(memory.ks, memory.values, memory.weights):
         table.add_row(f"{k:g}", f"{value:.3e}", f"{weight:.3e}")
     return table
 

@@ -47,7 +47,7 @@ EVIDENCE_LOSSES = VECTOR_LOSSES
 #: progress(done, total, label): how a renderer follows :func:`analyze`
 Progress = Callable[[int, int, str], None]
 
-__all__ = ["analyze", "Analysis", "ChannelEffect", "Evidence", "Effect", "to_json"]
+__all__ = ["analyze", "Analysis", "ChannelEffect", "Evidence", "OrderEvidence", "ProfileEvidence", "Effect", "to_json"]
 
 
 @dataclass
@@ -116,6 +116,20 @@ class OrderEvidence:
         return getattr(self, key, default)
 
 
+@dataclass(frozen=True)
+class ProfileEvidence:
+    """The memory profile an analysis measured (:func:`memless.engine.memory_profile`): at history
+    length ``n``, the sampled ages ``ks``, |dF/dtheta^(n-k) . v_k| (``values``) and gamma_k (``weights``),
+    and whether memory decays (Assumption 3.1), with the reason."""
+
+    decays: bool
+    reason: str
+    n: int
+    ks: List[float]
+    values: List[float]
+    weights: List[float]
+
+
 @dataclass
 class Analysis(Viewable):
     """Everything the report shows, as numbers and words; :meth:`to_json` serializes it."""
@@ -138,11 +152,14 @@ class Analysis(Viewable):
     memory_ratio: float
     evidence: List[Evidence] = field(default_factory=list)
     caveats: List[str] = field(default_factory=list)
-    #: the memory profile where it was measured: {"decays", "reason", "n", "ks", "values", "weights"}
-    memory: Dict = field(default_factory=dict)
+    #: the memory profile where it was measured (an optimizer outside the theory), else None
+    memory: Optional[ProfileEvidence] = None
 
     def to_dict(self) -> dict:
-        return strict(asdict(self))
+        """The analysis as strict JSON data (``memory`` is {} where none was measured, as in 0.6)."""
+        data = strict(asdict(self))
+        data["memory"] = data["memory"] or {}
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -237,9 +254,9 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     return analysis
 
 
-def _profile_dict(profile: MemoryProfile) -> dict:
-    return {"decays": profile.decays, "reason": profile.reason, "n": profile.n, "ks": profile.ks.tolist(),
-            "values": profile.values.tolist(), "weights": profile.weights.tolist()}
+def _profile_evidence(profile: MemoryProfile) -> ProfileEvidence:
+    return ProfileEvidence(bool(profile.decays), profile.reason, int(profile.n), profile.ks.tolist(),
+                           profile.values.tolist(), profile.weights.tolist())
 
 
 def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Analysis:
@@ -257,7 +274,7 @@ def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Anal
         reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=meanings.sharpness_formula(optimizer),
         channels=[], net_effect=Effect.OUTSIDE, net_strength=nan, verdict=verdict, basis="outside",
         regime="Assumption 3.1 fails: memory does not decay", modified_loss="", order=order,
-        memory_ratio=nan, memory=_profile_dict(profile))
+        memory_ratio=nan, memory=_profile_evidence(profile))
 
 
 class _Ticker:
