@@ -31,9 +31,19 @@ from .studies.trajectories import OrderStudy, order_study, trajectory
 from .studies.analysis import Analysis, analyze
 from .studies.meanings import ImplicitLoss
 from .show import jupyter as _jupyter  # noqa: E402,F401  (the presentation layer registers the Jupyter views)
-from . import _moved
+from . import deprecation
 
-_moved.install()  # memless.contract.optimizer, memless.studies.analysis, ... : the 0.6 module names, until 0.8
+deprecation.install()  # memless.core, memless.analysis, ... : the 0.6 module names, until 0.8
+
+
+def __getattr__(name: str):
+    """``memless.analysis`` and the other 0.6 module names after a plain ``import memless``, until 0.8."""
+    old = f"memless.{name}"
+    if old not in deprecation.MOVED:
+        raise AttributeError(f"module 'memless' has no attribute {name!r}")
+    import importlib
+    return importlib.import_module(old)        # the finder warns, at the user's line
+
 
 __all__ = [
     "MemoryOptimizer", "MomentumOptimizer", "DecoupledWeightDecay", "Channel", "Term", "Hyperparameter",

@@ -129,8 +129,7 @@ def test_public_module_names_still_work_without_a_warning():
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("old, new", [("memless.core", "memless.contract.optimizer"),
-                                      ("memless.analysis", "memless.studies.analysis"),
+@pytest.mark.parametrize("old, new", [("memless.analysis", "memless.studies.analysis"),
                                       ("memless.report", "memless.show.report"),
                                       ("memless.registry", "memless.optimizers.registry"),
                                       ("memless.frameworks.external", "memless.frameworks.losses.external")])
@@ -149,3 +148,37 @@ def test_an_old_module_name_is_the_moved_module_with_a_deprecation_warning(old, 
             "assert ours[0].filename == '<string>', ours[0].filename\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)  # generous guard
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_06_names_that_left_a_module_still_read_with_a_warning_at_the_users_line(tmp_path):
+    """memless.core's report vocabulary went to memless.studies.meanings; 0.6's memless.engine held
+    names now in memless.engine.corrections; plain ``import memless`` gave memless.analysis; an
+    optimizer answered opt.structure(g); a 0.6 class defined structure itself.  All still work until
+    0.8, each with a DeprecationWarning attributed to the user's own line."""
+    script = tmp_path / "old_script.py"
+    script.write_text(
+        "import memless\n"                                                              # 1
+        "analyze = memless.analysis.analyze\n"                                          # 2
+        "from memless.core import MemoryOptimizer, Structure, Effect, VECTOR_LOSSES\n"  # 3
+        "from memless.engine import MAX_HISTORY\n"                                      # 4
+        "opt = memless.get_optimizer('heavy-ball', beta=0.5)\n"                        # 5
+        "said = opt.structure([[1.0]])\n"                                               # 6
+        "class Old(memless.optimizers.HeavyBall):\n"                                    # 7
+        "    def structure(self, gradients):\n"
+        "        return None\n"
+        "from memless.studies import meanings, analysis, trajectories\n"
+        "from memless.contract import optimizer as contract\n"
+        "from memless.engine import corrections\n"
+        "assert analyze is analysis.analyze and MemoryOptimizer is contract.MemoryOptimizer\n"
+        "assert Structure is meanings.Structure and Effect is meanings.Effect and VECTOR_LOSSES == meanings.VECTOR_LOSSES\n"
+        "assert MAX_HISTORY == corrections.MAX_HISTORY and said.effect == meanings.Effect.REGULARIZING\n"
+        "assert meanings.structure(Old(beta=0.5), [[1.0]]) is None\n")
+    out = subprocess.run([sys.executable, "-W", "default", str(script)], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)                                     # generous guard
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if "DeprecationWarning" in line]
+    assert [line.split(":")[1] for line in lines] == ["2", "3", "4", "6", "7"], out.stderr
+    assert all(line.startswith(str(script)) for line in lines)
+    assert "memless.analysis moved to memless.studies.analysis" in lines[0]
+    assert "HeavyBall.structure moved in memless 0.7: use memless.studies.meanings.structure" in lines[3]
+    assert "Old defines structure: memless 0.7 still reads them" in lines[4]

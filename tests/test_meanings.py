@@ -98,23 +98,84 @@ def test_a_plugin_declares_its_meaning_and_the_report_uses_it():
 
 
 def test_a_06_class_that_defines_the_report_methods_is_still_read_with_a_warning():
-    class Old(memless.optimizers.Adam):
-        def structure(self, gradients):
-            return meanings.Structure(meanings.Effect.DEPENDS, "old", "an 0.6 override")
-
-        @property
-        def sharpness_formula(self):
-            return "old N"
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        meaning = meanings.meaning_of(Old())
+
+        class Old(memless.optimizers.Adam):
+            def structure(self, gradients):
+                return meanings.Structure(meanings.Effect.DEPENDS, "old", "an 0.6 override")
+
+            @property
+            def sharpness_formula(self):
+                return "old N"
+
+    meaning = meanings.meaning_of(Old())
     assert meaning.structure(Old(), [[1.0]]).regime == "old" and meaning.formula(Old()) == "old N"
     assert meaning.proxy is meanings.ADAPTIVE.proxy          # what it does not define comes from its family
-    assert [str(w.message) for w in caught if w.category is DeprecationWarning][0].startswith(
-        "Old defines sharpness_formula, structure: memless 0.7 still reads them")
+    ours = [w for w in caught if w.category is DeprecationWarning]
+    assert str(ours[0].message).startswith("Old defines sharpness_formula, structure: memless 0.7 still reads them")
+    assert ours[0].filename == __file__                      # the class statement, the user's line
 
 
 def test_the_meanings_module_sits_with_the_studies():
     assert os.path.basename(os.path.dirname(meanings.__file__)) == "studies"
     assert isinstance(meanings.ADAPTIVE, Meaning)
+
+
+def test_declare_meaning_checks_what_is_inside_in_one_line():
+    class Mine(memless.optimizers.HeavyBall):
+        pass
+
+    for bad, fragment in [(dataclasses.replace(GENERIC, structure="exact"), "Meaning.structure must be a function"),
+                          (dataclasses.replace(GENERIC, structure=lambda opt: None), "must take (opt, gradients)"),
+                          (dataclasses.replace(GENERIC, implicit_loss=lambda opt, loss: None),
+                           "must take (opt, loss, lr)")]:
+        with pytest.raises(TypeError, match=fragment.replace("(", r"\(").replace(")", r"\)")) as caught:
+            declare_meaning(Mine, bad)
+        assert "\n" not in str(caught.value)
+    assert meanings.meaning_of(Mine(beta=0.5)) is meanings.HEAVY_BALL        # nothing was declared
+
+
+def test_a_declared_function_that_returns_the_wrong_kind_is_named():
+    class Wrong(memless.optimizers.HeavyBall):
+        pass
+
+    declare_meaning(Wrong, dataclasses.replace(GENERIC, structure=lambda opt, g: meanings.Effect.REGULARIZING,
+                                               implicit_loss=lambda opt, loss, lr: "L"))
+    with pytest.raises(memless.OptimizerError, match="declared structure returned .*not a memless Structure"):
+        meanings.structure(Wrong(), [[1.0]])
+    with pytest.raises(memless.OptimizerError, match="declared implicit loss returned 'L', not a memless"):
+        meanings.implicit_loss(Wrong(), lambda t: t @ t, 0.1)
+
+
+@pytest.mark.parametrize("call", [lambda: meanings.structure("adam", [[1.0]]),
+                                  lambda: meanings.implicit_loss("gd", lambda t: t, 0.1),
+                                  lambda: meanings.sharpness_formula(object()),
+                                  lambda: meanings.reference_losses(3),
+                                  lambda: meanings.structure(memless.optimizers.Adam, [[1.0]])])
+def test_the_meanings_functions_want_an_optimizer(call):
+    with pytest.raises(memless.MemlessError, match="optimizer must be a memless.MemoryOptimizer") as caught:
+        call()
+    assert "\n" not in str(caught.value)
+
+
+def test_a_structure_needs_gradients_and_a_class_is_not_an_instance():
+    with pytest.raises(memless.MemlessError, match="needs the loss gradients met along a path"):
+        meanings.structure(memless.get_optimizer("adam"), [])
+    with pytest.raises(memless.MemlessError, match="got the class Adam: pass Adam()"):
+        analyze(memless.optimizers.Adam)
+
+
+def test_a_06_class_with_its_own_reference_losses_is_still_read():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class Matrices(memless.optimizers.HeavyBall):
+            @property
+            def reference_losses(self):
+                return ("curvy", "bilinear")
+
+            evidence_loss = "rosenbrock"
+
+    assert meanings.reference_losses(Matrices()) == ("curvy", "bilinear")
+    assert meanings.evidence_loss(Matrices()) == "rosenbrock"

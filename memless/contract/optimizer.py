@@ -39,6 +39,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..checks import shown
+from ..deprecation import warn_user
 from ..errors import HyperparameterError, MemlessError, OptimizerError
 from ..parameters import Layout
 from .hyperparameters import Hyperparameter
@@ -210,6 +211,11 @@ class MemoryOptimizer(abc.ABC):
         (``inspect.signature(Adam)`` is ``(*, beta1=0.9, ...)``; ``help(Adam)`` lists them), and a
         composition that would drop an add-on is refused here, when the class is made."""
         super().__init_subclass__(**kwargs)
+        own = [name for name in MOVED_READINGS_06 if name in cls.__dict__]
+        if own:
+            warn_user(f"{cls.__name__} defines {', '.join(own)}: memless 0.7 still reads them (until 0.8), but what "
+                      "an optimizer's memory means is now declared beside the analysis: memless.extend."
+                      "declare_meaning(cls, dataclasses.replace(memless.extend.GENERIC, structure=..., ...))")
         declared = cls.hyperparameters
         if not (isinstance(declared, tuple) and all(isinstance(hp, Hyperparameter) for hp in declared)):
             return                 # the registry and the constructor say what is wrong, in one line
@@ -235,6 +241,16 @@ class MemoryOptimizer(abc.ABC):
             value = values.get(hp.name, hp.default)
             setattr(self, hp.name, hp.validate(value, owner=self.label))
         self.validate()
+
+    def __getattr__(self, name: str):
+        """The 0.6 report methods (``opt.structure(g)``, ``opt.sharpness_formula``, ...), read now in
+        :mod:`memless.studies.meanings`: still answered, with a DeprecationWarning, until 0.8."""
+        reading = READINGS.get(name)
+        if reading is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warn_user(f"{type(self).__name__}.{name} moved in memless 0.7: use "
+                  f"memless.studies.meanings.{reading[0]}(optimizer, ...); the attribute goes in 0.8")
+        return reading[1](self)
 
     @property
     def label(self) -> str:
@@ -392,6 +408,13 @@ class MemoryOptimizer(abc.ABC):
         whose memory may be thousands of steps long, measures it along the stationary history
         direction until it settles (see :mod:`memless.frameworks.blackbox`)."""
         return None
+
+
+#: the 0.6 report methods that moved to memless.studies.meanings (which registers READINGS)
+MOVED_READINGS_06 = ("sharpness_proxy", "sharpness_formula", "structure", "implicit_loss", "implicit_loss_at",
+                     "reference_losses", "evidence_loss")
+#: name -> (the meanings function, function(optimizer) -> the 0.6 attribute's value); filled by meanings
+READINGS: Dict[str, Tuple[str, Callable]] = {}
 
 
 def _freeze(value):
@@ -643,6 +666,9 @@ def require_optimizer(optimizer: Any) -> "MemoryOptimizer":
     """``optimizer`` if it is a :class:`MemoryOptimizer` instance, else a one-line error naming
     what is allowed.  (The conformance kit that checks a whole optimizer class is
     :func:`memless.testing.check_optimizer`.)"""
+    if isinstance(optimizer, type) and issubclass(optimizer, MemoryOptimizer):
+        raise MemlessError(f"optimizer must be a memless.MemoryOptimizer instance, got the class "
+                           f"{optimizer.__name__}: pass {optimizer.__name__}() (or its hyperparameters)")
     if not isinstance(optimizer, MemoryOptimizer):
         raise MemlessError(
             f"optimizer must be a memless.MemoryOptimizer (e.g. memless.get_optimizer('adamw')), "

@@ -9,3 +9,14 @@ from .corrections import CorrectionInfo, MemoryProfile, correction, correction_t
 
 __all__ = ["correction", "correction_terms", "CorrectionInfo", "memory_profile", "MemoryProfile",
            "history_entries"]
+
+
+def __getattr__(name: str):
+    """The other names of 0.6's module ``memless.engine`` (``MAX_HISTORY``, ``terms_at``, ...), now in
+    :mod:`memless.engine.corrections`: still read, with a DeprecationWarning, until 0.8."""
+    from ..deprecation import warn
+    from . import corrections
+    if name.startswith("__") or not hasattr(corrections, name):
+        raise AttributeError(f"module 'memless.engine' has no attribute {name!r}")
+    warn(f"memless.engine.{name}", f"memless.engine.corrections.{name}")
+    return getattr(corrections, name)

@@ -27,7 +27,7 @@ form of its own declares it with :func:`declare` (``memless.extend.declare_meani
 from __future__ import annotations
 
 import enum
-import warnings
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -35,7 +35,9 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
-from ..contract.optimizer import MemoryOptimizer
+from ..checks import shown
+from ..contract.optimizer import READINGS, MemoryOptimizer, require_optimizer
+from ..errors import MemlessError, OptimizerError
 from ..numerics.linalg import POLAR_CONDITION, nuclear_norm
 from ..optimizers.adam import Adaptive
 from ..optimizers.lion import LionK
@@ -141,13 +143,33 @@ def declare(cls: type, meaning: Meaning) -> None:
     if not (isinstance(cls, type) and issubclass(cls, MemoryOptimizer)):
         raise TypeError(f"declare_meaning: {cls!r} is not a MemoryOptimizer class")
     if not isinstance(meaning, Meaning):
-        raise TypeError(f"declare_meaning: {meaning!r} is not a memless Meaning")
+        raise TypeError(f"declare_meaning: {shown(meaning)} is not a memless Meaning (start from "
+                        "dataclasses.replace(memless.extend.GENERIC, structure=..., ...))")
+    for name, arguments in ARGUMENTS.items():
+        entry = getattr(meaning, name)
+        if entry is None and name == "implicit_loss_at":
+            continue
+        if not callable(entry):
+            raise TypeError(f"declare_meaning: Meaning.{name} must be a function of ({', '.join(arguments)}), "
+                            f"got {shown(entry)}")
+        try:
+            inspect.signature(entry).bind(*arguments)
+        except TypeError:
+            raise TypeError(f"declare_meaning: Meaning.{name} must take ({', '.join(arguments)}), "
+                            f"got a function of {inspect.signature(entry)}") from None
+        except ValueError:             # a builtin without a signature: called as it is
+            pass
     MEANINGS[cls] = meaning
+
+
+#: the arguments each entry of a Meaning is called with
+ARGUMENTS = {"proxy": ("opt", "gradient", "loss"), "formula": ("opt",), "modified_loss": ("opt",),
+             "structure": ("opt", "gradients"), "implicit_loss": ("opt", "loss", "lr"),
+             "implicit_loss_at": ("opt", "loss", "lr", "gradient")}
 
 
 #: the methods 0.6 optimizers defined for reports, read from a class that still defines them
 LEGACY = ("sharpness_proxy", "sharpness_formula", "structure", "implicit_loss", "implicit_loss_at")
-_warned: set = set()
 
 
 def meaning_of(optimizer: Any) -> Meaning:
@@ -162,12 +184,8 @@ def meaning_of(optimizer: Any) -> Meaning:
 
 
 def _legacy(cls: type, own, base: Meaning) -> Meaning:
-    """A 0.6 class that defines the report methods itself: they override its family's meaning."""
-    if cls not in _warned:
-        _warned.add(cls)
-        warnings.warn(f"{cls.__name__} defines {', '.join(own)}: memless 0.7 still reads them, but what an "
-                      "optimizer's memory means is now declared with memless.extend.declare_meaning(cls, "
-                      "Meaning(...)); the methods stop being read in 0.8", DeprecationWarning, stacklevel=4)
+    """A 0.6 class that defines the report methods itself: they override its family's meaning (the
+    DeprecationWarning is given where the class is made, by MemoryOptimizer.__init_subclass__)."""
 
     def method(name):
         return lambda opt, *args: getattr(opt, name)(*args)
@@ -190,38 +208,52 @@ def _legacy(cls: type, own, base: Meaning) -> Meaning:
 
 def sharpness_proxy(optimizer: Any, gradient: Callable, loss: Optional[Callable] = None) -> Callable:
     """N(theta), the quantity whose change tells regularizing from anti-regularizing."""
-    return meaning_of(optimizer).proxy(optimizer, gradient, loss)
+    return meaning_of(require_optimizer(optimizer)).proxy(optimizer, gradient, loss)
 
 
 def sharpness_formula(optimizer: Any) -> str:
     """N in words."""
-    return meaning_of(optimizer).formula(optimizer)
+    return str(meaning_of(require_optimizer(optimizer)).formula(optimizer))
 
 
 def modified_loss(optimizer: Any) -> str:
     """The modified loss in words ("" where the optimizer declares none)."""
-    return meaning_of(optimizer).modified_loss(optimizer)
+    return str(meaning_of(require_optimizer(optimizer)).modified_loss(optimizer))
 
 
 def structure(optimizer: Any, gradients) -> Optional[Structure]:
     """What the declared modified loss says memory does, given the loss gradients met along a
     path (one row per point), or None where nothing is declared: then the measurement decides."""
-    return meaning_of(optimizer).structure(optimizer, gradients)
+    require_optimizer(optimizer)
+    rows = np.asarray(gradients, dtype=float)
+    if rows.size == 0:
+        raise MemlessError("structure needs the loss gradients met along a path (one row per point), "
+                           "got none")
+    said = meaning_of(optimizer).structure(optimizer, gradients)
+    if said is not None and not isinstance(said, Structure):
+        raise OptimizerError(f"{optimizer.label}: its declared structure returned {shown(said)}, not a "
+                             "memless Structure or None")
+    return said
 
 
 def implicit_loss(optimizer: Any, loss: Callable, lr: float, gradient=None) -> Optional[ImplicitLoss]:
     """The :class:`ImplicitLoss` with F + M = P grad Ltilde, or None if M is not such a field;
     with ``gradient``, the one of the regime that holds where the loss gradient is ``gradient``.
     :func:`memless.implicit_loss` checks the claim numerically."""
-    meaning = meaning_of(optimizer)
+    meaning = meaning_of(require_optimizer(optimizer))
     if gradient is not None and meaning.implicit_loss_at is not None:
-        return meaning.implicit_loss_at(optimizer, loss, lr, gradient)
-    return meaning.implicit_loss(optimizer, loss, lr)
+        said = meaning.implicit_loss_at(optimizer, loss, lr, gradient)
+    else:
+        said = meaning.implicit_loss(optimizer, loss, lr)
+    if said is not None and not isinstance(said, ImplicitLoss):
+        raise OptimizerError(f"{optimizer.label}: its declared implicit loss returned {shown(said)}, not a "
+                             "memless ImplicitLoss or None")
+    return said
 
 
 def declares_implicit_loss(optimizer: Any) -> bool:
     """Whether the optimizer's family declares an implicit loss at all."""
-    return meaning_of(optimizer).implicit_loss is not _no_implicit_loss
+    return meaning_of(require_optimizer(optimizer)).implicit_loss is not _no_implicit_loss
 
 
 #: reference losses an analysis measures on, the default one first
@@ -232,12 +264,27 @@ MATRIX_LOSSES: Tuple[str, ...] = ("factorization", "network")
 
 def reference_losses(optimizer: Any) -> Tuple[str, ...]:
     """The reference losses an analysis measures on, the default one first."""
+    own = _own_06(require_optimizer(optimizer), "reference_losses")
+    if own is not None:
+        return tuple(own)
     return MATRIX_LOSSES if optimizer.needs_matrices else VECTOR_LOSSES
 
 
 def evidence_loss(optimizer: Any) -> str:
     """The reference loss of the tamed evidence (``optimizer.tamed()``)."""
+    own = _own_06(require_optimizer(optimizer), "evidence_loss")
+    if own is not None:
+        return str(own)
     return MATRIX_LOSSES[0] if optimizer.needs_matrices else "curvy"
+
+
+def _own_06(optimizer: Any, name: str):
+    """A 0.6 class's own ``reference_losses`` / ``evidence_loss`` property, read until 0.8."""
+    for cls in type(optimizer).__mro__:
+        if name in vars(cls):
+            value = vars(cls)[name]
+            return value.__get__(optimizer) if hasattr(value, "__get__") else value
+    return None
 
 
 # ----------------------------------------------------------------------------
@@ -614,3 +661,16 @@ MUON = Meaning(proxy=_muon_proxy, formula=lambda opt: "sum_j r_j ||grad_j L||_* 
 
 MEANINGS.update({GD: GRADIENT_DESCENT, HeavyBall: HEAVY_BALL, Nesterov: NESTEROV, Adaptive: ADAPTIVE,
                  LionK: LION, Orthogonalized: MUON})
+
+#: the 0.6 attributes of an optimizer, answered (with a DeprecationWarning) by MemoryOptimizer.__getattr__
+READINGS.update({
+    "structure": ("structure", lambda opt: lambda gradients: structure(opt, gradients)),
+    "implicit_loss": ("implicit_loss", lambda opt: lambda loss, lr: implicit_loss(opt, loss, lr)),
+    "implicit_loss_at": ("implicit_loss", lambda opt: lambda loss, lr, gradient: implicit_loss(opt, loss, lr,
+                                                                                              gradient=gradient)),
+    "sharpness_proxy": ("sharpness_proxy", lambda opt: lambda gradient, loss=None: sharpness_proxy(opt, gradient,
+                                                                                                  loss)),
+    "sharpness_formula": ("sharpness_formula", sharpness_formula),
+    "reference_losses": ("reference_losses", reference_losses),
+    "evidence_loss": ("evidence_loss", evidence_loss),
+})
