@@ -345,6 +345,9 @@ def _common(parser, analysis=True):
         parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
         parser.add_argument("--fast", action="store_true",
                             help="less work: 4 points, 100 steps, no evidence on the other reference losses")
+        parser.add_argument("--no-cache", action="store_true",
+                            help="compute the tamed evidence again instead of reusing the one kept in "
+                                 "$MEMLESS_CACHE_DIR (default ~/.cache/memless; MEMLESS_NO_CACHE=1 also turns it off)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -525,9 +528,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .optimizers import registry
-    previous = registry.CALL_SECONDS, registry.CONTAIN_OUTPUT
+    from .studies import cache
+    previous = registry.CALL_SECONDS, registry.CONTAIN_OUTPUT, cache.DIRECTORY
     try:
         registry.CALL_SECONDS, registry.CONTAIN_OUTPUT = _plugin_seconds(), True
+        cache.DIRECTORY = None if getattr(args, "no_cache", False) else cache.default_directory()
         _prepare_streams()
         if _needs_plugins(args):
             _discover_plugins()
@@ -550,4 +555,4 @@ def main(argv=None) -> int:
         print(f"memless: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
         return USAGE_ERROR
     finally:
-        registry.CALL_SECONDS, registry.CONTAIN_OUTPUT = previous
+        registry.CALL_SECONDS, registry.CONTAIN_OUTPUT, cache.DIRECTORY = previous

@@ -205,3 +205,28 @@ def test_window_engine_counts_one_hvp_per_history_term(hvps):
     memless.correction(Window(6), loss, ref.POINTS[1], lr=H, n=20)
     assert loss.calls == 1
     assert hvps["hvp"] == 5        # W - 1 = 5 perturbed history entries
+
+
+@pytest.mark.parametrize("k", ["l1-smooth", "logcosh", "sign"])
+@pytest.mark.parametrize("rho1, rho2", [(0.9, 0.99), (0.99, 0.999), (0.5, 0.9)])
+def test_lions_finite_n_rows_through_the_interpolant_match_every_row_formed(k, rho1, rho2, monkeypatch):
+    """Lion's exact M^(n) sums thousands of directions F^(s) that differ from the limit; an elementwise
+    F^(s) depends on s through the channel weights only, so they are interpolated at Chebyshev nodes
+    (checked between its nodes). Against every row formed one by one, on a loss with real curvature."""
+    from memless.losses import mlp
+    problem_ = mlp(sizes=(4, 8, 3), samples=16)
+    opt = memless.get_optimizer("lion", k=k, rho1=rho1, rho2=rho2, eps=1e-6)
+    formed = []
+    rows = engine._rows
+    monkeypatch.setattr(engine, "_rows", lambda *a: formed.append(len(a[3])) or rows(*a))
+    for n in (300, 1000, 5000):
+        formed.clear()
+        fast = memless.correction(opt, problem_.loss, problem_.start, lr=1e-3, n=n)
+        if (rho1, rho2) == (0.9, 0.99) and k != "sign" and n == 1000:
+            assert formed == [], (n, formed)               # no row was formed one by one
+        with monkeypatch.context() as m:
+            m.setattr(engine, "INTERPOLATION_NODES", ())
+            exact = memless.correction(opt, problem_.loss, problem_.start, lr=1e-3, n=n)
+        if (rho1, rho2) == (0.9, 0.99) and k != "sign" and n == 1000:
+            assert sum(formed) > 100                       # ... and here they were
+        np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-12 * np.max(np.abs(exact)))

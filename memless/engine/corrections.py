@@ -273,13 +273,85 @@ def _residuals(optimizer, channels, signals, memory, n, F, tol):
             for r, omega in zip(residual, omegas):
                 r += float(omega @ deviation) * basis
     else:
+        interpolated = optimizer.elementwise and _interpolated_tail(optimizer, channels, signals, s_values, F,
+                                                                    omegas, residual)
         chunk = max(1, _CHUNK_ELEMENTS // F.size)
-        for start in range(0, len(s_values), chunk):
+        for start in range(0, 0 if interpolated else len(s_values), chunk):
             part = slice(start, start + chunk)
             deviations = _rows(optimizer, channels, signals, s_values[part]) - F[None, :]
             for r, omega in zip(residual, omegas):
                 r += omega[part] @ deviations
     return [r if np.any(r) else None for r in residual]
+
+
+#: the numbers of Chebyshev nodes tried, in turn, for the polynomial that stands for F^(s) (empty: none)
+INTERPOLATION_NODES = (17, 33, 65)      # nested: each grid holds the previous one
+#: the interpolant must reproduce F^(s) - F between its nodes to this (relative to its largest value)
+INTERPOLATION_CHECK = 1e-14
+
+
+def _interpolated_tail(optimizer, channels, signals, s_values, F, omegas, residual) -> bool:
+    """Add to ``residual`` the sums over the rows F^(s) through a polynomial in the channel weights;
+    False (and ``residual`` untouched) where that is not accurate: then every row is formed.
+
+    An elementwise F^(s)(theta) = Phi(w_1(s) g_1, ..., w_L(s) g_L) depends on s only through the
+    weights w(s).  Where they deviate from their limit along one direction u, w(s) = w(inf) + e(s) u,
+    F^(s) - F = f(e(s)) with f analytic on the range of e; f is interpolated at Chebyshev nodes, so
+    the thousands of rows (Lion: rho2^s > tol up to s ~ 2750) cost a few dozen evaluations of Phi.
+    The interpolant is checked against f at points between its nodes, near both ends and in the
+    middle; it is used only where it misses by at most INTERPOLATION_CHECK of f's largest value."""
+    limit = np.array([float(ch.weight(math.inf)) for ch in channels])
+    deviation = np.array([np.asarray(ch.weight(s_values), dtype=float) - w for ch, w in zip(channels, limit)])
+    u = deviation[:, int(np.argmax(np.max(np.abs(deviation), axis=0)))]
+    if not np.any(u):
+        return False
+    e = u @ deviation / (u @ u)
+    if np.max(np.abs(deviation - np.outer(u, e))) > 1e-15 * np.max(np.abs(u)):
+        return False                          # not along one direction: every row is formed
+    lo, hi = min(float(np.min(e)), 0.0), max(float(np.max(e)), 0.0)
+    if not INTERPOLATION_NODES:
+        return False
+
+    def f(points):
+        m = {ch.name: (w + points * du)[:, None] * sig[None, :]
+             for ch, w, du, sig in zip(channels, limit, u, signals)}
+        return np.asarray(optimizer.combine(m), dtype=float).reshape(len(points), -1) - F[None, :]
+
+    finest = INTERPOLATION_NODES[-1]
+    grid = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * np.arange(finest) / (finest - 1))
+    known: Dict[int, np.ndarray] = {}        # f at the finest grid's nodes, shared by the nested coarser ones
+    for count in INTERPOLATION_NODES:
+        if 2 * count > len(s_values):
+            return False
+        index = [int(i) for i in np.arange(count) * ((finest - 1) // (count - 1))]
+        new = [i for i in index if i not in known]
+        if new:
+            known.update(zip(new, f(grid[new])))
+        nodes, at_nodes = grid[index], np.array([known[i] for i in index])
+        if not np.all(np.isfinite(at_nodes)):
+            return False
+        weights = (-1.0) ** np.arange(count)
+        weights[[0, -1]] /= 2
+
+        def basis(points, nodes=nodes, weights=weights):
+            """The Lagrange basis at ``points`` (rows), by the barycentric formula."""
+            diff = points[:, None] - nodes[None, :]
+            hit = diff == 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                terms = weights[None, :] / diff
+                values = terms / terms.sum(axis=1, keepdims=True)
+            rows = hit.any(axis=1)
+            values[rows] = hit[rows].astype(float)
+            return values
+
+        probes = np.array([(nodes[i] + nodes[i + 1]) / 2 for i in (0, 1, count // 2, count - 3, count - 2)])
+        miss = float(np.max(np.abs(basis(probes) @ at_nodes - f(probes))))
+        if miss <= INTERPOLATION_CHECK * max(float(np.max(np.abs(at_nodes))), 1e-300):
+            lagrange = basis(e)
+            for r, omega in zip(residual, omegas):
+                r += (omega @ lagrange) @ at_nodes
+            return True
+    return False
 
 
 #: most elements of F^(s) rows held at once by the finite-n sums

@@ -13,8 +13,9 @@ This module computes; :mod:`memless.show.report` draws.  Nothing here imports ri
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -27,7 +28,8 @@ from ..contract.optimizer import MemoryOptimizer, Term, require_optimizer
 from ..engine.corrections import MemoryProfile, memory_profile, terms_at
 from ..engine.objective import LossLike, objective, problem, resolve_loss
 from ..errors import DivergenceError, MemlessError
-from . import meanings
+from ..losses import REFERENCE_LOSSES
+from . import cache, meanings
 from .meanings import VECTOR_LOSSES, Effect, Structure
 from .trajectories import first_order_lrs, optimizer_path, order_study_unwarned
 
@@ -191,7 +193,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     ``evidence_steps`` steps at ``lr`` (default: 20 memory lengths, clipped to [100, 200]),
     and half / twice as many at 2 lr / lr/2.  ``progress(done, total, label)``, if given, is
     called as the work advances.  ``loss`` and ``evidence_losses`` default to the optimizer's
-    ``reference_losses`` ("bilinear" first; "factorization" for an optimizer that acts on matrices).
+    reference losses (``meanings.reference_losses``: "bilinear" first; "factorization" for an optimizer
+    that acts on matrices).
 
     >>> import memless
     >>> from memless.studies.analysis import analyze
@@ -413,18 +416,42 @@ TAMED_HORIZON = 0.3
 ORDER_BAND = (0.3, 0.2)
 
 
-def _study(optimizer, loss_fn, theta, lrs, horizon, tick, setting) -> OrderEvidence:
+def _study(optimizer, loss_fn, theta, lrs, horizon, tick, setting, keep: bool = True) -> OrderEvidence:
+    """The order study of Theorem 3.3 at these lrs, as evidence; kept on disk (``keep``, on a reference
+    loss, where :data:`memless.studies.cache.DIRECTORY` is set) and reused."""
+    stored = _study_key(optimizer, loss_fn, theta, lrs, horizon, setting) if keep else None
+    kept = cache.load(stored, [f.name for f in fields(OrderEvidence)])
+    if kept is not None:
+        for _ in lrs:
+            tick("order study")
+        return OrderEvidence(**kept)
     try:
         study = order_study_unwarned(optimizer, loss_fn, theta, horizon=horizon, lrs=lrs,
                                      callback=lambda *result: tick("order study"))
     except DivergenceError as exc:
         nan = float("nan")
-        return OrderEvidence(setting, list(lrs), horizon, nan, nan, [nan] * len(lrs), [nan] * len(lrs), str(exc),
-                             False, False)
-    exact_c, exact_u = _exact(study.errors_corrected), _exact(study.errors_uncorrected)
-    return OrderEvidence(setting, list(lrs), horizon, None if exact_c else study.order_corrected,
-                         None if exact_u else study.order_uncorrected, study.errors_corrected,
-                         study.errors_uncorrected, None, exact_c, exact_u)
+        order = OrderEvidence(setting, list(lrs), horizon, nan, nan, [nan] * len(lrs), [nan] * len(lrs), str(exc),
+                              False, False)
+    else:
+        exact_c, exact_u = _exact(study.errors_corrected), _exact(study.errors_uncorrected)
+        order = OrderEvidence(setting, list(lrs), horizon, None if exact_c else study.order_corrected,
+                              None if exact_u else study.order_uncorrected, study.errors_corrected,
+                              study.errors_uncorrected, None, exact_c, exact_u)
+    cache.store(stored, asdict(order))
+    return order
+
+
+def _study_key(optimizer, loss_fn, theta, lrs, horizon, setting) -> Optional[str]:
+    """The cache key of an order study on a reference loss (the loss object itself, not a name);
+    None for your own loss, whose code may change between runs."""
+    if cache.DIRECTORY is None:
+        return None
+    name = next((name for name, ref in REFERENCE_LOSSES.items() if ref.loss is loss_fn), None)
+    if name is None:
+        return None
+    start = np.ascontiguousarray(theta, dtype=float)
+    where = hashlib.sha256(repr(start.shape).encode() + start.tobytes()).hexdigest()
+    return cache.key(optimizer, f"order study|{name}|{where}|{list(map(float, lrs))!r}|{float(horizon)!r}|{setting}")
 
 
 def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, tick):
@@ -459,12 +486,13 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
     return replace(_tamed_study(tamed, tick), optimizer=repr(tamed), loss=meanings.evidence_loss(tamed), why=why, **common)
 
 
-#: the tamed evidence depends only on the tamed optimizer: computed once per process
+#: the tamed evidence depends only on the tamed optimizer (and memless's code): computed once per
+#: process, and kept on disk between runs where :data:`memless.studies.cache.DIRECTORY` is set
 _TAMED_STUDIES: Dict[tuple, OrderEvidence] = {}
 
 
 def _tamed_study(tamed, tick):
-    key = tamed._state()
+    key: Optional[tuple] = tamed._state()
     try:
         hash(key)
     except TypeError:            # unhashable state: no caching
@@ -473,10 +501,18 @@ def _tamed_study(tamed, tick):
         for _ in range(3):
             tick("order study")
         return _TAMED_STUDIES[key]
-    tamed, f, start, _ = problem(tamed, meanings.evidence_loss(tamed))
-    lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
-    order = replace(_study(tamed, f, start, lrs, TAMED_HORIZON, tick, "tamed"),
-                    memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length())
+    stored = cache.key(tamed, "tamed order study") if cache.DIRECTORY is not None else None
+    kept = cache.load(stored, [f.name for f in fields(OrderEvidence)])
+    if kept is not None:
+        order = OrderEvidence(**kept)
+        for _ in range(3):
+            tick("order study")
+    else:
+        tamed, f, start, _ = problem(tamed, meanings.evidence_loss(tamed))
+        lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
+        order = replace(_study(tamed, f, start, lrs, TAMED_HORIZON, tick, "tamed", keep=False),
+                        memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length())
+        cache.store(stored, asdict(order))
     if key is not None and len(_TAMED_STUDIES) < 256:
         _TAMED_STUDIES[key] = order
     return order
