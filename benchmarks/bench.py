@@ -227,7 +227,7 @@ def cpu_seconds(args, env):
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def case_cli(rounds):
+def case_cli(rounds, cases=CLI_CASES):
     """CPU seconds of the command line in fresh interpreters, in interleaved rounds (every command
     once per round), medians: cold (an empty cache folder each time: nothing kept) and warm (the
     tamed and reference-loss order studies kept from an earlier run), and of the import alone."""
@@ -237,12 +237,12 @@ def case_cli(rounds):
     warm_folder = tempfile.mkdtemp(prefix="memless-bench-warm-")
     warm = dict(base, MEMLESS_CACHE_DIR=warm_folder)
     quiet = ["--no-color", "--quiet"]
-    for _, args in CLI_CASES:                             # prime the warm folder
+    for _, args in cases:                                 # prime the warm folder
         cpu_seconds(["-m", "memless", *args, *quiet[: 1 if args[0] == "modified" else 2]], warm)
-    times = {f"{name}_{kind}": [] for name, _ in CLI_CASES for kind in ("cold_s", "warm_s")}
+    times = {f"{name}_{kind}": [] for name, _ in cases for kind in ("cold_s", "warm_s")}
     times.update(import_s=[], import_cli_s=[], python_startup_s=[])
     for _ in range(rounds):
-        for name, args in CLI_CASES:
+        for name, args in cases:
             flags = quiet[: 1 if args[0] == "modified" else 2]
             cold = dict(base, MEMLESS_CACHE_DIR=tempfile.mkdtemp(prefix="memless-bench-cold-"))
             times[f"{name}_cold_s"].append(cpu_seconds(["-m", "memless", *args, *flags], cold))
@@ -454,6 +454,8 @@ def rows_of(results):
     targets = {"report_lion": 0.5, "report_adamw": 0.5, "report_muon": 1.0, "compare": 1.0, "compare_matrix": 1.5,
                "modified_adamw": 1.0}
     for name, args in CLI_CASES:
+        if f"{name}_warm_s" not in cli:
+            continue                                     # --quick times report lion only
         command = "python -m memless " + " ".join(args)
         target = targets[name]
         rows.append((f"`{command}`, CPU s, later runs (studies kept)", cli[f"{name}_warm_s"], f"<= {target:g}",
@@ -535,7 +537,7 @@ def main(argv=None):
         "history_engine": lambda: case_history_engine(big, repeat, windows),
         "trajectory_step": lambda: case_trajectory_step(big, repeat, steps),
         "streaming": lambda: case_streaming(small, repeat, short, long),
-        "cli": lambda: case_cli(1 if args.quick else 5),
+        "cli": lambda: case_cli(1, CLI_CASES[:1]) if args.quick else case_cli(5),
         "regime_map": lambda: case_regime_map(3 if args.quick else 12),
         "black_box_limits": lambda: case_black_box_limits(0.95 if args.quick else 0.999),
         "probe": lambda: case_probe(big, repeat),

@@ -341,13 +341,14 @@ def _common(parser, analysis=True):
                              "see 'list-losses')")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--no-color", action="store_true", help="plain text")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="compute the order studies again instead of reusing those kept in $MEMLESS_CACHE_DIR "
+                             "(default ~/.cache/memless; MEMLESS_NO_CACHE=1 also turns it off)")
     if analysis:
         parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
         parser.add_argument("--fast", action="store_true",
                             help="less work: 4 points, 100 steps, no evidence on the other reference losses")
-        parser.add_argument("--no-cache", action="store_true",
-                            help="compute the tamed evidence again instead of reusing the one kept in "
-                                 "$MEMLESS_CACHE_DIR (default ~/.cache/memless; MEMLESS_NO_CACHE=1 also turns it off)")
+
 
 
 class _Parser(argparse.ArgumentParser):

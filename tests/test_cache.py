@@ -149,3 +149,17 @@ def test_a_study_at_your_settings_is_kept_on_a_reference_loss_not_on_your_own(tm
     yours = memless.analyze(opt, loss=curvy, theta=reference.start, lr=0.01, **options)
     assert len(kept(tmp_path)) == 1
     assert yours.order.errors_corrected == first.order.errors_corrected
+
+
+def test_the_modified_equations_check_is_kept_too(tmp_path):
+    def modified(*extra):
+        environment = dict(os.environ, MEMLESS_CACHE_DIR=str(tmp_path), COLUMNS="100")
+        run = subprocess.run([sys.executable, "-m", "memless", "modified", "adamw", "--no-color", *extra],
+                             capture_output=True, text=True, env=environment, timeout=HANG_GUARD)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout
+
+    fresh = modified("--no-cache")
+    assert kept(tmp_path) == []
+    assert modified() == fresh and len(kept(tmp_path)) == 1
+    assert modified() == fresh and "tamed" in fresh

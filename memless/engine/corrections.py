@@ -288,6 +288,8 @@ def _residuals(optimizer, channels, signals, memory, n, F, tol):
 INTERPOLATION_NODES = (17, 33, 65)      # nested: each grid holds the previous one
 #: the interpolant must reproduce F^(s) - F between its nodes to this (relative to its largest value)
 INTERPOLATION_CHECK = 1e-14
+#: numbers per block of rows evaluated at once by the interpolation (about 2 MB)
+_INTERPOLATION_BLOCK = 1 << 18
 
 
 def _interpolated_tail(optimizer, channels, signals, s_values, F, omegas, residual) -> bool:
@@ -312,44 +314,57 @@ def _interpolated_tail(optimizer, channels, signals, s_values, F, omegas, residu
     if not INTERPOLATION_NODES:
         return False
 
+    block = max(1, _INTERPOLATION_BLOCK // max(F.size, 1))
+
     def f(points):
-        m = {ch.name: (w + points * du)[:, None] * sig[None, :]
-             for ch, w, du, sig in zip(channels, limit, u, signals)}
-        return np.asarray(optimizer.combine(m), dtype=float).reshape(len(points), -1) - F[None, :]
+        """F^(s) - F at weights w(inf) + points u, a few rows at a time (their temporaries stay in cache)."""
+        out = np.empty((len(points), F.size))
+        for start in range(0, len(points), block):
+            part = points[start:start + block]
+            m = {ch.name: (w + part * du)[:, None] * sig[None, :]
+                 for ch, w, du, sig in zip(channels, limit, u, signals)}
+            out[start:start + block] = np.asarray(optimizer.combine(m), dtype=float).reshape(len(part), -1) - F
+        return out
 
     finest = INTERPOLATION_NODES[-1]
     grid = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * np.arange(finest) / (finest - 1))
-    known: Dict[int, np.ndarray] = {}        # f at the finest grid's nodes, shared by the nested coarser ones
+    values = np.zeros((finest, F.size))     # f at the finest grid's nodes, shared by the nested coarser grids
+    known = np.zeros(finest, dtype=bool)
+    largest = np.zeros(finest)              # max |f| at each node
     for count in INTERPOLATION_NODES:
         if 2 * count > len(s_values):
             return False
-        index = [int(i) for i in np.arange(count) * ((finest - 1) // (count - 1))]
-        new = [i for i in index if i not in known]
-        if new:
-            known.update(zip(new, f(grid[new])))
-        nodes, at_nodes = grid[index], np.array([known[i] for i in index])
-        if not np.all(np.isfinite(at_nodes)):
-            return False
+        index = np.arange(count) * ((finest - 1) // (count - 1))
+        new = index[~known[index]]
+        if len(new):
+            fresh = f(grid[new])
+            if not np.all(np.isfinite(fresh)):
+                return False
+            values[new], known[new], largest[new] = fresh, True, np.max(np.abs(fresh), axis=1)
+        nodes = grid[index]
         weights = (-1.0) ** np.arange(count)
         weights[[0, -1]] /= 2
 
-        def basis(points, nodes=nodes, weights=weights):
-            """The Lagrange basis at ``points`` (rows), by the barycentric formula."""
+        def basis(points, nodes=nodes, weights=weights, index=index):
+            """The Lagrange basis at ``points`` (rows), by the barycentric formula, as weights of the
+            finest grid's nodes (zero off this grid: no copy of the values)."""
             diff = points[:, None] - nodes[None, :]
             hit = diff == 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 terms = weights[None, :] / diff
-                values = terms / terms.sum(axis=1, keepdims=True)
+                local = terms / terms.sum(axis=1, keepdims=True)
             rows = hit.any(axis=1)
-            values[rows] = hit[rows].astype(float)
-            return values
+            local[rows] = hit[rows].astype(float)
+            full = np.zeros((len(points), finest))
+            full[:, index] = local
+            return full
 
         probes = np.array([(nodes[i] + nodes[i + 1]) / 2 for i in (0, 1, count // 2, count - 3, count - 2)])
-        miss = float(np.max(np.abs(basis(probes) @ at_nodes - f(probes))))
-        if miss <= INTERPOLATION_CHECK * max(float(np.max(np.abs(at_nodes))), 1e-300):
+        miss = float(np.max(np.abs(basis(probes) @ values - f(probes))))
+        if miss <= INTERPOLATION_CHECK * max(float(np.max(largest[index])), 1e-300):
             lagrange = basis(e)
             for r, omega in zip(residual, omegas):
-                r += (omega @ lagrange) @ at_nodes
+                r += (omega @ lagrange) @ values
             return True
     return False
 

@@ -13,7 +13,6 @@ This module computes; :mod:`memless.show.report` draws.  Nothing here imports ri
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Dict, List, Optional, Sequence
@@ -28,7 +27,6 @@ from ..contract.optimizer import MemoryOptimizer, Term, require_optimizer
 from ..engine.corrections import MemoryProfile, memory_profile, terms_at
 from ..engine.objective import LossLike, objective, problem, resolve_loss
 from ..errors import DivergenceError, MemlessError
-from ..losses import REFERENCE_LOSSES
 from . import cache, meanings
 from .meanings import VECTOR_LOSSES, Effect, Structure
 from .trajectories import first_order_lrs, optimizer_path, order_study_unwarned
@@ -442,16 +440,9 @@ def _study(optimizer, loss_fn, theta, lrs, horizon, tick, setting, keep: bool = 
 
 
 def _study_key(optimizer, loss_fn, theta, lrs, horizon, setting) -> Optional[str]:
-    """The cache key of an order study on a reference loss (the loss object itself, not a name);
-    None for your own loss, whose code may change between runs."""
-    if cache.DIRECTORY is None:
-        return None
-    name = next((name for name, ref in REFERENCE_LOSSES.items() if ref.loss is loss_fn), None)
-    if name is None:
-        return None
-    start = np.ascontiguousarray(theta, dtype=float)
-    where = hashlib.sha256(repr(start.shape).encode() + start.tobytes()).hexdigest()
-    return cache.key(optimizer, f"order study|{name}|{where}|{list(map(float, lrs))!r}|{float(horizon)!r}|{setting}")
+    """The cache key of an order study on a reference loss; None for your own loss."""
+    return cache.on_reference_loss(optimizer, loss_fn, theta,
+                                   f"order study|{list(map(float, lrs))!r}|{float(horizon)!r}|{setting}")
 
 
 def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, tick):

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import MemlessError
 from ..files import write_atomic
+from ..losses import REFERENCE_LOSSES
 
 #: where studies are kept; None: nowhere (the Python API's default; the CLI sets it)
 DIRECTORY: Optional[str] = None
@@ -95,6 +96,20 @@ def key(optimizer: Any, what: str) -> Optional[str]:
             return None
         digest.update(f"{name}={text}\0".encode())
     return digest.hexdigest()
+
+
+def on_reference_loss(optimizer: Any, loss: Any, theta: Any, what: str) -> Optional[str]:
+    """The key of ``what`` computed for ``optimizer`` on a reference loss (the loss object itself, not a
+    name) from ``theta``; None for your own loss, whose code may change between runs, or when nothing
+    is kept."""
+    if DIRECTORY is None:
+        return None
+    name = next((name for name, reference in REFERENCE_LOSSES.items() if reference.loss is loss), None)
+    if name is None:
+        return None
+    start = np.ascontiguousarray(theta, dtype=float)
+    where = hashlib.sha256(repr(start.shape).encode() + start.tobytes()).hexdigest()
+    return key(optimizer, f"{what}|{name}|{where}")
 
 
 def _path(key: str) -> str:

@@ -32,7 +32,7 @@ from ..engine.corrections import correction
 from ..engine.objective import LossLike, objective, problem, resolve_loss
 from ..errors import DivergenceError, LossError, MemlessError, OptimizerError
 from ..numerics.autodiff import jvp
-from . import meanings
+from . import cache, meanings
 
 # ----------------------------------------------------------------------------
 # The direction F and the modified equation
@@ -374,8 +374,32 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
     return summary
 
 
+#: the fields of a ModifiedSummary that its check fills (kept on disk between command-line runs)
+CHECK_FIELDS = ("lrs", "errors_ode", "errors_flow", "horizon", "order_ode", "order_flow", "caveats")
+
+
 def _check(summary, optimizer, loss_fn, theta, lrs, steps):
-    """Fill the summary's check: errors of the ODE and of the plain flow against the memoryless iteration."""
+    """Fill the summary's check: errors of the ODE and of the plain flow against the memoryless iteration
+    (kept on a reference loss where :data:`memless.studies.cache.DIRECTORY` is set, and reused)."""
+    stored = cache.on_reference_loss(optimizer, loss_fn, theta,
+                                     f"modified check|{list(map(float, lrs))!r}|{int(steps)}")
+    kept = cache.load(stored, CHECK_FIELDS)
+    before = len(summary.caveats)
+    if kept is not None:
+        summary.lrs += kept["lrs"]
+        summary.errors_ode += kept["errors_ode"]
+        summary.errors_flow += kept["errors_flow"]
+        summary.caveats += kept["caveats"]
+        summary.horizon, summary.order_ode, summary.order_flow = kept["horizon"], kept["order_ode"], kept["order_flow"]
+        return
+    _compute_check(summary, optimizer, loss_fn, theta, lrs, steps)
+    cache.store(stored, {"lrs": summary.lrs[-len(lrs):], "errors_ode": summary.errors_ode[-len(lrs):],
+                         "errors_flow": summary.errors_flow[-len(lrs):], "caveats": summary.caveats[before:],
+                         "horizon": summary.horizon, "order_ode": summary.order_ode,
+                         "order_flow": summary.order_flow})
+
+
+def _compute_check(summary, optimizer, loss_fn, theta, lrs, steps):
     from .trajectories import fitted_order
 
     summary.horizon = steps * lrs[-1]
