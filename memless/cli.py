@@ -243,13 +243,16 @@ def cmd_map(args):
                             steps=args.steps, progress=follow)
     if plot is not None:
         _save(result.figure(), args.plot)
-    if args.json or plot is None:
+    if args.json:
         data = {"optimizer": result.optimizer, "loss": result.loss, "x": result.x, "y": result.y,
                 "xs": result.xs.tolist(), "ys": result.ys.tolist(), "steps": result.steps,
                 "order": result.order.tolist(), "order_uncorrected": result.order_uncorrected.tolist(),
                 "strength": result.strength.tolist()}
         from ._json import strict
         print(json.dumps(strict(data), indent=2))
+    else:
+        from .show.report import render_regime_map
+        _console(args).print(render_regime_map(result))
     return 0
 
 

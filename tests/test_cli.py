@@ -105,3 +105,24 @@ def test_modified_command_says_when_there_is_no_implicit_loss_or_no_evidence():
 def test_modified_command_errors_are_one_line():
     result = run("modified", "adamax")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "unknown optimizer" in result.stderr
+
+
+def test_map_prints_a_table_that_fits_80_columns_and_json_only_when_asked():
+    """The regime map as a table (rows the y setting, columns the x setting, each cell the corrected
+    order and the sign of memory's effect), 80 columns wide even at the largest grid it samples from;
+    --json gives every number."""
+    env = dict(os.environ, COLUMNS="80")
+    args = [sys.executable, "-m", "memless", "map", "heavy-ball", "--x", "lr", "--y", "beta", "--grid", "3",
+            "--steps", "10", "--no-color"]
+    table = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert "rows beta, columns lr" in lines[0] and max(len(line) for line in lines) <= 80
+    assert lines[1].split()[0] == "beta" and len(lines[1].split()) == 4      # the y name and three x values
+    cells = [line.split()[1:] for line in lines[2:5]]
+    assert all(len(row) == 3 and all(cell[-1] in "+−·" for cell in row) for row in cells)
+    data = json.loads(subprocess.run(args + ["--json"], capture_output=True, text=True, env=env).stdout)
+    shown = [[float(cell[:-1]) if cell[:-1] != "×" else None for cell in row] for row in cells]
+    assert [[round(v, 1) if v is not None else None for v in row] for row in data["order"]] == shown
+    signs = [["+" if v > 1e-12 else "−" if v < -1e-12 else "·" for v in row] for row in data["strength"]]
+    assert [[cell[-1] for cell in row] for row in cells] == signs

@@ -304,3 +304,61 @@ def render_experiment(result):  # result: memless.experiments.ExperimentResult
            f"{'; '.join(_MEANING[c] for c in result.columns if c in _MEANING)}")
     return Group(head, table, Panel(claims, title="what the data say (decided by the rows above)"),
                  Text(run, style="dim"))
+
+
+#: the width a regime map's table fits in
+MAP_WIDTH = 80
+
+
+def _compact(value: float) -> str:
+    """A value in at most 2 significant digits, exponent unpadded: 0.05, 0.13, 5.5e-5."""
+    text = f"{value:.2g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def render_regime_map(result):  # result: memless.studies.analysis.RegimeMap
+    """The regime map as a table that fits MAP_WIDTH columns: one row per y value, one column per x
+    value (sampled evenly where they do not all fit; --json has them all); each cell the corrected
+    order and the sign of memory's effect at the start."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..studies.analysis import ROUNDING
+
+    def mark(strength):
+        if not math.isfinite(strength) or abs(strength) <= ROUNDING:
+            return "·"
+        return "+" if strength > 0 else "−"
+
+    def order(value):
+        if not math.isfinite(value):
+            return "×"
+        return f"{value:.1f}" if abs(value) < 9.95 else f"{value:.0f}"
+
+    cells = [[order(result.order[i, j]) + mark(result.strength[i, j]) for j in range(len(result.xs))]
+             for i in range(len(result.ys))]
+    heads = [_compact(x) for x in result.xs]
+    rows = [_compact(y) for y in result.ys]
+    label = max(len(result.y), *(len(r) for r in rows))
+    width = 1 + max(max(len(h) for h in heads), max(len(c) for row in cells for c in row))
+    fits = max(1, min(len(heads), (MAP_WIDTH - label) // width))
+    shown = sorted({round(k * (len(heads) - 1) / max(fits - 1, 1)) for k in range(fits)}) if fits < len(heads) \
+        else list(range(len(heads)))
+    table = Table(box=None, pad_edge=False, padding=(0, 0, 0, 0), show_edge=False)
+    table.add_column(result.y, justify="right", no_wrap=True, min_width=label)
+    for j in shown:
+        table.add_column(heads[j], justify="right", no_wrap=True, min_width=width)
+    for i, row in enumerate(cells):
+        table.add_row(rows[i], *[row[j] for j in shown])
+    parts = [Text(f"{result.optimizer} on {result.loss}: rows {result.y}, columns {result.x}"), table]
+    if len(shown) < len(heads):
+        parts.append(Text(f"({len(shown)} of the {len(heads)} values of {result.x} are shown; --json has all)"))
+    parts.append(Text(f"each cell: the corrected order from {result.steps} steps at its lr and {2 * result.steps} at "
+                      "half of it (about 2 where the first-order theory holds; × where it diverged or is undefined), "
+                      "then + where memory regularizes at the start (<grad N, M> > 0), − where it anti-regularizes, "
+                      "· where its effect is below rounding. --json gives every number; --plot draws it."))
+    return Group(*parts, *result.notes)
