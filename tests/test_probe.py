@@ -61,3 +61,23 @@ def test_probe_plot_draws_each_channel():
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert "first-moment" in labels and "second-moment" in labels and "total" in labels
     plt.close(fig)
+
+
+def test_the_probe_takes_what_a_torch_loop_has():
+    """The model, model.parameters(), model.named_parameters(), a dict of its tensors, its state_dict and
+    a flat vector give the same record, and the model comes back unchanged; print(probe) summarizes."""
+    torch = pytest.importorskip("torch")
+    from memless.frameworks.torch import flat, objective
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 2, (16,))
+    probe = memless.Probe(memless.get_optimizer("adamw"), objective(model, torch.nn.functional.cross_entropy, (x, y)),
+                          lr=1e-3, every=1)
+    assert repr(probe).endswith("0 steps, 0 records)")
+    before = [p.detach().clone() for p in model.parameters()]
+    records = [probe.step(given) for given in (model, model.parameters(), model.named_parameters(),
+                                               dict(model.named_parameters()), model.state_dict(),
+                                               flat(model.parameters()))]
+    assert all(r["M/F"] == records[0]["M/F"] and r["strength"] == records[0]["strength"] for r in records)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert f"|M|/|F| = {records[-1]['M/F']:.3g}" in repr(probe) and "6 records" in repr(probe)

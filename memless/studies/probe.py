@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -32,6 +32,28 @@ from .analysis import measure_point
 
 #: |M|/|F| at most this: the first-order picture is expected to hold (as in the report)
 FIRST_ORDER = 0.2
+
+
+def framework_parameters(theta):
+    """``theta`` as memless takes it: a PyTorch model, ``model.parameters()`` or
+    ``model.named_parameters()`` become one flat float64 vector of the trainable parameters in
+    order; tensors in a dict become arrays; anything else is returned as it is."""
+    if callable(getattr(theta, "named_parameters", None)):
+        theta = [p for _, p in theta.named_parameters() if getattr(p, "requires_grad", True)]
+    elif not isinstance(theta, (np.ndarray, Mapping, str, bytes)) and hasattr(theta, "__iter__") \
+            and not hasattr(theta, "detach") and not hasattr(theta, "__array__"):
+        theta = list(theta)
+        if theta and all(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in theta):
+            theta = [p for _, p in theta if getattr(p, "requires_grad", True)]
+    if isinstance(theta, list) and theta and all(hasattr(p, "detach") for p in theta):
+        return np.concatenate([_array(p).ravel() for p in theta])
+    if isinstance(theta, Mapping) and any(hasattr(v, "detach") for v in theta.values()):
+        return {name: _array(value) if hasattr(value, "detach") else value for name, value in theta.items()}
+    return _array(theta) if hasattr(theta, "detach") else theta
+
+
+def _array(tensor) -> np.ndarray:
+    return np.asarray(tensor.detach().cpu().double().numpy())
 
 
 class Probe:
@@ -53,13 +75,15 @@ class Probe:
         self._objective: Optional[Objective] = None
 
     def step(self, theta, step: Optional[int] = None) -> Optional[Dict]:
-        """Count one training step; every ``every`` steps measure at ``theta`` (a flat vector or a
-        dict of arrays) and return the new record (else None)."""
+        """Count one training step; every ``every`` steps measure at ``theta`` and return the new
+        record (else None).  ``theta``: a flat vector, a dict of arrays, or what a PyTorch loop has --
+        the model itself, ``model.parameters()`` or ``model.named_parameters()`` (its trainable
+        parameters in order, as :func:`memless.frameworks.torch.objective` flattens them)."""
         step = None if step is None else check_n(step, allow_none=False, name="step")
         self.calls += 1
         if (self.calls - 1) % self.every:
             return None
-        _, theta, _ = resolve_loss(self.loss, theta)
+        _, theta, _ = resolve_loss(self.loss, framework_parameters(theta))
         if self._objective is None:
             self._objective = objective(self.loss, theta)
         obj = objective(self._objective, theta, linearize=True)
@@ -75,6 +99,15 @@ class Probe:
         record["strength"] = sum(measured.along_M.values()) / (measured.along_F or 1.0)
         self.records.append(record)
         return record
+
+    def __repr__(self) -> str:
+        head = f"Probe({self.optimizer.label} on {self.loss_name}, lr={self.lr:g}, every {self.every} steps: " \
+               f"{self.calls} steps, {len(self.records)} records"
+        if not self.records:
+            return head + ")"
+        last = self.records[-1]
+        return (head + f"; at step {last['step']}: |M|/|F| = {last['M/F']:.3g} ({last['regime']}), "
+                f"strength {last['strength']:+.3g}, N = {last['N']:.4g})")
 
     # -- the log ------------------------------------------------------------------
 
