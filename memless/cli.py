@@ -272,7 +272,6 @@ def cmd_modified(args):
 
 
 def cmd_list(args):
-    from rich.table import Table
     from rich.text import Text
 
     from .optimizers.registry import entries
@@ -290,16 +289,24 @@ def cmd_list(args):
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    table = Table(title="memless optimizers (built-ins, and plugins of the entry-point group memless.optimizers)")
-    for column in ("name", "from", "hyperparameters (defaults)", "what it is"):
-        table.add_column(column, overflow="fold")
+    from rich.console import Group
+    from rich.padding import Padding
+
+    def value(v):
+        text = repr(v) if isinstance(v, str) else str(v)
+        return text.replace(", ", ",")           # a tuple stays one token: lines break between settings only
+
+    blocks = [Text("memless optimizers: the built-ins, and plugins of the entry-point group memless.optimizers\n",
+                   style="bold")]
     for row in rows:
+        head = Text.assemble((row["name"], "bold"), f"  ({row['source']})")
         if row["status"] == "broken":
-            table.add_row(row["name"], row["source"], "", Text(f"BROKEN: {row['error']}", style="red"))
+            blocks += [head, Padding(Text(f"BROKEN: {row['error']}", style="red"), (0, 0, 1, 4))]
             continue
-        params = ", ".join(f"{k}={v}" for k, v in row["hyperparameters"].items()) or "-"
-        table.add_row(row["name"], row["source"], params, row["description"])
-    _console(args).print(table)
+        params = "  ".join(f"{k}={value(v)}" for k, v in row["hyperparameters"].items()) or "no hyperparameters"
+        about = row["description"][:-1] if row["description"].endswith("::") else row["description"]
+        blocks += [head, Padding(Text(about), (0, 0, 0, 4)), Padding(Text(params), (0, 0, 1, 4))]
+    _console(args).print(Group(*blocks))
     return 0
 
 

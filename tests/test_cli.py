@@ -126,3 +126,21 @@ def test_map_prints_a_table_that_fits_80_columns_and_json_only_when_asked():
     assert [[round(v, 1) if v is not None else None for v in row] for row in data["order"]] == shown
     signs = [["+" if v > 1e-12 else "−" if v < -1e-12 else "·" for v in row] for row in data["strength"]]
     assert [[cell[-1] for cell in row] for row in cells] == signs
+
+
+def test_list_fits_80_columns_and_never_splits_a_setting():
+    """Each optimizer: its name and origin, what it is, then its settings, wrapped between settings only."""
+    from memless.optimizers.registry import entries
+    out = subprocess.run([sys.executable, "-m", "memless", "list", "--no-color"], capture_output=True, text=True,
+                         env=dict(os.environ, COLUMNS="80"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    words = set(out.stdout.split())
+    for name, entry in entries().items():
+        if entry.broken:
+            continue
+        assert name in words
+        for key, value in entry.hyperparameters.items():
+            text = repr(value) if isinstance(value, str) else str(value)
+            assert f"{key}={text.replace(', ', ',')}" in words, (name, key)
