@@ -307,3 +307,18 @@ def test_the_memory_profile_is_a_dataclass_and_its_json_keeps_the_06_keys():
     assert sorted(data) == ["decays", "ks", "n", "reason", "values", "weights"] and data["n"] == outside.memory.n
     inside = analyze(memless.get_optimizer("heavy-ball", beta=0.5), **FAST)
     assert inside.memory is None and json.loads(inside.to_json())["memory"] == {}
+
+
+def test_numbers_at_the_precision_they_have_and_no_bound_where_there_is_none():
+    """A decay of 0.9999 is not printed as 1; where memory's effect is below rounding at your settings
+    (Lion on bilinear: |M|/|F| ~ 1e-13) the lr below which the first-order picture holds is no bound
+    (JSON null), not an lr of 1e9."""
+    from memless.show.report import _decay
+    assert [_decay(b) for b in (0.9999, 0.999, 0.5, 0.0)] == ["0.9999", "0.999", "0.5", "0"]
+    lion = analyze(memless.get_optimizer("lion"), **FAST)
+    assert lion.memory_ratio < 1e-10 and lion.order.first_order_lr is None
+    assert json.loads(lion.to_json())["order"]["first_order_lr"] is None
+    heavy = analyze(memless.get_optimizer("heavy-ball"), **FAST)
+    assert heavy.order.first_order_lr == pytest.approx(1e-3 * 0.2 / heavy.memory_ratio)
+    text = text_of(render(heavy))
+    assert "(measured) (measured)" not in text and "size = |M_l|/|F| averaged over the measured points" in text

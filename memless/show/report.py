@@ -58,11 +58,11 @@ def _channels(analysis):
     table = Table(title="Memory channels: M = sum of the channel terms M_l (Eq. 12, Section 3.2)",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("channel", no_wrap=True)
-    for column in ("β", "weight", "sign", "size", "strength"):
+    for column in ("β", "weight", "sign", "size", "strength"):     # size: mean |M_l|/|F| along the path
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("effect", no_wrap=True)
     for c in analysis.channels:
-        table.add_row(c.name, _num(c.decay), _num(c.coefficient), _SIGN[c.declared], _num(c.size),
+        table.add_row(c.name, _decay(c.decay), _num(c.coefficient), _SIGN[c.declared], _num(c.size),
                       f"{c.strength:+.2g}", Text(str(c.effect), style=_style(c.effect)))
     return table
 
@@ -70,11 +70,12 @@ def _channels(analysis):
 def _legend(analysis):
     from rich.text import Text
 
-    legend = ("weight = b*beta/(1-beta)^2, the channel's coefficient in its memory sum (its sign is not the "
-              "effect's: Phi can reverse it, as Lion's -grad K(-c) does); sign = the sign of <grad N, M_l> that "
-              "the optimizer's modified loss declares (? = none declared); size = |M_l|/|F|, the term relative "
-              "to the step; strength = <grad N, M_l> / |<grad N, F>| measured along the trajectory, > 0 "
-              "regularizing")
+    legend = ("weight = b*beta/(1-beta)^2, the channel's coefficient in its memory sum, with b its scale "
+              "(m_l = b sum_k beta^k g_l, Remark 3.2; its sign is not the effect's: Phi can reverse it, as "
+              "Lion's -grad K(-c) does); sign = the sign of <grad N, M_l> that the optimizer's modified loss "
+              "declares (? = none declared); size = |M_l|/|F| averaged over the measured points of the path "
+              "(the largest |M|/|F|, for the whole M, is given below); strength = <grad N, M_l> / |<grad N, F>| "
+              "measured along the trajectory, > 0 regularizing")
     forms = [f"  {c.name}: M_l = {c.formula}" for c in analysis.channels if c.formula]
     if forms:
         legend += ("\nclosed forms (Cattaneo & Shigida 2025, Sec. 3.2 and 4; F = the limit direction, "
@@ -90,7 +91,8 @@ def _verdict_panel(analysis):
     from rich.text import Text
 
     body = Text(analysis.verdict)
-    body.append(f"\nholds: {analysis.regime}" + ("" if analysis.basis == "declared" else " (measured)"))
+    measured = analysis.basis != "declared" and "measured" not in analysis.regime
+    body.append(f"\nholds: {analysis.regime}" + (" (measured)" if measured else ""))
     if analysis.modified_loss:
         body.append(f"\nmodified loss: {analysis.modified_loss}")
     marks = []
@@ -205,6 +207,13 @@ def _order(order, which):
     if order.diverged:
         return "diverged"
     return "exact" if getattr(order, f"exact_{which}") else f"{getattr(order, which):.2f}"
+
+
+def _decay(beta):
+    """A decay at the precision it has: 0.9999 stays 0.9999 (not 1)."""
+    if beta is None or (isinstance(beta, float) and math.isnan(beta)):
+        return "-"
+    return f"{beta:.6g}"
 
 
 def _num(value):

@@ -95,7 +95,9 @@ class OrderEvidence:
     why: str = ""                     #: why tamed ("" at your settings)
     memory_length: float = float("nan")
     ratio: float = float("nan")       #: |M|/|F| at your settings
-    first_order_lr: Optional[float] = None    #: the lr below which the first-order picture is expected
+    #: the lr below which the first-order picture is expected; None: no bound (memory's effect is below
+    #: rounding at your settings, or nothing was measured)
+    first_order_lr: Optional[float] = None
     memory_lengths: float = float("nan")      #: the study's horizon in memory lengths
 
     @property
@@ -456,7 +458,7 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
     expected at the user's hyperparameters (|M| grows like lr: lr * 0.2 / (|M|/|F|)).
     """
     span = optimizer.memory_length()
-    below = lr * FIRST_ORDER_RATIO / ratio if ratio > 0 else None
+    below = lr * FIRST_ORDER_RATIO / ratio if ratio > INVISIBLE else None      # None: no bound
     common = {"memory_length": span, "ratio": ratio, "first_order_lr": below}    # OrderEvidence fields
     if INVISIBLE < ratio <= FIRST_ORDER_RATIO or (evidence_steps and ratio <= FIRST_ORDER_RATIO):
         steps = evidence_steps or int(min(max(20 * span, 100), 200))
