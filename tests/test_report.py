@@ -322,3 +322,13 @@ def test_numbers_at_the_precision_they_have_and_no_bound_where_there_is_none():
     assert heavy.order.first_order_lr == pytest.approx(1e-3 * 0.2 / heavy.memory_ratio)
     text = text_of(render(heavy))
     assert "(measured) (measured)" not in text and "size = |M_l|/|F| averaged over the measured points" in text
+
+
+def test_the_evidence_says_first_whether_it_is_at_your_settings():
+    tamed = text_of(render(analyze(memless.get_optimizer("adamw"), **FAST)))
+    first = tamed[tamed.index("Evidence that the correction is right"):].split("max error")[0]
+    assert "NOT at your settings but at the tamed copy" in " ".join(first.split())
+    yours = analyze(memless.get_optimizer("heavy-ball", beta=0.5), loss="curvy", lr=0.01, **FAST)
+    assert yours.order.setting == "yours"
+    text = " ".join(text_of(render(yours)).split())
+    assert "Evidence that the correction is right (Theorem 3.3), at YOUR hyperparameters and lr, on curvy" in text

@@ -128,9 +128,10 @@ def _order_table(analysis):
 
     order = analysis.order
     if order.setting == "yours":
-        where = f"at your hyperparameters and lr, on {order.loss}"
+        where = f"at YOUR hyperparameters and lr, on {order.loss}"
     else:
-        where = f"at the tamed {order.optimizer} on {order.loss}"
+        where = (f"NOT at your settings but at the tamed copy {order.optimizer} on {order.loss} (your lr, loss, "
+                 "decays and smoothing constants do not enter it; why: below)")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
                   title=f"Evidence that the correction is right (Theorem 3.3), {where}: max error of the memoryless "
                         f"iteration vs the optimizer over t = {order.horizon:g}")
