@@ -345,3 +345,12 @@ def test_minibatch_errors():
         permutation_average(memless.get_optimizer("adam"), BATCHES, ref.POINTS[0], H)
     with pytest.raises(memless.MemlessError, match="batch indices"):
         minibatch_correction(opt, BATCHES, [0, 9], ref.POINTS[0], H)
+
+
+def test_the_implicit_loss_is_written_with_its_condition_in_front():
+    from memless.studies.modified import implicit_loss
+    check = implicit_loss(memless.get_optimizer("adamw"), "curvy", None, 1e-3)
+    assert check.equation.startswith("as eps -> 0 (every |g_i| >> sqrt(eps)): Ltilde = L + h (")
+    assert "Ltilde = as" not in check.summary()
+    plain = implicit_loss(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", None, 1e-3)
+    assert plain.equation.startswith("Ltilde = L + h beta/(2(1-beta)^2)")

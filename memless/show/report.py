@@ -243,7 +243,7 @@ def render_modified(summary):  # summary: memless.studies.modified.ModifiedSumma
         ("modified equation (Section 5.1):  ", "bold"),
         "theta' = G1 + h G2,  G1 = -F,  G2 = -(M/h + 1/2 dF.F)\n",
         f"at the start: |G1| = {summary.G1_norm:.4g}, |h G2| = {summary.hG2_norm:.4g} "
-        f"({summary.hG2_norm / summary.G1_norm if summary.G1_norm else float('nan'):.3g} of |G1|)\n",
+        f"({summary.hG2_norm / summary.G1_norm if summary.G1_norm else float('nan'):.3g} times |G1|)\n",
         "python: memless.modified_equation(opt, loss, lr).rhs(t, theta)  -- for scipy.integrate.solve_ivp")
     implicit = summary.implicit
     if implicit.loss is None:
@@ -252,7 +252,7 @@ def render_modified(summary):  # summary: memless.studies.modified.ModifiedSumma
     else:
         status = ("curl-free here" if implicit.curl_free
                   else f"NOT curl-free here: holds only as {implicit.regime}")
-        body = Text.assemble(f"Ltilde = {implicit.formula}\n",
+        body = Text.assemble(f"{implicit.equation}\n",
                              f"regime: {implicit.regime}; check at the start: Jacobian asymmetry "
                              f"{implicit.asymmetry:.2g}, |P grad Ltilde - (F + M)|/|F + M| = {implicit.residual:.2g} "
                              f"({status})")

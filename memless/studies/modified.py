@@ -196,10 +196,18 @@ class ImplicitLossCheck(Viewable):
     curl_free: bool             #: asymmetry below ``tol``
     note: str = ""
 
+    @property
+    def equation(self) -> str:
+        """"Ltilde = ..." with a leading condition kept in front: "as eps -> 0 (...): Ltilde = L + ..."."""
+        condition, colon, rest = self.formula.partition(": ")
+        if colon and rest.startswith("L"):
+            return f"{condition}: Ltilde = {rest}"
+        return f"Ltilde = {self.formula}"
+
     def summary(self) -> str:
         if self.loss is None:
             return f"{self.optimizer}: no implicit loss ({self.note}); asymmetry of (F + M)/P {self.asymmetry:.1e}"
-        return (f"{self.optimizer}: Ltilde = {self.formula} [{self.regime}]; asymmetry {self.asymmetry:.1e}, "
+        return (f"{self.optimizer}: {self.equation} [{self.regime}]; asymmetry {self.asymmetry:.1e}, "
                 f"residual {self.residual:.1e}")
 
 
@@ -359,7 +367,7 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
             why = (f"at your settings the check gave orders {summary.order_ode:.2f}/{summary.order_flow:.2f}"
                    if all(np.isfinite(summary.errors_ode)) else "at your settings the iteration diverged")
     else:
-        why = (f"|h G2| is {ratio:.2g} of |G1| at the start: h is outside the range where the first-order "
+        why = (f"|h G2| is {ratio:.3g} times |G1| at the start: h is outside the range where the first-order "
                "modified equation holds")
         summary.caveats.append(why + f"; at these hyperparameters expect it below lr ~ {lr * 0.3 / ratio:.2g}")
     if summary.check_setting != "yours":
