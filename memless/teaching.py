@@ -15,6 +15,7 @@ False
 """
 import importlib
 import os
+from typing import Optional
 
 import autograd.numpy as anp
 import numpy as np
@@ -232,10 +233,22 @@ def pyplot():  # -> matplotlib.pyplot or None
     return plt
 
 
-def savefig(fig, name: str, folder: str = "figures") -> str:
-    """Save ``fig`` as ``folder/name.png`` and say where."""
+def figures_folder() -> str:
+    """Where the tutorials' figures go: ``$MEMLESS_FIGURES``, else ``figures/`` beside the running
+    tutorial (``tutorials/figures``), else ``figures/`` in the current folder (a notebook)."""
+    if os.environ.get("MEMLESS_FIGURES"):
+        return os.environ["MEMLESS_FIGURES"]
+    import __main__
+    script = getattr(__main__, "__file__", None)
+    return os.path.join(os.path.dirname(os.path.abspath(script)), "figures") if script else "figures"
+
+
+def savefig(fig, name: str, folder: Optional[str] = None) -> str:
+    """Save ``fig`` as ``name.png`` in ``folder`` (default :func:`figures_folder`), atomically, and say where."""
+    from .show.plot import save
+    folder = figures_folder() if folder is None else folder
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save(fig, path, dpi=110, bbox_inches="tight")
     print(f"figure saved: {path}")
     return path

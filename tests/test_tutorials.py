@@ -34,7 +34,7 @@ def _has_exercise(script):
 @pytest.mark.parametrize("script", [s for s in SCRIPTS if _has_exercise(s)])
 def test_a_blank_exercise_stops_the_tutorial_without_revealing_the_solution(script, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MEMLESS_SOLUTIONS"}
-    env.update(PYTHONHASHSEED="0", MPLBACKEND="Agg")
+    env.update(PYTHONHASHSEED="0", MPLBACKEND="Agg", MEMLESS_FIGURES=str(tmp_path / "figures"))
     result = subprocess.run([sys.executable, os.path.join(TUTORIALS, script)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=TIME_LIMIT)
     assert result.returncode != 0 and "✗" in result.stdout and "✓" not in result.stdout
@@ -45,10 +45,13 @@ def test_a_blank_exercise_stops_the_tutorial_without_revealing_the_solution(scri
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_tutorial_runs_and_its_claims_hold(script, tmp_path):
-    env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", MEMLESS_SOLUTIONS="1")
+    env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", MEMLESS_SOLUTIONS="1",
+               MEMLESS_FIGURES=str(tmp_path / "figures"))
     result = subprocess.run([sys.executable, os.path.join(TUTORIALS, script)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=TIME_LIMIT)
     assert result.returncode == 0, f"{script} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    saved = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("figure saved: ")]
+    assert all(path.startswith(str(tmp_path / "figures")) and os.path.exists(path) for path in saved)
     assert "Traceback" not in result.stderr
     if _has_exercise(script):
         assert "✗" in result.stdout and "✓" in result.stdout     # the stub is rejected, the solution accepted

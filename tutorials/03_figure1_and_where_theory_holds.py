@@ -62,7 +62,7 @@ assert distances[0] < distances[1] < distances[2], "larger rho ends farther from
 # *memory number* `h beta_l/(1 - beta_l)` is small, in the loss's own curvature
 # units — measured here by `|M|/|F|` along the path.
 #
-# **Exercise 4.** Write `memory_numbers(h, beta, rho)` returning Adam's two memory
+# **Exercise 3.** Write `memory_numbers(h, beta, rho)` returning Adam's two memory
 # numbers (first moment, second moment).
 
 # %%

@@ -38,7 +38,7 @@ from memless.losses import curvy
 #         return m["momentum"]
 # ```
 #
-# **Exercise 3.** Write `QHM` with hyperparameters `nu` (default 0.7) and `beta`
+# **Exercise 5.** Write `QHM` with hyperparameters `nu` (default 0.7) and `beta`
 # (default 0.999): a momentum channel (an EMA: `scale=1 - self.beta`) and a
 # memoryless gradient channel (`decay 0`).
 

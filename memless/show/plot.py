@@ -308,13 +308,14 @@ def check_path(path) -> str:
     return check_output_path(path, "--plot", tuple(f".{f}" for f in FORMATS))
 
 
-def save(fig, path) -> str:
+def save(fig, path, **options) -> str:
     """Write ``fig`` to ``path`` atomically (a temporary file renamed into place: a failed write
-    leaves an existing file as it was), in the format its extension names."""
+    leaves an existing file as it was), in the format its extension names; ``options`` go to
+    matplotlib's ``savefig`` (``dpi``, ``bbox_inches``)."""
     from ..files import write_atomic
     path = check_path(path)
     extension = path.rsplit(".", 1)[-1].lower()
-    return write_atomic(path, lambda fh: fig.savefig(fh, format=extension))
+    return write_atomic(path, lambda fh: fig.savefig(fh, format=extension, **options))
 
 
 def report_figure(analysis, optimizer, *, steps: int = 200):

@@ -1,4 +1,4 @@
-"""Solution to Tutorial 3, Exercise 4."""
+"""Solution to Tutorial 3, Exercise 3."""
 
 
 def memory_numbers(h, beta, rho):

@@ -1,4 +1,4 @@
-"""Solution to Tutorial 5, Exercise 3: quasi-hyperbolic momentum (Ma & Yarats 2019)."""
+"""Solution to Tutorial 5, Exercise 5: quasi-hyperbolic momentum (Ma & Yarats 2019)."""
 import memless
 
 

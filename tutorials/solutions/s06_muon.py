@@ -1,4 +1,4 @@
-"""Solution to Exercise 6."""
+"""Solution to Tutorial 6, Exercise 6."""
 
 
 def muon_memory_weight(mu, nesterov):
