@@ -119,14 +119,21 @@ def test_the_default_folder_follows_the_environment(monkeypatch):
     assert cache.default_directory() is None
 
 
-@pytest.mark.parametrize("count", [3])
-def test_at_most_max_files_are_kept(tmp_path, monkeypatch, count):
+def test_pruning_keeps_at_most_max_files_and_touches_nothing_else(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "DIRECTORY", str(tmp_path))
-    monkeypatch.setattr(cache, "MAX_FILES", count)
-    for i in range(count + 4):
+    monkeypatch.setattr(cache, "MAX_FILES", 3)
+    mine = [tmp_path / f"results_{i}.json" for i in range(5)] + [tmp_path / "notes.txt"]
+    for path in mine:
+        path.write_text("the user's own")
+    for i in range(7):
         cache.store(f"{i:064x}", {"i": i})
-    assert len(kept(tmp_path)) == count
-    assert cache.load(f"{count + 3:064x}", ["i"]) == {"i": count + 3}
+    assert len(kept(tmp_path)) == 3 + 5 and all(path.read_text() == "the user's own" for path in mine)
+    assert cache.load(f"{6:064x}", {"i": "number"}) == {"i": 6}
+    stale = tmp_path / f".{0:064x}.json.abc.tmp"
+    stale.write_text("left by a stopped process")
+    os.utime(stale, (0, 0))
+    cache.store(f"{7:064x}", {"i": 7})
+    assert not stale.exists()
 
 
 def test_a_study_at_your_settings_is_kept_on_a_reference_loss_not_on_your_own(tmp_path, monkeypatch):
@@ -163,3 +170,56 @@ def test_the_modified_equations_check_is_kept_too(tmp_path):
     assert kept(tmp_path) == []
     assert modified() == fresh and len(kept(tmp_path)) == 1
     assert modified() == fresh and "tamed" in fresh
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda v: v.update(horizon="0.3"), lambda v: v.update(lrs=0.01), lambda v: v.update(errors_corrected=1.0),
+    lambda v: v.update(corrected="2"), lambda v: v.update(corrected=None, exact_corrected=False),
+    lambda v: v.update(exact_corrected="no"), lambda v: v.update(corrected=True), lambda v: v.update(lrs=[]),
+    lambda v: v.update(setting="elsewhere"), lambda v: v.update(errors_uncorrected=v["errors_uncorrected"][:1])])
+def test_a_file_of_the_wrong_kinds_is_computed_again_and_replaced(tmp_path, tamper):
+    """Valid JSON whose values are not of their kinds (or not consistent: one error per lr) is not
+    trusted: the report is the one computed without the cache, and the file is written over."""
+    first = report(tmp_path)
+    (name,) = kept(tmp_path)
+    data = json.loads((tmp_path / name).read_text())
+    tamper(data["value"])
+    (tmp_path / name).write_text(json.dumps(data))
+    assert report(tmp_path) == first
+    assert json.loads((tmp_path / name).read_text())["value"] != data["value"]
+
+
+def test_a_link_or_a_fifo_in_the_folder_is_neither_followed_nor_waited_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "DIRECTORY", str(tmp_path / "cache"))
+    os.makedirs(tmp_path / "cache")
+    victim = tmp_path / "notes.txt"
+    victim.write_text("the user's notes")
+    key = f"{1:064x}"
+    os.symlink(victim, tmp_path / "cache" / f"{key}.json")
+    assert cache.load(key, {"i": "number"}) is None
+    cache.store(key, {"i": 1})
+    assert victim.read_text() == "the user's notes"                    # the link was replaced, not followed
+    assert not os.path.islink(tmp_path / "cache" / f"{key}.json")
+    assert cache.load(key, {"i": "number"}) == {"i": 1}
+    fifo = f"{2:064x}"
+    os.mkfifo(tmp_path / "cache" / f"{fifo}.json")
+    assert cache.load(fifo, {"i": "number"}) is None                    # returns at once: not a regular file
+    big = f"{3:064x}"
+    (tmp_path / "cache" / f"{big}.json").write_bytes(b" " * (cache.MAX_FILE_BYTES + 10))
+    assert cache.load(big, {"i": "number"}) is None
+
+
+def test_the_digest_has_scipy_and_the_environment_is_read_as_documented(monkeypatch):
+    import scipy
+    before = cache.code_digest()
+    monkeypatch.setattr(scipy, "__version__", "0.0-another")
+    assert cache.code_digest() != before
+    for value, on in (("false", True), ("0", True), ("no", True), ("1", False), ("yes", False)):
+        monkeypatch.setenv("MEMLESS_NO_CACHE", value)
+        assert (cache.default_directory() is not None) is on, value
+    monkeypatch.delenv("MEMLESS_NO_CACHE")
+    monkeypatch.delenv("MEMLESS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")                # not absolute: ignored (XDG)
+    assert cache.default_directory() == os.path.join(os.path.expanduser("~"), ".cache", "memless")
+    monkeypatch.setenv("MEMLESS_CACHE_DIR", "~/somewhere")
+    assert cache.default_directory() == os.path.join(os.path.expanduser("~"), "somewhere")

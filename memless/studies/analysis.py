@@ -14,7 +14,7 @@ This module computes; :mod:`memless.show.report` draws.  Nothing here imports ri
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -420,7 +420,7 @@ def _study(optimizer, loss_fn, theta, lrs, horizon, tick, setting, keep: bool = 
     """The order study of Theorem 3.3 at these lrs, as evidence; kept on disk (``keep``, on a reference
     loss, where :data:`memless.studies.cache.DIRECTORY` is set) and reused."""
     stored = _study_key(optimizer, loss_fn, theta, lrs, horizon, setting) if keep else None
-    kept = cache.load(stored, [f.name for f in fields(OrderEvidence)])
+    kept = cache.load(stored, EVIDENCE_SCHEMA, _consistent)
     if kept is not None:
         for _ in lrs:
             tick("order study")
@@ -479,6 +479,23 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
     return replace(_tamed_study(tamed, tick), optimizer=repr(tamed), loss=meanings.evidence_loss(tamed), why=why, **common)
 
 
+#: the kinds of OrderEvidence's fields, for reading one back from the cache
+EVIDENCE_SCHEMA = {"setting": "str", "lrs": "numbers", "horizon": "number", "corrected": "number?",
+                   "uncorrected": "number?", "errors_corrected": "numbers", "errors_uncorrected": "numbers",
+                   "diverged": "str?", "exact_corrected": "bool", "exact_uncorrected": "bool", "optimizer": "str",
+                   "loss": "str", "why": "str", "memory_length": "number", "ratio": "number",
+                   "first_order_lr": "number?", "memory_lengths": "number"}
+
+
+def _consistent(value) -> bool:
+    """An order study read back: one error per lr, at least two lrs, orders where not exact or diverged."""
+    lrs = value["lrs"]
+    return (len(lrs) >= 2 and len(value["errors_corrected"]) == len(value["errors_uncorrected"]) == len(lrs)
+            and value["setting"] in ("yours", "tamed")
+            and (value["diverged"] is not None or value["exact_corrected"] or value["corrected"] is not None)
+            and (value["diverged"] is not None or value["exact_uncorrected"] or value["uncorrected"] is not None))
+
+
 #: the tamed evidence depends only on the tamed optimizer (and memless's code): computed once per
 #: process, and kept on disk between runs where :data:`memless.studies.cache.DIRECTORY` is set
 _TAMED_STUDIES: Dict[tuple, OrderEvidence] = {}
@@ -495,7 +512,7 @@ def _tamed_study(tamed, tick):
             tick("order study")
         return _TAMED_STUDIES[key]
     stored = cache.key(tamed, "tamed order study") if cache.DIRECTORY is not None else None
-    kept = cache.load(stored, [f.name for f in fields(OrderEvidence)])
+    kept = cache.load(stored, EVIDENCE_SCHEMA, _consistent)
     if kept is not None:
         order = OrderEvidence(**kept)
         for _ in range(3):

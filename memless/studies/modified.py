@@ -382,8 +382,9 @@ def summarize(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: f
     return summary
 
 
-#: the fields of a ModifiedSummary that its check fills (kept on disk between command-line runs)
-CHECK_FIELDS = ("lrs", "errors_ode", "errors_flow", "horizon", "order_ode", "order_flow", "caveats")
+#: the fields of a ModifiedSummary that its check fills, and their kinds (kept between command-line runs)
+CHECK_SCHEMA = {"lrs": "numbers", "errors_ode": "numbers", "errors_flow": "numbers", "horizon": "number",
+                "order_ode": "number", "order_flow": "number", "caveats": "strs"}
 
 
 def _check(summary, optimizer, loss_fn, theta, lrs, steps):
@@ -391,7 +392,8 @@ def _check(summary, optimizer, loss_fn, theta, lrs, steps):
     (kept on a reference loss where :data:`memless.studies.cache.DIRECTORY` is set, and reused)."""
     stored = cache.on_reference_loss(optimizer, loss_fn, theta,
                                      f"modified check|{list(map(float, lrs))!r}|{int(steps)}")
-    kept = cache.load(stored, CHECK_FIELDS)
+    kept = cache.load(stored, CHECK_SCHEMA, lambda v: len(v["lrs"]) == len(v["errors_ode"]) == len(v["errors_flow"])
+                      == len(lrs))
     before = len(summary.caveats)
     if kept is not None:
         summary.lrs += kept["lrs"]
