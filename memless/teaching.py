@@ -15,6 +15,7 @@ False
 """
 import importlib
 import os
+import sys
 from typing import Optional
 
 import autograd.numpy as anp
@@ -181,14 +182,38 @@ def solutions_requested() -> bool:
     return os.environ.get("MEMLESS_SOLUTIONS", "") == "1"
 
 
+class NotSolved(Exception):
+    """An exercise not solved yet, in a notebook: the cell stops with this one line, no traceback."""
+
+    def _render_traceback_(self):        # IPython shows this instead of a traceback
+        return [str(self)]
+
+
+def show_solutions(on: bool = True) -> None:
+    """Load the stored solutions from here on (in a notebook: then run the exercise's cell again);
+    the same as starting with ``MEMLESS_SOLUTIONS=1``."""
+    os.environ["MEMLESS_SOLUTIONS"] = "1" if on else ""
+    print("solutions will be loaded: run the exercise's cell again" if on else "solutions will not be loaded")
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+
+
 def solution(exercise: str):
-    """The solution of ``exercise``, checked, if ``MEMLESS_SOLUTIONS=1``; otherwise stop here (SystemExit)
-    with a line saying how to go on -- the tutorial's next cells need a right answer."""
+    """The solution of ``exercise``, checked, if ``MEMLESS_SOLUTIONS=1`` (or after :func:`show_solutions`);
+    otherwise stop here with a line saying how to go on -- the tutorial's next cells need a right answer
+    (SystemExit in a script; in a notebook :class:`NotSolved`, shown as that line alone)."""
     try:
         module, name = SOLUTIONS[exercise]
     except KeyError:
         raise MemlessError(f"unknown exercise {exercise!r}; available: {', '.join(SOLUTIONS)}") from None
     if not solutions_requested():
+        if _in_notebook():
+            raise NotSolved(f"Exercise {exercise!r} is not solved yet: fix your answer above and run the cell "
+                            "again, or run memless.teaching.show_solutions() to load "
+                            f"tutorials/solutions/{module}.py")
         raise SystemExit(f"Exercise {exercise!r} is not solved yet: fix your answer above and run again, or run "
                          f"with MEMLESS_SOLUTIONS=1 to load tutorials/solutions/{module}.py")
     print(f"Loading the solution (MEMLESS_SOLUTIONS=1): tutorials/solutions/{module}.py")

@@ -148,3 +148,25 @@ def test_the_digits_experiment_runs_with_the_probe_in_its_training_loop(tmp_path
         assert row["predicted"] in ("regularizing", "anti-regularizing", "depends on the loss", "measured only")
     # a larger rho gives a more anti-regularizing memory term, as the probe logs it
     assert rows[1]["strength_median"] < rows[0]["strength_median"]
+
+
+def test_in_a_notebook_an_unsolved_exercise_stops_with_one_line_and_solutions_load_with_one_call(monkeypatch,
+                                                                                                  capsys):
+    import types
+    monkeypatch.delenv("MEMLESS_SOLUTIONS", raising=False)
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: object()                                     # as inside a Jupyter kernel
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    with pytest.raises(teaching.NotSolved) as caught:
+        teaching.solution("heavy-ball-correction")
+    assert caught.value._render_traceback_() == [str(caught.value)]
+    assert "memless.teaching.show_solutions()" in str(caught.value) and "\n" not in str(caught.value)
+    monkeypatch.syspath_prepend(TUTORIALS)
+    teaching.show_solutions()
+    assert "run the exercise's cell again" in capsys.readouterr().out
+    answer = teaching.solution("heavy-ball-correction")
+    assert teaching.check("heavy-ball-correction", answer, quiet=True)
+    teaching.show_solutions(False)
+    monkeypatch.delitem(sys.modules, "IPython")
+    with pytest.raises(SystemExit, match="MEMLESS_SOLUTIONS=1"):
+        teaching.solution("heavy-ball-correction")
