@@ -102,7 +102,7 @@ def _qhm_optimizer(answer):
         try:
             opt = answer(nu=nu, beta=beta)
         except Exception as exc:       # the learner's code: any error is feedback
-            return False, f"QHM(nu={nu}, beta={beta}) raised {type(exc).__name__}: {exc}"
+            return False, f"QHM(nu={nu}, beta={beta:.3g}) raised {type(exc).__name__}: {exc}"
         from .engine.objective import Objective
         from .numerics.autodiff import jvp
         obj = Objective(_test_loss)

@@ -74,7 +74,9 @@ def memory_numbers(h, beta, rho):
 # %%
 if not teaching.check("memory-numbers", memory_numbers):
     memory_numbers = teaching.solution("memory-numbers")     # only with MEMLESS_SOLUTIONS=1
-print("Figure 1:", memory_numbers(1e-3, 0.9, 0.999), " tame:", memory_numbers(1e-3, 0.5, 0.9))
+figure1, tame = memory_numbers(1e-3, 0.9, 0.999), memory_numbers(1e-3, 0.5, 0.9)
+print(f"memory numbers (first moment, second moment): Figure 1 {figure1[0]:.3g}, {figure1[1]:.3g};  "
+      f"tame {tame[0]:.3g}, {tame[1]:.3g}")
 
 # %% [markdown]
 # At Figure 1's own settings the second-moment number is ≈ 1. Compare with
