@@ -26,16 +26,18 @@ A plugin's own test suite needs one line::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .checks import check_callback
 from .contract.optimizer import MemoryOptimizer
 from .engine.corrections import correction, memory_profile, terms_at
 from .engine.objective import objective, problem
 from .errors import LossError, MemlessError
 from .losses import REFERENCE_LOSSES
 from .optimizers.registry import get_optimizer
+from .studies.analysis import print_progress
 from .studies.meanings import MATRIX_LOSSES
 from .studies.trajectories import first_order_lrs, optimizer_path, order_study_unwarned
 
@@ -84,7 +86,7 @@ def tame(optimizer: MemoryOptimizer) -> MemoryOptimizer:
 def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orders: bool = True,
                     lrs: Sequence[float] = (0.01, 0.005, 0.0025), horizon: float = 0.5,
                     order_band: Tuple[float, float] = (0.3, 0.2), adapt_lrs: bool = True, rtol: float = 1e-5,
-                    raise_on_failure: bool = True) -> Conformance:
+                    raise_on_failure: bool = True, progress: Any = None) -> Conformance:
     """Run the conformance checks; raise :class:`ConformanceError` naming each failure.
 
     ``optimizer``: an instance or a registered name.  ``losses``: a list of
@@ -93,7 +95,9 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
     that acts on matrices).  ``order_band``:
     allowed distance of the corrected / uncorrected orders from 2 / 1.  ``adapt_lrs``:
     scale ``lrs`` down (at most 16x) until the correction is small along the path,
-    where the first-order theory applies; False runs exactly ``lrs``.
+    where the first-order theory applies; False runs exactly ``lrs``.  ``progress``: called as
+    ``progress(done, total, label)`` after each check (``print`` of a line, a progress bar's update),
+    or ``True`` for a line on stderr per check (the order studies take seconds each).
     """
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer)
@@ -104,6 +108,11 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
         losses = [(name, REFERENCE_LOSSES[name].loss, REFERENCE_LOSSES[name].start) for name in names]
     result = Conformance(repr(optimizer))
     unbound = optimizer
+    if progress is True:
+        progress = print_progress("check_optimizer")
+    if progress is not None:
+        check_callback(progress, "progress", "(done, total, label)")
+    total, done = len(losses) * (4 if orders else 3), 0
     for loss_name, loss, theta in losses:
         try:
             optimizer, loss, theta, _ = problem(unbound, loss, theta)
@@ -126,6 +135,9 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
                 outcome = (False, f"raised {type(exc).__name__}: {exc}")
             if outcome is not None:
                 result.checks.append(Check(name, loss_name, *outcome))
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{name} on {loss_name}")
     if raise_on_failure and not result.passed:
         raise ConformanceError("; ".join(f"{c.name} on {c.loss}: {c.detail}" for c in result.failures)
                                + f" [{result.optimizer}]")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from autograd import grad as _grad
@@ -181,7 +181,7 @@ def to_json(analysis) -> str:
 
 def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: float = 1e-3, *, theta=None,
             steps: int = 200, points: int = 12, evidence_steps: Optional[int] = None,
-            evidence_losses: Optional[Sequence[str]] = None, progress: Optional[Progress] = None) -> Analysis:
+            evidence_losses: Optional[Sequence[str]] = None, progress: Any = None) -> Analysis:
     """What the optimizer's memory does to the loss: a verdict, and the measurements behind it.
 
     The verdict comes first from the optimizer's declared structure (each term is
@@ -192,7 +192,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     the loss" when they disagree.  The evidence for the correction itself (Theorem 3.3) runs
     ``evidence_steps`` steps at ``lr`` (default: 20 memory lengths, clipped to [100, 200]),
     and half / twice as many at 2 lr / lr/2.  ``progress(done, total, label)``, if given, is
-    called as the work advances.  ``loss`` and ``evidence_losses`` default to the optimizer's
+    called as the work advances (``progress=True``: a line on stderr at each step of the work).  ``loss`` and ``evidence_losses`` default to the optimizer's
     reference losses (``meanings.reference_losses``: "bilinear" first; "factorization" for an optimizer
     that acts on matrices).
 
@@ -209,6 +209,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     points = check_count(points, "points", 1, MAX_POINTS)
     if evidence_steps is not None:
         evidence_steps = check_count(evidence_steps, "evidence_steps", 1, MAX_EVIDENCE_STEPS)
+    if progress is True:
+        progress = print_progress("analyze")
     check_callback(progress, "progress", "(done, total, label)")
     if not isinstance(evidence_losses, (list, tuple)) or not all(isinstance(name, str) for name in evidence_losses):
         raise MemlessError(f"evidence_losses must be a list of reference-loss names, got {shown(evidence_losses)}")
@@ -278,6 +280,15 @@ def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Anal
         channels=[], net_effect=Effect.OUTSIDE, net_strength=nan, verdict=verdict, basis="outside",
         regime="Assumption 3.1 fails: memory does not decay", modified_loss="", order=order,
         memory_ratio=nan, memory=_profile_evidence(profile))
+
+
+def print_progress(who: str) -> Progress:
+    """A progress callback that prints one line per step of the work on stderr."""
+    import sys
+
+    def progress(done, total, label):
+        print(f"{who}: {done}/{total} {label}", file=sys.stderr, flush=True)
+    return progress
 
 
 class _Ticker:
