@@ -144,3 +144,19 @@ def test_list_fits_80_columns_and_never_splits_a_setting():
         for key, value in entry.hyperparameters.items():
             text = repr(value) if isinstance(value, str) else str(value)
             assert f"{key}={text.replace(', ', ',')}" in words, (name, key)
+
+
+def test_compare_fits_80_columns_without_cutting_a_value():
+    """Vector and matrix optimizers side by side (each row on its own loss) and changed settings, at 80
+    columns: no value cut (no ellipsis, no letter lost), every line at most 80 characters."""
+    env = dict(os.environ, COLUMNS="80")
+    for args in (["adamw", "lion", "muon"], ["adamw", "adamw", "--set", "2.beta2=0.99", "--set", "2.eps=0.1"]):
+        out = subprocess.run([sys.executable, "-m", "memless", "compare", *args, "--no-color", "--quiet"],
+                             capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "…" not in out.stdout and max(len(line) for line in out.stdout.splitlines()) <= 80
+        words = out.stdout.split()
+        assert "anti-regularizing" in words and ("tamed" in words or "yours" in words)
+    assert "factorization" in subprocess.run([sys.executable, "-m", "memless", "compare", "adamw", "muon",
+                                              "--no-color", "--quiet"], capture_output=True, text=True,
+                                             env=env).stdout.split()

@@ -165,12 +165,12 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
     else:
         where = f"{done[0].loss} loss, lr = {done[0].lr:g}" if done else "no optimizer completed"
     table = Table(title=f"What memory does to the loss ({where})",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1),
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 0),
                   caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
                           "the path; order = empirical order with/without M (want 2/1), at your settings or at the "
                           "tamed optimizer (decays 0.5, on curvy; on factorization for optimizers on matrices); "
                           "* = caution: run 'report NAME'")
-    table.add_column("optimizer", no_wrap=True)
+    table.add_column("optimizer", overflow="fold", min_width=13)   # its settings and loss on lines of their own
     table.add_column("net effect", no_wrap=True)
     table.add_column("basis", no_wrap=True)
     table.add_column("strength", justify="right", no_wrap=True)
@@ -184,7 +184,9 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
             table.add_row(label, Text("diverged", style="red"), "-", "-", "-", "-", "-")
             failures.append(str(a))
             continue
-        name = label + ("*" if a.caveats else "") + (f" ({a.loss})" if len(losses) > 1 else "")
+        name = label.replace(" (", "*\n(" if a.caveats else "\n(", 1) if " (" in label else \
+            label + ("*" if a.caveats else "")
+        name += f"\non {a.loss}" if len(losses) > 1 else ""
         if a.net_effect == Effect.OUTSIDE:
             table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, "-", "-", "-", "-")
             continue
@@ -198,10 +200,10 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
 
 
 def _entry_label(optimizer) -> str:
-    """The registered name, with the hyperparameters that differ from the defaults."""
+    """The registered name, with the hyperparameters that differ from the defaults (one per line)."""
     changed = [f"{hp.name}={getattr(optimizer, hp.name)}" for hp in type(optimizer).hyperparameters
                if getattr(optimizer, hp.name) != hp.default]
-    return optimizer.label + (f" ({', '.join(changed)})" if changed else "")
+    return optimizer.label + (f" ({chr(10).join(changed)})" if changed else "")
 
 
 def _order(order, which):
