@@ -112,7 +112,7 @@ def _analyze_all(args, optimizers):
 
     err = Console(stderr=True)
     quiet = getattr(args, "quiet", False)
-    results = []
+    results: List[Any] = []
     bar = Progress(console=err, transient=True) if err.is_terminal and not quiet else None
     if bar is not None:
         bar.start()
@@ -276,7 +276,7 @@ def cmd_list(args):
 
     from .optimizers.registry import entries
 
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for name, entry in sorted(entries().items()):
         rows.append({
             "name": name,
@@ -296,7 +296,7 @@ def cmd_list(args):
         text = repr(v) if isinstance(v, str) else str(v)
         return text.replace(", ", ",")           # a tuple stays one token: lines break between settings only
 
-    blocks = [Text("memless optimizers: the built-ins, and plugins of the entry-point group memless.optimizers\n",
+    blocks: List[Any] = [Text("memless optimizers: the built-ins, and plugins of the entry-point group memless.optimizers\n",
                    style="bold")]
     for row in rows:
         head = Text.assemble((row["name"], "bold"), f"  ({row['source']})")
@@ -520,7 +520,7 @@ def _silence_stdout():
     """After a failed or closed stdout: keep Python from complaining about it at exit."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.__stdout__.fileno())
+        os.dup2(devnull, sys.__stdout__.fileno())  # type: ignore[union-attr]  # AttributeError caught
     except (OSError, AttributeError, ValueError):
         pass
 

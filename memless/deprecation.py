@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.abc
+import importlib.machinery
 import os
 import importlib.util
 import sys
@@ -92,7 +93,7 @@ class _Alias(importlib.abc.Loader):
 
     def __init__(self, target: str):
         self.target = target
-        self.spec = None
+        self.spec: Optional[importlib.machinery.ModuleSpec] = None
 
     def create_module(self, spec):
         if spec.name in SPLIT:

@@ -3,7 +3,7 @@
 Each is a :class:`ReferenceLoss`: the loss, a starting point and a line on what it is.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, cast
 
 import autograd.numpy as anp
 import numpy as np
@@ -100,7 +100,7 @@ def network(params):
 def _matrix_loss(name, loss, start, description):
     flat = structured(loss, start)
     flat.__name__ = name
-    return ReferenceLoss(name, flat, flat.start, description)
+    return ReferenceLoss(name, flat, cast(np.ndarray, flat.start), description)   # structured() sets it
 
 
 REFERENCE_LOSSES = {

@@ -221,7 +221,7 @@ class MemoryOptimizer(abc.ABC):
             return                 # the registry and the constructor say what is wrong, in one line
         _check_composition(cls)
         if cls.__init__ is MemoryOptimizer.__init__:        # a class with its own __init__ keeps its signature
-            cls.__signature__ = inspect.Signature([
+            cls.__signature__ = inspect.Signature([  # type: ignore[attr-defined]  # for inspect and help()
                 inspect.Parameter(hp.name, inspect.Parameter.KEYWORD_ONLY, default=hp.default)
                 for hp in cls.hyperparameters])
         if "hyperparameters" in cls.__dict__ and cls.hyperparameters:

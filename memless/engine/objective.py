@@ -26,7 +26,7 @@ from ..numerics.autodiff import Point, frozen_gradient, independent_outputs_allo
 from ..parameters import StructuredLoss, layout_of, structured
 
 #: a loss: a callable theta -> scalar, or a reference loss's name
-LossLike = Union[Callable, str]
+LossLike = Union[Callable, str, "Objective"]
 
 #: below this many parameters, autograd's per-operation overhead makes a recorded
 #: gradient dearer than recomputing it inside a forward-over-reverse HVP

@@ -17,7 +17,7 @@ one sentence decided by the numbers (:func:`~memless.experiments.training.trend`
 """
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -41,7 +41,8 @@ def _measure(model, data, beta1, beta2, eps, lr, device):
     import memless
     loss = objective_of(model, data, device)
     probe = memless.Probe(memless.get_optimizer("adam", beta1=beta1, beta2=beta2, eps=eps), loss, lr=lr, every=1)
-    record = probe.step(loss.start)
+    record = probe.step(loss.start)          # every=1: the first call measures
+    assert record is not None
     return record["M/F"], record["strength"]
 
 
@@ -85,7 +86,7 @@ def run(sweep: str, *, quick: bool = False, seeds: int = 3, device: str = "cpu",
 
 
 #: the paper's direction for each quantity as the setting grows
-EXPECTED = {"rho": {"excess": +1, "test_accuracy": -1, "steps": None},
+EXPECTED: Dict[str, Dict[str, Any]] = {"rho": {"excess": +1, "test_accuracy": -1, "steps": None},
             "beta": {"excess": -1, "test_accuracy": +1, "steps": None}}
 
 

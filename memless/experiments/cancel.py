@@ -19,6 +19,8 @@ the horizon (beta1 = beta2 = 0.5, eps = 0.1, the optimizer's tame values; with b
 """
 from __future__ import annotations
 
+from typing import Any, Dict, List
+
 import numpy as np
 
 from ..checks import said
@@ -117,7 +119,7 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
 
 
 def claims(rows):
-    out = []
+    out: List[Dict[str, Any]] = []
     train = [r for r in rows if r["kind"] == "train"]
     for c in CS if train else ():
         part = [r for r in train if r["c"] == c]

@@ -125,7 +125,7 @@ def _along(rows, key):
 def claims(rows):
     rungs = [r for r in rows if r.get("kind") == "rung"]
     rows = [r for r in rows if r.get("kind", "fastest") == "fastest"]
-    out = []
+    out: List[Dict[str, Any]] = []
     for quantity, label, expected, claim in (
             ("grad_l1", "||g||_1 at the threshold", -1, "Lion's is smaller (its memory does not anti-regularize)"),
             ("test_accuracy", "test accuracy", +1, "Lion's is higher")):

@@ -12,7 +12,7 @@ from typing import Tuple
 
 import autograd.numpy as anp
 
-from ..contract.hyperparameters import decay, flag, positive, weight_decay
+from ..contract.hyperparameters import Hyperparameter, decay, flag, positive, weight_decay
 from ..contract.optimizer import (Channel, DecoupledWeightDecay, MomentumOptimizer, ema, ema_bias_correction,
                                   gradient_signal, squared_gradient_signal)
 from ..numerics.autodiff import sqrt
@@ -82,7 +82,7 @@ class Adaptive(MomentumOptimizer):
                        lambda h, theta, g, HF: -h * weight * self._q(g) * HF)
 
 def _moments(weight_decay_default=None):
-    params = (
+    params: Tuple[Hyperparameter, ...] = (
         decay("beta1", 0.9, "first-moment decay"),
         decay("beta2", 0.999, "second-moment decay"),
         positive("eps", 1e-8, "numerical stability constant", tame=0.1),

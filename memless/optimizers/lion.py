@@ -37,11 +37,11 @@ class LionK(MomentumOptimizer):
     k: str
 
     @property
-    def elementwise(self):
+    def elementwise(self):  # type: ignore[override]  # a class attribute elsewhere, here it depends on k
         return self.k != "nuclear"
 
     @property
-    def stationary(self):
+    def stationary(self):  # type: ignore[override]
         """sign and the polar factor are scale-invariant and both channels read g: F^(n) = F."""
         return self.k in ("sign", "nuclear")
 
@@ -54,7 +54,7 @@ class LionK(MomentumOptimizer):
             check_matrices(self.label, layout, "with k='nuclear' acts on matrices")
 
     @property
-    def linear(self):
+    def linear(self):  # type: ignore[override]
         """Phi is linear in the memories only for K = ||x||^2/2."""
         return self.k == "l2"
 

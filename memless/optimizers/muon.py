@@ -9,11 +9,13 @@ memory term does not vanish.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from ..contract.hyperparameters import choice, coefficients, decay, flag, integer, positive, weight_decay
 from ..contract.optimizer import Channel, DecoupledWeightDecay, MomentumOptimizer, gradient_signal
 from ..numerics.autodiff import jvp
 from ..numerics.linalg import NS_COEFFICIENTS, NS_EPS, NS_STEPS, newton_schulz, polar, polar_derivative
+from ..parameters import Layout
 from .matrices import check_matrices, named
 
 ORTHOGONALIZATIONS = ("newton-schulz", "polar")
@@ -63,10 +65,14 @@ class Orthogonalized(MomentumOptimizer):
             return polar_derivative(X, V)
         return jvp(self.orth, X, V)[1]
 
+    def matrix_layout(self) -> Layout:
+        """The layout of the matrices it acts on (the one-line error of check_layout where there is none)."""
+        self.check_layout(self.layout)
+        return cast(Layout, self.layout)
+
     def adjustments(self):
         """r for each matrix, by name."""
-        self.check_layout(self.layout)
-        return {name: lr_adjustment(shape, self.adjust_lr_fn) for name, shape in self.layout.shapes.items()}
+        return {name: lr_adjustment(shape, self.adjust_lr_fn) for name, shape in self.matrix_layout().shapes.items()}
 
     @property
     def memory_weight(self) -> float:
@@ -80,7 +86,7 @@ class Orthogonalized(MomentumOptimizer):
 
         def closed(h, theta, g, HF):
             r = self.adjustments()
-            return h * weight * self.layout.map(
+            return h * weight * self.matrix_layout().map(
                 lambda name, G, V: r[name] * named(name, self.orth_derivative, G, V), g, HF)
 
         formula = f"+h w r d {'polar' if self.orthogonalize == 'polar' else 'NS'}(G)[H F], w = " + (
@@ -93,7 +99,7 @@ class Orthogonalized(MomentumOptimizer):
     def combine(self, m):
         u = m["momentum"] + m["gradient"] if self.nesterov else m["momentum"]
         r = self.adjustments()
-        return self.layout.map(lambda name, X: r[name] * named(name, self.orth, X), u)
+        return self.matrix_layout().map(lambda name, X: r[name] * named(name, self.orth, X), u)
 
 
 class Muon(DecoupledWeightDecay, Orthogonalized):

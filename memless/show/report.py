@@ -9,7 +9,7 @@ Every rich import is inside these functions, so computing never loads rich.
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from ..studies.analysis import Analysis, Effect
 
@@ -274,7 +274,7 @@ def render_modified(summary):  # summary: memless.studies.modified.ModifiedSumma
 
     table.add_row("order", order(summary.errors_ode, summary.order_ode),
                   order(summary.errors_flow, summary.order_flow), style="bold")
-    parts = [head, Text(""), equation, Panel(body, title=title), table,
+    parts: List[Any] = [head, Text(""), equation, Panel(body, title=title), table,
              Text("expected orders: 2 for the modified equation, 1 for the plain flow", style="dim")]
     if summary.caveats:
         parts.append(Text("caveats:\n" + "\n".join(f"- {c}" for c in summary.caveats), style="yellow"))
@@ -366,7 +366,7 @@ def render_regime_map(result):  # result: memless.studies.analysis.RegimeMap
         table.add_column(heads[j], justify="right", no_wrap=True, min_width=width)
     for i, row in enumerate(cells):
         table.add_row(rows[i], *[row[j] for j in shown])
-    parts = [Text(f"{result.optimizer} on {result.loss}: rows {result.y}, columns {result.x}"), table]
+    parts: List[Any] = [Text(f"{result.optimizer} on {result.loss}: rows {result.y}, columns {result.x}"), table]
     if len(shown) < len(heads):
         parts.append(Text(f"({len(shown)} of the {len(heads)} values of {result.x} are shown; --json has all)"))
     parts.append(Text(f"each cell: the corrected order from {result.steps} steps at its lr and {2 * result.steps} at "

@@ -54,7 +54,7 @@ class ModifiedEquation(Viewable):
     :func:`scipy.integrate.solve_ivp` expects; :meth:`solve` integrates either.
     """
 
-    optimizer: object
+    optimizer: MemoryOptimizer
     loss: Callable = field(repr=False)
     lr: float
     n: Optional[int] = None

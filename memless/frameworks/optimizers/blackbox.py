@@ -376,7 +376,7 @@ class BlackBox(MemoryOptimizer):
 
             def rows(s, ts=ts):
                 theta, g = inputs(s)
-                out = []
+                out: List[Any] = []
                 for (dt, dg), c in zip(tangents(s), scales):
                     out.extend((theta + (t * c) * dt, g + (t * c) * dg) for t in ts)
                 return out
@@ -802,7 +802,8 @@ class OptaxTransformation(BatchedBlackBox):
         self.kwargs = dict(kwargs)
         self.name = name or f"optax.{getattr(transformation, '__name__', 'transformation')}"
         self.limit_n = _count(limit_n, "limit_n")
-        self._compiled = self._scanned = None
+        self._compiled: Any = None
+        self._scanned: Any = None
         self._check_derivatives()
 
     def forward_support(self) -> Optional[str]:
@@ -869,6 +870,8 @@ class OptaxTransformation(BatchedBlackBox):
         block = max(1, min(self.BLOCK, (1 << 22) // max(count * size * 4, 1)))
         thetas = [np.array(r[0], dtype=float) for r in rows]
         zeros = self._tree([np.zeros_like(t) for t in thetas])
+        carry: Tuple[Any, ...]
+        parts: Tuple[int, ...]
         if tangent:
             state = self.start_many_tangent(thetas, [np.array(r[1], dtype=float) for r in rows])
             carry = (state[0], state[1], zeros, zeros)
