@@ -189,3 +189,22 @@ def test_several_optimizers_draw_one_path_each_labelled_by_what_differs():
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert "adam beta1=0.5" in labels and "adam beta1=0.8" in labels
     plt.close(fig)
+
+
+def test_symlog_axes_label_no_tick_beside_zero_and_the_probe_legend_names_both_axes():
+    import numpy as np
+    probe = memless.Probe(memless.get_optimizer("adamw"), "curvy", lr=1e-3, every=1)
+    for s in range(4):
+        probe.step(np.array([0.3, 0.5, -0.4]) * (1 - 0.1 * s))
+    fig = mp.probe(probe)
+    ax = fig.axes[0]
+    assert "|M|/|F| (right axis)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    fig.canvas.draw()
+    labels = {tick.get_position()[1]: tick.get_text() for tick in ax.get_yticklabels()}
+    assert labels.get(0.0) == "0" and all(text == "" for value, text in labels.items() if 0 < abs(value) <= 1e-6)
+    a = analyze(memless.get_optimizer("adamw"), steps=60, points=3, evidence_losses=())
+    fig = mp.channels([a])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    threshold = ax.yaxis.get_transform().linthresh
+    assert all(t.get_text() == "" for t in ax.get_yticklabels() if 0 < abs(t.get_position()[1]) <= threshold)

@@ -241,7 +241,7 @@ def channels(analyses, *, ax=None):
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xticks(positions)
     ax.set_xticklabels(labels, fontsize=8)
-    ax.set_yscale("symlog", linthresh=max(1e-6, min([abs(v) for v in values if v] or [1.0])))
+    _symlog(ax, max(1e-6, min([abs(v) for v in values if v] or [1.0])))
     ax.set_ylabel("strength <grad N, M_l> / |<grad N, F>|  (> 0 regularizing)")
     names = ", ".join(a.optimizer for a in items)
     ax.set_title(f"What each memory channel does: {names}")
@@ -270,6 +270,25 @@ def memory_profile(profiles, *, labels: Optional[Sequence[str]] = None, ax=None)
     return fig
 
 
+def _symlog(ax, linthresh: float, ticks: int = 7) -> None:
+    """A symmetric-log y axis with at most about ``ticks`` labelled ticks (one per decade crowds
+    them together around 0), and no label at +-linthresh, where it would overlap 0's."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, SymmetricalLogLocator
+    ax.set_yscale("symlog", linthresh=linthresh)
+    locator = SymmetricalLogLocator(linthresh=linthresh, base=10)
+    locator.set_params(numticks=ticks)
+    ax.yaxis.set_major_locator(locator)
+    decades = LogFormatterSciNotation(base=10, linthresh=linthresh)
+
+    def label(value, position):
+        if value == 0:
+            return "0"
+        if abs(value) <= linthresh * (1 + 1e-9):
+            return ""
+        return decades(value, position)
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
+
+
 def probe(probe_or_records, *, ax=None):
     """A training probe's log: each channel's signed strength against the step (report colors for
     the sign of the total), and |M|/|F| on a second axis."""
@@ -282,13 +301,15 @@ def probe(probe_or_records, *, ax=None):
         ax.plot(steps, [r[key] for r in records], marker=".", label=key.split(":", 1)[1])
     ax.plot(steps, [r["strength"] for r in records], color="black", linewidth=1.5, label="total")
     ax.axhline(0.0, color="0.5", linewidth=0.6)
-    ax.set_yscale("symlog", linthresh=1e-6)
+    _symlog(ax, 1e-6)
     ax.set_xlabel("training step")
     ax.set_ylabel("strength (> 0 regularizing)")
     ratio = ax.twinx()
-    ratio.plot(steps, [r["M/F"] for r in records], ":", color="tab:purple", label="|M|/|F|")
+    ratio.plot(steps, [r["M/F"] for r in records], ":", color="tab:purple", label="|M|/|F| (right axis)")
     ratio.set_ylabel("|M|/|F|")
-    ax.legend(fontsize=8, loc="upper left")
+    lines, labels = ax.get_legend_handles_labels()
+    more, more_labels = ratio.get_legend_handles_labels()
+    ax.legend(lines + more, labels + more_labels, fontsize=8, loc="upper left")     # both axes in one legend
     ax.set_title("What memory does during training")
     fig.tight_layout()
     return fig
