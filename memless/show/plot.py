@@ -377,11 +377,13 @@ def regime_figure(result: "RegimeMap", ax=None):
     finite = np.isfinite(result.strength)
     if finite.any() and np.nanmin(result.strength) < 0 < np.nanmax(result.strength):
         ax.contour(X, Y, result.strength, levels=[0.0], colors="white", linewidths=1.5)
+    from ..studies.analysis import ROUNDING
+    size = max(6, min(14, int(110 / max(len(result.xs), len(result.ys)))))      # readable at 3x3 and 12x12
     for i, yv in enumerate(result.ys):
         for j, xv in enumerate(result.xs):
             s = result.strength[i, j]
-            if np.isfinite(s) and s != 0:
-                ax.text(xv, yv, "+" if s > 0 else "-", ha="center", va="center", fontsize=7,
+            if np.isfinite(s) and abs(s) > ROUNDING:
+                ax.text(xv, yv, "+" if s > 0 else "−", ha="center", va="center", fontsize=size, fontweight="bold",
                         color=EFFECT_COLORS[Effect.REGULARIZING if s > 0 else Effect.ANTI_REGULARIZING])
     if result.x == "lr":
         ax.set_xscale("log")
@@ -390,7 +392,9 @@ def regime_figure(result: "RegimeMap", ax=None):
     ax.set_xlabel(result.x)
     ax.set_ylabel(result.y)
     ax.set_title(f"{result.optimizer} on {result.loss}: order and sign of memory's effect\n"
-                 f"({result.steps} steps at lr and {2 * result.steps} at lr/2 per cell)", fontsize=9)
+                 f"({result.steps} steps at lr and {2 * result.steps} at lr/2 per cell)\n"
+                 "+ memory regularizes, − anti-regularizes at the start, none: below rounding\n"
+                 "white line: where the sign changes", fontsize=8)
     fig.tight_layout()
     return fig
 
