@@ -208,3 +208,16 @@ def test_symlog_axes_label_no_tick_beside_zero_and_the_probe_legend_names_both_a
     ax = fig.axes[0]
     threshold = ax.yaxis.get_transform().linthresh
     assert all(t.get_text() == "" for t in ax.get_yticklabels() if 0 < abs(t.get_position()[1]) <= threshold)
+
+
+def test_the_channels_figure_keeps_every_bar_inside_and_names_one_too_small_to_see():
+    """compare --plot hid Lion's 9e-14 bar and let heavy-ball's +10 overflow (issue 26)."""
+    analyses = [analyze(memless.get_optimizer(name), steps=60, points=3, evidence_losses=())
+                for name in ("adamw", "lion", "heavy-ball")]
+    fig = mp.comparison_figure(analyses)
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    values = [c.strength for a in analyses for c in a.channels if c.decay]
+    assert low < min(values) and max(values) < high
+    texts = [t.get_text() for t in ax.texts]
+    assert any("below" in t and "rounding" in t for t in texts)             # Lion's term, |strength| < 1e-12

@@ -235,14 +235,27 @@ def channels(analyses, *, ax=None):
             labels.append(f"{a.optimizer}\n{c.name}" if len(items) > 1 else c.name)
             values.append(c.strength)
             colors.append(EFFECT_COLORS[Effect(c.effect)])
+    from ..studies.analysis import ROUNDING
     fig, ax = _axes(ax, size=(max(4.0, 1.1 * len(labels) + 1.5), 4.0))
     positions = np.arange(len(labels))
     ax.bar(positions, values, color=colors)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xticks(positions)
     ax.set_xticklabels(labels, fontsize=8)
-    _symlog(ax, max(1e-6, min([abs(v) for v in values if v] or [1.0])))
-    ax.set_ylabel("strength <grad N, M_l> / |<grad N, F>|  (> 0 regularizing)")
+    shown = [abs(v) for v in values if np.isfinite(v) and abs(v) > ROUNDING]
+    linthresh = max(1e-6, min(shown or [10.0]) / 10)      # the smallest bar above the linear region
+    _symlog(ax, linthresh)
+    top = max([v for v in values if np.isfinite(v)] + [0.0])
+    bottom = min([v for v in values if np.isfinite(v)] + [0.0])
+    ax.set_ylim(bottom * 3 if bottom < -linthresh else -linthresh * 3,           # every bar inside the axes
+                top * 3 if top > linthresh else linthresh * 3)
+    for x, v in zip(positions, values):
+        if np.isfinite(v) and abs(v) < linthresh / 10:
+            ax.text(x, 0, f"{v:+.1g}\n(below\nrounding)" if abs(v) <= ROUNDING else f"{v:+.1g}",
+                    ha="center", va="bottom", fontsize=7)                         # a bar too small to see
+    ax.set_ylabel("strength (> 0 regularizing)")
+    ax.text(0.0, -0.22, "strength = <grad N, M_l> / |<grad N, F>|", transform=ax.transAxes, fontsize=7,
+            va="top")
     names = ", ".join(a.optimizer for a in items)
     ax.set_title(f"What each memory channel does: {names}")
     fig.tight_layout()
