@@ -36,7 +36,7 @@ import numpy as np
 from autograd import grad
 
 from ..checks import shown
-from ..contract.optimizer import READINGS, MemoryOptimizer, require_optimizer
+from ..contract.optimizer import MOVED_READINGS_06, READINGS, MemoryOptimizer, require_optimizer
 from ..errors import MemlessError, OptimizerError
 from ..numerics.linalg import POLAR_CONDITION, nuclear_norm
 from ..optimizers.adam import Adaptive
@@ -169,7 +169,7 @@ ARGUMENTS = {"proxy": ("opt", "gradient", "loss"), "formula": ("opt",), "modifie
 
 
 #: the methods 0.6 optimizers defined for reports, read from a class that still defines them
-LEGACY = ("sharpness_proxy", "sharpness_formula", "structure", "implicit_loss", "implicit_loss_at")
+LEGACY = tuple(name for name in MOVED_READINGS_06 if name not in ("reference_losses", "evidence_loss"))
 
 
 def meaning_of(optimizer: Any) -> Meaning:
@@ -619,9 +619,9 @@ LION = Meaning(proxy=_lion_proxy, formula=_lion_formula, modified_loss=_lion_mod
 
 def _muon_proxy(opt, gradient, loss=None):
     def N(t):
-        r = opt.adjustments()
-        parts = opt.layout.unflatten(gradient(t))
-        return sum(r[name] * nuclear_norm(parts[name]) for name in opt.layout.matrices)
+        r, layout = opt.adjustments(), opt.matrix_layout()
+        parts = layout.unflatten(gradient(t))
+        return sum(r[name] * nuclear_norm(parts[name]) for name in layout.matrices)
 
     return N
 
