@@ -218,7 +218,8 @@ def _progress(label: str, *, quiet: bool = False, lines: bool = False, describe:
     if quiet or not (err.is_terminal or lines):
         yield None
     elif not err.is_terminal:
-        yield lambda done, total, text: print(f"memless: {done}/{total} {text}", file=sys.stderr, flush=True)
+        from .studies.analysis import print_progress
+        yield print_progress("memless")
     else:
         bar = Progress(console=err, transient=True)
         bar.start()
@@ -344,16 +345,17 @@ def cmd_list_losses(args):
 # ----------------------------------------------------------------------------
 
 
-def _common(parser, analysis=True):
+def _common(parser, analysis=True, cached=True):
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate h (default 1e-3)")
     parser.add_argument("--loss", default=None,
                         help="reference loss (default bilinear; factorization for optimizers on matrices; "
                              "see 'list-losses')")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--no-color", action="store_true", help="plain text")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="compute the order studies again instead of reusing those kept in $MEMLESS_CACHE_DIR "
-                             "(default ~/.cache/memless; MEMLESS_NO_CACHE=1 also turns it off)")
+    if cached:                       # report, compare, modified: the studies the cache keeps
+        parser.add_argument("--no-cache", action="store_true",
+                            help="compute the order studies again instead of reusing those kept in "
+                                 "$MEMLESS_CACHE_DIR (default ~/.cache/memless; MEMLESS_NO_CACHE=1 also turns it off)")
     if analysis:
         parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
         parser.add_argument("--fast", action="store_true",
@@ -405,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     regime.add_argument("--steps", type=int, default=20, help="steps per cell at its lr (default 20)")
     regime.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
     regime.add_argument("--plot", metavar="FILE", help="write the map (.png, .svg or .pdf)")
-    _common(regime, analysis=False)
+    _common(regime, analysis=False, cached=False)
     regime.set_defaults(run=cmd_map)
     experiment = sub.add_parser("experiment", help="the papers' experiments at CPU scale (PyTorch; see "
                                                    "memless.experiments)")
