@@ -229,16 +229,10 @@ def permutation_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], 
     >>> bool(np.all(avg.variance == 0))
     True
     """
-    require_optimizer(optimizer)
-    if not isinstance(optimizer, HeavyBall):
-        raise MemlessError(f"the Section 5.2 closed form is for heavy-ball (F = sum beta^k g^(n-k)); "
-                           f"got {optimizer.label}: use permutation_monte_carlo")
-    theta = check_theta(theta)
-    lr = check_lr(lr)
-    objs = _check_losses(losses, theta)
+    theta, lr, objs = _heavy_ball_batches(
+        "permutation_average", optimizer, losses, theta, lr,
+        "the Section 5.2 closed form is for heavy-ball (F = sum beta^k g^(n-k))", "use permutation_monte_carlo")
     m = len(objs)
-    if m < 2:
-        raise MemlessError("permutation_average needs at least two batches")
     beta, n = optimizer.beta, m - 1
     A, H_bar_g_bar = _batch_moments(objs, theta)
     c3, c4 = C3(beta, n), C4(beta, n)
@@ -267,6 +261,19 @@ def permutation_monte_carlo(optimizer: MemoryOptimizer, losses: Sequence[Callabl
 # ----------------------------------------------------------------------------
 # Later epochs: reshuffled every epoch, n -> infinity (heavy-ball)
 # ----------------------------------------------------------------------------
+
+
+def _heavy_ball_batches(who: str, optimizer, losses, theta, lr, closed_form: str, instead: str):
+    """(theta, lr, objectives) checked for a heavy-ball closed form over at least two batches."""
+    require_optimizer(optimizer)
+    if not isinstance(optimizer, HeavyBall):
+        raise MemlessError(f"{closed_form}; got {optimizer.label}: {instead}")
+    theta = check_theta(theta)
+    lr = check_lr(lr)
+    objs = _check_losses(losses, theta)
+    if len(objs) < 2:
+        raise MemlessError(f"{who} needs at least two batches")
+    return theta, lr, objs
 
 
 def _check_position(position, m):
@@ -330,16 +337,10 @@ def multi_epoch_average(optimizer: MemoryOptimizer, losses: Sequence[Callable], 
     ...                                           same[0], np.ones(2), lr=0.01))
     True
     """
-    require_optimizer(optimizer)
-    if not isinstance(optimizer, HeavyBall):
-        raise MemlessError(f"the multi-epoch closed form is for heavy-ball; got {optimizer.label}: "
-                           "average minibatch_correction over random orders instead")
-    theta = check_theta(theta)
-    lr = check_lr(lr)
-    objs = _check_losses(losses, theta)
+    theta, lr, objs = _heavy_ball_batches(
+        "multi_epoch_average", optimizer, losses, theta, lr, "the multi-epoch closed form is for heavy-ball",
+        "average minibatch_correction over random orders instead")
     m = len(objs)
-    if m < 2:
-        raise MemlessError("multi_epoch_average needs at least two batches")
     position = _check_position(position, m)
     beta = optimizer.beta
     own, H_bar_g_bar = _batch_moments(objs, theta)
