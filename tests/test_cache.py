@@ -139,7 +139,8 @@ def test_pruning_keeps_at_most_max_files_and_touches_nothing_else(tmp_path, monk
 def test_a_study_at_your_settings_is_kept_on_a_reference_loss_not_on_your_own(tmp_path, monkeypatch):
     """Muon at its defaults has its evidence at your settings on 'factorization' (a reference loss):
     kept. The same loss written by you (another function object) is computed again, since your code
-    may change between runs; the numbers agree."""
+    may change between runs; the numbers agree (to rounding: the reference loss's derivatives are
+    written by hand, yours are autograd's)."""
     from memless.losses import REFERENCE_LOSSES
     monkeypatch.setattr(cache, "DIRECTORY", str(tmp_path))
     monkeypatch.setattr(analysis, "_TAMED_STUDIES", {})
@@ -155,7 +156,7 @@ def test_a_study_at_your_settings_is_kept_on_a_reference_loss_not_on_your_own(tm
 
     yours = memless.analyze(opt, loss=curvy, theta=reference.start, lr=0.01, **options)
     assert len(kept(tmp_path)) == 1
-    assert yours.order.errors_corrected == first.order.errors_corrected
+    np.testing.assert_allclose(yours.order.errors_corrected, first.order.errors_corrected, rtol=1e-8)
 
 
 def test_the_modified_equations_check_is_kept_too(tmp_path):

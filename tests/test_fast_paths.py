@@ -230,3 +230,51 @@ def test_lions_finite_n_rows_through_the_interpolant_match_every_row_formed(k, r
         if (rho1, rho2) == (0.9, 0.99) and k != "sign" and n == 1000:
             assert sum(formed) > 100                       # ... and here they were
         np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-12 * np.max(np.abs(exact)))
+
+
+# ----------------------------------------------------------------------------
+# Reference losses with hand-written derivatives
+# ----------------------------------------------------------------------------
+
+def _relative(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) / max(float(np.max(np.abs(b))), 1e-300)
+
+
+@pytest.mark.parametrize("name", list(memless.losses.REFERENCE_LOSSES))
+def test_reference_losses_hand_written_derivatives_are_autograds(name):
+    """Gradient, HVP and the HVP's own derivative (third derivatives, by autograd through the
+    hand-written HVP) against autograd on the plain function, at points away from the start."""
+    from autograd import grad, make_jvp
+    reference = memless.losses.REFERENCE_LOSSES[name]
+    closed, plain = reference.loss, reference.loss.function
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        t = reference.start + 0.4 * rng.normal(size=reference.start.shape)
+        v, w = rng.normal(size=t.shape), rng.normal(size=t.shape)
+        assert closed(t) == plain(t)
+        assert _relative(closed.gradient_function(t), grad(plain)(t)) < 1e-14
+        assert _relative(closed.hvp_function(t, v), make_jvp(grad(plain))(t)(v)[1]) < 1e-14
+        third = make_jvp(lambda x, v=v: make_jvp(closed.traced_gradient)(x)(v)[1])(t)(w)[1]
+        expected = make_jvp(lambda x, v=v: make_jvp(grad(plain))(x)(v)[1])(t)(w)[1]
+        assert _relative(third, expected) < 1e-13
+    if name == "bilinear":          # the general form, beyond the reference's two parameters
+        t = np.array([0.7, -1.2, 0.4])
+        assert _relative(closed.gradient_function(t), grad(plain)(t)) < 1e-14
+        assert _relative(closed.hvp_function(t, v[:1].repeat(3)), make_jvp(grad(plain))(t)(v[:1].repeat(3))[1]) < 1e-14
+
+
+@pytest.mark.parametrize("opt_name,loss_name", [("adamw", "curvy"), ("lion", "rosenbrock"), ("nesterov", "logistic"),
+                                                ("muon", "network")])
+def test_reference_loss_by_name_gives_the_numbers_of_the_plain_function(opt_name, loss_name):
+    """The hand-written derivatives are a fast path: the same correction and path as autograd's
+    general path on the same function (a user's own loss), up to rounding."""
+    reference = memless.losses.REFERENCE_LOSSES[loss_name]
+    opt = memless.get_optimizer(opt_name)
+    plain = reference.loss.function
+    for n in (5, None):
+        fast = memless.correction(opt, loss_name, reference.start, 0.01, n)
+        general = memless.correction(opt, plain, reference.start, 0.01, n)
+        assert _relative(fast, general) < 1e-12
+    fast = memless.trajectory(opt, loss_name, reference.start, 0.01, 40, memoryless=True)
+    general = memless.trajectory(opt, plain, reference.start, 0.01, 40, memoryless=True)
+    assert _relative(fast, general) < 1e-12
