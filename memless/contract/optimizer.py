@@ -464,7 +464,8 @@ class Channel:
         """b_l^(t), vectorized over t; t = inf gives the limit b_l."""
         t = np.asarray(t, dtype=float)
         if callable(self.scale):
-            return np.broadcast_to(np.asarray(self.scale(t), dtype=float), t.shape)
+            value = np.asarray(self.scale(t), dtype=float)
+            return value if value.shape == t.shape else np.broadcast_to(value, t.shape)
         return np.full(t.shape, float(self.scale))
 
     def weight(self, n) -> np.ndarray:
@@ -473,6 +474,15 @@ class Channel:
         beta = self.decay
         total = n + 1.0 if beta == 1.0 else (1.0 - beta ** (n + 1.0)) / (1.0 - beta)
         return self.b(n + 1.0) * total
+
+    @property
+    def constant_weight(self) -> bool:
+        """True when a_l(n) is the same at every n, so this channel leaves no finite-n residual:
+        a bias-corrected EMA (b^(t) sum_{k<t} beta^k = 1 exactly) or a channel without memory
+        whose b is a constant."""
+        if getattr(self.scale, "normalizes", False):
+            return True
+        return self.decay == 0 and not callable(self.scale)
 
     @property
     def coefficient(self) -> float:
@@ -521,6 +531,7 @@ def ema_bias_correction(beta: float) -> Callable:
     def scale(t):
         return (1.0 - beta) / (1.0 - np.power(beta, t))
 
+    scale.normalizes = True  # type: ignore[attr-defined]  # b^(t) sum_{k<t} beta^k = 1 (Channel.constant_weight)
     return scale
 
 

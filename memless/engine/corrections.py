@@ -221,14 +221,16 @@ def _history_weights(beta, n, s):
 def _finite_n_steps(channels, n, tol):
     """The steps s < n whose direction F^(s)(theta) differs from the limit F enough to matter.
 
-    F^(s)(theta) = Phi(a_l(s) g_l(theta)); it equals F(theta) once every a_l(s) has converged.
+    F^(s)(theta) = Phi(a_l(s) g_l(theta)); it equals F(theta) once every a_l(s) has converged,
+    and at every s when no a_l varies (:attr:`Channel.constant_weight`: AdamW's channels).
     """
     memory = [ch for ch in channels if ch.decay > 0]
+    varying = [ch for ch in channels if not ch.constant_weight]
     keep_s, start = [], 0
-    while start < n:
+    while varying and start < n:
         s = np.arange(start, min(n, start + _CHUNK_STEPS), dtype=float)
         deviation = np.zeros_like(s)
-        for ch in channels:
+        for ch in varying:
             limit = float(ch.weight(math.inf))
             scale = abs(limit) if limit != 0 else 1.0
             deviation = np.maximum(deviation, np.abs(ch.weight(s) - limit) / scale)
