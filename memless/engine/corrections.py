@@ -318,9 +318,10 @@ def _interpolated_tail(optimizer, channels, signals, s_values, F, omegas, residu
 
     block = max(1, _INTERPOLATION_BLOCK // max(F.size, 1))
 
-    def f(points):
-        """F^(s) - F at weights w(inf) + points u, a few rows at a time (their temporaries stay in cache)."""
-        out = np.empty((len(points), F.size))
+    def f(points, out=None):
+        """F^(s) - F at weights w(inf) + points u, a few rows at a time (their temporaries stay in cache),
+        written into ``out`` when given."""
+        out = np.empty((len(points), F.size)) if out is None else out
         for start in range(0, len(points), block):
             part = points[start:start + block]
             m = {ch.name: (w + part * du)[:, None] * sig[None, :]
@@ -330,26 +331,43 @@ def _interpolated_tail(optimizer, channels, signals, s_values, F, omegas, residu
 
     finest = INTERPOLATION_NODES[-1]
     grid = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * np.arange(finest) / (finest - 1))
-    values = np.zeros((finest, F.size))     # f at the finest grid's nodes, shared by the nested coarser grids
+    # f at the nodes, stored in the order they are computed: the grids are nested, so after trying a
+    # grid of `count` nodes the first `count` rows are exactly its nodes (a view, never a copy)
+    values = np.empty((finest, F.size))
+    stored_at = np.zeros(finest, dtype=int)   # the finest-grid index of each stored row
     known = np.zeros(finest, dtype=bool)
-    largest = np.zeros(finest)              # max |f| at each node
+    largest = np.zeros(finest)                # max |f| at each stored row
+    stored = 0
+    probed_rows: Dict[int, np.ndarray] = {}   # f at probes that are nodes of the next grid
     for count in INTERPOLATION_NODES:
         if 2 * count > len(s_values):
             return False
-        index = np.arange(count) * ((finest - 1) // (count - 1))
+        step = (finest - 1) // (count - 1)
+        index = np.arange(count) * step
         new = index[~known[index]]
         if len(new):
-            fresh = f(grid[new])
-            if not np.all(np.isfinite(fresh)):
+            probed = np.array([i in probed_rows for i in new.tolist()], dtype=bool)
+            new = np.concatenate([new[~probed], new[probed]])     # computed rows first, then the probes'
+            rows, fresh = values[stored:stored + len(new)], int(np.count_nonzero(~probed))
+            if fresh:
+                f(grid[new[:fresh]], out=rows[:fresh])
+            for k in range(fresh, len(new)):
+                rows[k] = probed_rows[int(new[k])]
+            row_largest = np.max(np.abs(rows), axis=1)
+            if not np.all(np.isfinite(row_largest)):
                 return False
-            values[new], known[new], largest[new] = fresh, True, np.max(np.abs(fresh), axis=1)
-        nodes = grid[index]
-        weights = (-1.0) ** np.arange(count)
-        weights[[0, -1]] /= 2
+            largest[stored:stored + len(new)] = row_largest
+            stored_at[stored:stored + len(new)], known[new] = new, True
+            stored += len(new)
+        on_grid, at = values[:count], stored_at[:count]
+        nodes = grid[at]
+        j = at // step                        # each stored node's place in this grid
+        weights = (-1.0) ** j
+        weights[(j == 0) | (j == count - 1)] /= 2
 
-        def basis(points, nodes=nodes, weights=weights, index=index):
-            """The Lagrange basis at ``points`` (rows), by the barycentric formula, as weights of the
-            finest grid's nodes (zero off this grid: no copy of the values)."""
+        def basis(points, nodes=nodes, weights=weights):
+            """The Lagrange basis of this grid at ``points`` (rows), by the barycentric formula, in the
+            order the nodes are stored."""
             diff = points[:, None] - nodes[None, :]
             hit = diff == 0
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -357,16 +375,27 @@ def _interpolated_tail(optimizer, channels, signals, s_values, F, omegas, residu
                 local = terms / terms.sum(axis=1, keepdims=True)
             rows = hit.any(axis=1)
             local[rows] = hit[rows].astype(float)
-            full = np.zeros((len(points), finest))
-            full[:, index] = local
-            return full
+            return local
 
-        probes = np.array([(nodes[i] + nodes[i + 1]) / 2 for i in (0, 1, count // 2, count - 3, count - 2)])
-        miss = float(np.max(np.abs(basis(probes) @ values - f(probes))))
-        if miss <= INTERPOLATION_CHECK * max(float(np.max(largest[index])), 1e-300):
+        # probes between neighbouring nodes, near both ends and in the middle: the next grid's nodes
+        # (kept for it if this one fails), or on the finest grid the angles' midpoints
+        between = index[[0, 1, count // 2, count - 3, count - 2]]
+        if count < finest:
+            probes = grid[between + step // 2]
+        else:
+            probes = (lo + hi) / 2 + (hi - lo) / 2 * np.cos(np.pi * (between + 0.5) / (finest - 1))
+        at_probes = f(probes)
+        if count < finest:
+            probed_rows.update(zip((between + step // 2).tolist(), at_probes))
+        allowed = INTERPOLATION_CHECK * max(float(np.max(largest[:count])), 1e-300)
+        at_nodes = basis(probes)
+        stride = max(1, F.size // 4096)       # a miss on a sample of the entries fails the grid at once
+        if stride > 1 and float(np.max(np.abs(at_nodes @ on_grid[:, ::stride] - at_probes[:, ::stride]))) > allowed:
+            continue
+        if float(np.max(np.abs(at_nodes @ on_grid - at_probes))) <= allowed:
             lagrange = basis(e)
             for r, omega in zip(residual, omegas):
-                r += (omega @ lagrange) @ values
+                r += (omega @ lagrange) @ on_grid
             return True
     return False
 
