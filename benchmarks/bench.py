@@ -20,8 +20,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 import platform
 import subprocess
+import tempfile
 import sys
 import time
+from datetime import date
 import tracemalloc
 
 import numpy as np
@@ -501,21 +503,37 @@ def rows_of(results):
     return rows
 
 
-def print_table(results):
+def table(results):
+    """(the table as text, the labels of the missed targets)."""
     rows = rows_of(results)
     width = max(len(r[0]) for r in rows)
-    print(f"{'case':<{width}}  {'measured':>9}  {'target':>10}  verdict")
+    lines = [f"{'case':<{width}}  {'measured':>9}  {'target':>10}  verdict"]
     for label, value, target, mark in rows:
-        print(f"{label:<{width}}  {value:>9.3g}  {target:>10}  {mark}")
+        lines.append(f"{label:<{width}}  {value:>9.3g}  {target:>10}  {mark}".rstrip())
     missed = [r[0].strip() for r in rows if r[3] == "MISSED"]
-    print(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
-    return missed
+    lines.append(f"\n{len(missed)} target(s) missed" + (": " + "; ".join(missed) if missed else ""))
+    return "\n".join(lines), missed
+
+
+def write_atomically(path, text):
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".bench-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as fh:
+            fh.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the script runs, not the targets")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--text", metavar="PATH", help="write the table as text (the documentation's cost page "
+                        "shows benchmarks/results.txt)")
     parser.add_argument("--repeat", type=int, default=None, help="timings per case (best is kept)")
     parser.add_argument("--only", nargs="+", metavar="CASE", help="run only these cases (the table needs all)")
     args = parser.parse_args(argv)
@@ -556,11 +574,16 @@ def main(argv=None):
     if args.only:
         print(json.dumps(results, indent=2))
         return 0
-    missed = print_table(results)
+    text, missed = table(results)
+    print(text)
     results["missed"] = missed
+    if args.text:
+        header = (f"memless {memless.__version__}, {date.today().isoformat()}, numpy {np.__version__}, "
+                  f"python {platform.python_version()}, {os.cpu_count()} CPUs\n\n")
+        write_atomically(args.text, header + text + "\n")
+        print(f"table written to {args.text}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+        write_atomically(args.json, json.dumps(results, indent=2))
         print(f"results written to {args.json}")
     return 0
 

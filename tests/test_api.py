@@ -16,6 +16,7 @@ import memless
 from memless.optimizers import BUILTIN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT_DIR = pathlib.Path(ROOT)
 
 
 def loss(theta):
@@ -92,20 +93,41 @@ def test_docstring_examples(module):
     assert result.failed == 0
 
 
+DOCUMENTS = ["README.md"] + sorted(str(p.relative_to(ROOT_DIR)) for p in (ROOT_DIR / "docs" / "pages").rglob("*.md"))
+
+#: runs each block of one document in a fresh namespace, in order, and names the first that fails
+_RUN_BLOCKS = """
+import re, sys, traceback
+OPTIONAL = {"torch", "jax", "optax", "matplotlib", "sklearn", "mnist1d", "PIL"}
+text = open(sys.argv[1], encoding="utf-8").read()
+blocks = [b for b in re.findall(r"```python\\n(.*?)```", text, flags=re.S) if not b.startswith((" ", "# not run here"))]
+for number, block in enumerate(blocks, 1):
+    try:
+        exec(compile(block, f"{sys.argv[1]}, block {number}", "exec"), {"__name__": "__block__"})
+    except ModuleNotFoundError as exc:
+        if exc.name not in OPTIONAL:
+            raise
+        print(f"block {number}: skipped, {exc.name} (an optional extra) is not installed", file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(f"{sys.argv[1]}: python block {number} of {len(blocks)} does not run on its own")
+print(len(blocks))
+"""
+
+
 @pytest.mark.slow
-def test_readme_python_blocks_run():
-    """Every top-level ```python block of the README runs as written, in order, in one namespace
-    (later blocks reuse the quick start's loss and theta); indented fragments are skipped, and so is
-    a block that says first that it is not run here (and why)."""
-    import os
-    import re
-    readme = pathlib.Path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    blocks = [b for b in blocks if not b.startswith((" ", "# not run here"))]
-    assert len(blocks) >= 3
-    namespace = {"__name__": "readme"}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_every_python_block_of_the_readme_and_the_docs_runs_on_its_own(document, tmp_path):
+    """Each top-level ```python block of README.md and of every documentation page runs as written,
+    on its own (a fresh namespace: nothing from an earlier block), in a process of its own per
+    document; indented fragments are skipped, and so is a block that says first that it is not run
+    here (and why)."""
+    env = dict(os.environ, MPLBACKEND="Agg", MEMLESS_FIGURES=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _RUN_BLOCKS, str(ROOT_DIR / document)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)   # generous guard against a hang
+    assert run.returncode == 0, run.stderr[-3000:]
+    if document == "README.md":
+        assert int(run.stdout.split()[-1]) >= 1
 
 
 # -- the names of 0.6 after the move into layers (0.7) --------------------------------------
@@ -182,3 +204,37 @@ def test_the_06_names_that_left_a_module_still_read_with_a_warning_at_the_users_
     assert "memless.analysis moved to memless.studies.analysis" in lines[0]
     assert "HeavyBall.structure moved in memless 0.7: use memless.studies.meanings.structure" in lines[3]
     assert "Old defines structure: memless 0.7 still reads them" in lines[4]
+
+
+def test_ci_runs_the_readmes_two_set_up_commands_verbatim():
+    """.ci/run installs the project and runs the tests exactly as the README's set-up says."""
+    import re
+    readme = (ROOT_DIR / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    commands = [block.strip() for block in re.findall(r"```bash\n(.*?)```", setup, flags=re.S)]
+    assert len(commands) == 2 and "memless report lion" in commands[0] and "pytest" in commands[1]
+    ci = (ROOT_DIR / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert commands[0].replace("python3 -m venv .venv && ", "") in ci
+    assert commands[1] in ci and ci[-1] == commands[1]
+
+
+def test_progress_is_one_redrawn_line_in_a_terminal_and_one_line_a_step_elsewhere():
+    import io
+
+    from memless.studies.analysis import print_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, live in ((Terminal(), True), (io.StringIO(), False)):
+        memless.analyze(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", lr=0.01, points=2,
+                        evidence_losses=(), progress=print_progress("analyze", stream))
+        text = stream.getvalue()
+        if live:           # redrawn in place: carriage returns, one newline at the very end, a full bar there
+            assert text.count("\n") == 1 and text.endswith("\n") and text.count("\r") >= 3
+            assert "[########################]" in text.rsplit("\r", 1)[-1]
+        else:
+            lines = text.splitlines()
+            assert len(lines) >= 3 and all(line.startswith("analyze: ") for line in lines)
+            assert lines[-1].startswith("analyze: ") and lines[-1].endswith("done")

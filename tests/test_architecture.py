@@ -232,8 +232,10 @@ def test_nothing_cites_a_file_outside_the_repository():
     for folder in (PACKAGE, os.path.join(ROOT, "tutorials")):
         for path, text in sources(folder):
             assert "MATH.md" not in text and "seed 004" not in text, path
-    readme = pathlib.Path(os.path.join(ROOT, "README.md")).read_text(encoding="utf-8")
-    assert "MATH.md" not in readme and "seed 004" not in readme
+    documents = [os.path.join(ROOT, "README.md")] + [str(p) for p in pathlib.Path(ROOT, "docs", "pages").rglob("*.md")]
+    for document in documents:
+        text = pathlib.Path(document).read_text(encoding="utf-8")
+        assert "MATH.md" not in text and "seed 004" not in text, document
 
 
 # -- one contract: a generic optimizer gets every analysis -----------------------------

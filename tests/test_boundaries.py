@@ -485,15 +485,15 @@ def test_a_folder_whose_permissions_say_yes_but_takes_no_file_is_refused_before_
         check_output_path("/proc/figure.png", "--plot", (".png",))
 
 
-def test_the_readmes_bounds_table_states_the_bounds_in_force():
-    """Each `memless.checks.MAX_*` = value in the README's table is the module attribute's value (the
-    table once said 2·10⁵ corrections while the code allowed 5·10⁴)."""
+def test_the_documented_bounds_table_states_the_bounds_in_force():
+    """Each `memless.checks.MAX_*` = value in the documentation's table (docs/pages/bounds.md) is the
+    module attribute's value (the table once said 2·10⁵ corrections while the code allowed 5·10⁴)."""
     import re
 
     import memless.checks as checks
     from memless.experiments.data import MAX_CLASSES
-    readme = pathlib.Path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md").read_text(
-        encoding="utf-8")
+    readme = pathlib.Path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "pages",
+                          "bounds.md").read_text(encoding="utf-8")
     superscript = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 
     def number(text):

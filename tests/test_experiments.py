@@ -411,7 +411,7 @@ def _decided(result):
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_the_kept_full_runs_sentences_are_what_their_rows_decide(name):
-    """The README quotes the full runs kept in tutorials/experiments/: each sentence there is the one
+    """The documentation quotes the full runs kept in tutorials/experiments/: each sentence there is the one
     today's code decides from that run's rows (a full run is minutes; recomputing its sentences is not)."""
     if not os.path.exists(os.path.join(RESULTS, f"{name}.json")):
         pytest.skip(f"no kept full run of {name}")

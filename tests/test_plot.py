@@ -78,9 +78,9 @@ def test_trajectories_draw_three_paths_over_contours_and_the_line_of_minima():
     fig = mp.trajectories(opt, "bilinear", lr=4e-3, steps=100)
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
-    for label in ("optimizer", "memoryless + M (Eq. 4)", "memoryless, no M", "minima theta_1 theta_2 = 3/4",
-                  "flattest minimum"):
+    for label in ("optimizer", "memoryless + M (Eq. 4)", "memoryless, no M"):
         assert label in labels
+    assert "flattest minimum" not in labels      # (0.87, 0.87) is outside this view: not in the legend either
     path = memless.trajectory(opt, "bilinear", None, lr=4e-3, steps=100)
     drawn = [line for line in ax.get_lines() if line.get_label() == "optimizer"][0]
     np.testing.assert_allclose(drawn.get_xdata(), path[:, 0])
@@ -171,10 +171,10 @@ def test_jupyter_reprs_show_the_numbers_and_pictures():
 
 
 @pytest.mark.slow
-def test_readme_figures_come_from_the_script(tmp_path):
-    """The README's figures are made by tutorials/make_readme_figures.py from the package."""
-    readme = pathlib.Path(os.path.join(ROOT, "README.md")).read_text(encoding="utf-8")
-    assert "tutorials/figures/figure1.png" in readme and "tutorials/figures/regime_map.png" in readme
+def test_documented_figures_come_from_the_script(tmp_path):
+    """The pictures page's figures are made by tutorials/make_readme_figures.py from the package."""
+    page = pathlib.Path(os.path.join(ROOT, "docs", "pages", "pictures.md")).read_text(encoding="utf-8")
+    assert "(figures/figure1.png)" in page and "(figures/regime_map.png)" in page
     out = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "make_readme_figures.py"), str(tmp_path)],
                          capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr
@@ -221,3 +221,19 @@ def test_the_channels_figure_keeps_every_bar_inside_and_names_one_too_small_to_s
     assert low < min(values) and max(values) < high
     texts = [t.get_text() for t in ax.texts]
     assert any("below" in t and "rounding" in t for t in texts)             # Lion's term, |strength| < 1e-12
+
+
+def test_the_trajectory_panel_names_only_what_is_in_view_and_says_how_far_the_paths_are():
+    """The report's first panel: no legend entry for minima outside the view, and the paths' largest
+    distances from the optimizer written on it (close paths look identical)."""
+    opt = memless.get_optimizer("adamw")
+    far = mp.trajectories(opt, "bilinear", lr=1e-3, steps=200)           # starts at (2.8, 3.5): minima off view
+    labels = [line.get_label() for line in far.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert "flattest minimum" not in labels and not any("minima" in label for label in labels)
+    texts = [t.get_text() for t in far.axes[0].texts]
+    assert any(t.startswith("largest distance from the optimizer: with M ") for t in texts), texts
+    near = mp.trajectories(memless.get_optimizer("heavy-ball", beta=0.5), "bilinear", theta=np.array([0.5, 0.5]),
+                           lr=1e-2, steps=300)
+    labels = [line.get_label() for line in near.axes[0].get_lines()]
+    assert "flattest minimum" in labels and "minima theta_1 theta_2 = 3/4" in labels
+    mp.pyplot().close("all")

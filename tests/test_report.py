@@ -332,3 +332,14 @@ def test_the_evidence_says_first_whether_it_is_at_your_settings():
     assert yours.order.setting == "yours"
     text = " ".join(text_of(render(yours)).split())
     assert "Evidence that the correction is right (Theorem 3.3), at YOUR hyperparameters and lr, on curvy" in text
+
+
+def test_the_report_points_to_a_glossary_that_defines_its_words():
+    from memless.show.report import GLOSSARY
+    text = text_of(render(analyze(memless.get_optimizer("lion"), **FAST)))
+    assert GLOSSARY in text
+    with open(os.path.join(os.path.dirname(SNAPSHOTS), "..", GLOSSARY), encoding="utf-8") as fh:
+        glossary = fh.read()
+    for word in ("Sharpness proxy", "Tamed", "Strength", "Weight", "Size", "Channel", "Regime", "Declared / measured",
+                 "First-order picture", "Evidence", "Lion-K", "Polar factor", "Curl-free", "Forward-over-reverse, HVP"):
+        assert f"**{word}" in glossary, word

@@ -126,10 +126,11 @@ print("The signs are what to read.")
 # %%
 plt = teaching.pyplot()
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
     names = list(results)
-    ax.bar(names, [results[n]["accuracy"] for n in names])
+    ax.bar(range(len(names)), [results[n]["accuracy"] for n in names])
+    ax.set_xticks(range(len(names)), [n.replace(" ", "\n") for n in names])   # one word a line: no overlap
     ax.set_ylim(0.5, 1.0)
     ax.set_ylabel("test accuracy")
-    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
     teaching.savefig(fig, "04_beta2_sweep")

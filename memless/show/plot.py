@@ -113,6 +113,14 @@ def trajectories(optimizer, loss="bilinear", theta=None, lr: float = 1e-3, steps
             ax.plot(path[:, 0], path[:, 1], color=PATH_COLORS[key], label=PATH_LABELS[key],
                     linestyle="-" if key == "optimizer" else "--", linewidth=1.4)
         ax.set_title(f"{label} on {name}, h = {lr:g}, {steps} steps")
+        gaps = {key: float(np.max(np.abs(paths[key] - paths["optimizer"]))) for key in ("corrected", "uncorrected")
+                if key in paths}
+        span = float(np.max(np.ptp(np.concatenate(list(paths.values())), axis=0))) or 1.0
+        if gaps:                     # close paths look identical at this scale: say how far apart they are
+            ax.text(0.02, 0.02, "largest distance from the optimizer: " + ", ".join(
+                f"{'with' if key == 'corrected' else 'without'} M {gap:.1e}" for key, gap in gaps.items())
+                + ("\n(the paths overlap at this scale)" if max(gaps.values()) < 0.01 * span else ""),
+                transform=ax.transAxes, fontsize=7)
     else:
         t = lr * np.arange(steps + 1)
         for key in ("corrected", "uncorrected"):
@@ -165,7 +173,7 @@ def _landscape(ax, loss_fn, name, points, theta, margin, shade):
     A, B = np.meshgrid(a, b)
     Z = np.array([[float(loss_fn(np.array([x, y]))) for x in a] for y in b])
     ax.contour(A, B, np.log10(Z - Z.min() + 1e-6), levels=18, colors=shade, linewidths=0.6)
-    _minima(ax, name, a)
+    _minima(ax, name, a, b)
     ax.plot(*theta, "o", color="black", markersize=4)
     ax.set_xlim(a[0], a[-1])
     ax.set_ylim(b[0], b[-1])
@@ -173,16 +181,24 @@ def _landscape(ax, loss_fn, name, points, theta, margin, shade):
     ax.set_ylabel("theta_2")
 
 
-def _minima(ax, name, a):
-    """The bilinear model's line of minima theta_1 theta_2 = 3/4 and its flattest point."""
+def _minima(ax, name, a, b):
+    """The bilinear model's line of minima theta_1 theta_2 = 3/4 and its flattest point, each drawn
+    (and in the legend) only where it falls inside the view a x b."""
     if name != "bilinear":
         return
     x = a[np.abs(a) > 1e-3]
+    labelled = False
     for sign in (1, -1):
         part = x[np.sign(x) == sign]
-        ax.plot(part, 0.75 / part, color="tab:green", linewidth=0.8, alpha=0.7,
-                label="minima theta_1 theta_2 = 3/4" if sign == 1 else None)
-    ax.plot([np.sqrt(0.75)], [np.sqrt(0.75)], "*", color="tab:green", markersize=10, label="flattest minimum")
+        y = 0.75 / part
+        seen = (y >= b[0]) & (y <= b[-1])
+        if seen.any():
+            ax.plot(part[seen], y[seen], color="tab:green", linewidth=0.8, alpha=0.7,
+                    label=None if labelled else "minima theta_1 theta_2 = 3/4")
+            labelled = True
+    flattest = np.sqrt(0.75)
+    if a[0] <= flattest <= a[-1] and b[0] <= flattest <= b[-1]:
+        ax.plot([flattest], [flattest], "*", color="tab:green", markersize=10, label="flattest minimum")
 
 
 # ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def render(analysis: Analysis):
     from rich.console import Group
 
     if analysis.net_effect == Effect.OUTSIDE:
-        return Group(_header(analysis), _verdict_panel(analysis), _profile_table(analysis))
+        return Group(_header(analysis), _verdict_panel(analysis), _profile_table(analysis), _glossary())
     parts = [_header(analysis), _channels(analysis), _legend(analysis), _verdict_panel(analysis),
              _order_table(analysis)]
     if analysis.caveats:
@@ -37,7 +37,17 @@ def render(analysis: Analysis):
         parts.append(Panel("\n".join(f"- {c}" for c in analysis.caveats),
                            title="caution: at your lr the first-order picture does not describe this run",
                            border_style="yellow"))
-    return Group(*parts)
+    return Group(*parts, _glossary())
+
+
+#: where the report's words are defined (the documentation's glossary page)
+GLOSSARY = "docs/pages/glossary.md"
+
+
+def _glossary():
+    from rich.text import Text
+    return Text(f"words (sharpness proxy, tamed, strength, ...): the glossary of memless's documentation, "
+                f"{GLOSSARY}", style="dim")
 
 
 def _header(analysis):

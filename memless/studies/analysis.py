@@ -93,12 +93,12 @@ class OrderEvidence:
     optimizer: str = ""               #: repr of the optimizer the study ran
     loss: str = ""                    #: the loss it ran on
     why: str = ""                     #: why tamed ("" at your settings)
-    memory_length: float = float("nan")
+    memory_steps: float = float("nan")     #: how many steps your optimizer's memory spans, at your settings
     ratio: float = float("nan")       #: |M|/|F| at your settings
     #: the lr below which the first-order picture is expected; None: no bound (memory's effect is below
     #: rounding at your settings, or nothing was measured)
     first_order_lr: Optional[float] = None
-    memory_lengths: float = float("nan")      #: the study's horizon in memory lengths
+    horizon_in_memories: float = float("nan")  #: the study's horizon, in memory spans of the optimizer it ran
 
     @property
     def settled(self) -> bool:
@@ -282,12 +282,24 @@ def _outside(optimizer, loss_name, lr, profile: MemoryProfile, progress) -> Anal
         memory_ratio=nan, memory=_profile_evidence(profile))
 
 
-def print_progress(who: str) -> Progress:
-    """A progress callback that prints one line per step of the work on stderr."""
+def print_progress(who: str, stream: Any = None) -> Progress:
+    """A progress callback writing to ``stream`` (default stderr): in a terminal or a Jupyter
+    notebook, one line redrawn in place with a bar (``analyze [#####.......] 5/17 measuring``) that
+    ends with a newline when the work is done; elsewhere (a log, a pipe) one line per step."""
     import sys
 
     def progress(done, total, label):
-        print(f"{who}: {done}/{total} {label}", file=sys.stderr, flush=True)
+        out = sys.stderr if stream is None else stream
+        live = bool(getattr(out, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+        if not live:
+            print(f"{who}: {done}/{total} {label}", file=out, flush=True)
+            return
+        width = 24
+        filled = width if not total else min(width, int(width * done / total))
+        out.write(f"\r{who} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:40]:<40}")
+        if done >= total:
+            out.write("\n")
+        out.flush()
     return progress
 
 
@@ -470,11 +482,11 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
     """
     span = optimizer.memory_length()
     below = lr * FIRST_ORDER_RATIO / ratio if ratio > INVISIBLE else None      # None: no bound
-    common = {"memory_length": span, "ratio": ratio, "first_order_lr": below}    # OrderEvidence fields
+    common = {"memory_steps": span, "ratio": ratio, "first_order_lr": below}    # OrderEvidence fields
     if INVISIBLE < ratio <= FIRST_ORDER_RATIO or (evidence_steps and ratio <= FIRST_ORDER_RATIO):
         steps = evidence_steps or int(min(max(20 * span, 100), 200))
         order = replace(_study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], steps * lr, tick, "yours"),
-                        optimizer=repr(optimizer), loss=loss_name, memory_lengths=steps / span, why="", **common)
+                        optimizer=repr(optimizer), loss=loss_name, horizon_in_memories=steps / span, why="", **common)
         if (order.settled and not order.exact_uncorrected) or evidence_steps:
             return order
         why = (f"at your settings the orders over {steps} steps are {_fmt(order.corrected)}/"
@@ -494,8 +506,8 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
 EVIDENCE_SCHEMA = {"setting": "str", "lrs": "numbers", "horizon": "number", "corrected": "number?",
                    "uncorrected": "number?", "errors_corrected": "numbers", "errors_uncorrected": "numbers",
                    "diverged": "str?", "exact_corrected": "bool", "exact_uncorrected": "bool", "optimizer": "str",
-                   "loss": "str", "why": "str", "memory_length": "number", "ratio": "number",
-                   "first_order_lr": "number?", "memory_lengths": "number"}
+                   "loss": "str", "why": "str", "memory_steps": "number", "ratio": "number",
+                   "first_order_lr": "number?", "horizon_in_memories": "number"}
 
 
 def _consistent(value) -> bool:
@@ -532,7 +544,7 @@ def _tamed_study(tamed, tick):
         tamed, f, start, _ = problem(tamed, meanings.evidence_loss(tamed))
         lrs, _ = first_order_lrs(tamed, objective(f, start), start, (0.01, 0.005, 0.0025), TAMED_HORIZON)
         order = replace(_study(tamed, f, start, lrs, TAMED_HORIZON, tick, "tamed", keep=False),
-                        memory_lengths=TAMED_HORIZON / lrs[1] / tamed.memory_length())
+                        horizon_in_memories=TAMED_HORIZON / lrs[1] / tamed.memory_length())
         cache.store(stored, asdict(order))
     if key is not None and len(_TAMED_STUDIES) < 256:
         _TAMED_STUDIES[key] = order
