@@ -54,8 +54,11 @@ def _tutorial_scripts():
 
 
 def _execute(script, out):
+    """Run one tutorial into a folder of its own (two run at once: each must see only its own figures)."""
+    own = os.path.join(out, script[:-3])
+    os.makedirs(own)
     run = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "execute_tutorial.py"),
-                          os.path.join(TUTORIALS, script), out], cwd=out, env=_environment(),
+                          os.path.join(TUTORIALS, script), own], cwd=own, env=_environment(),
                          capture_output=True, text=True, timeout=SECONDS)
     if run.returncode != 0:
         raise RuntimeError(f"tutorial {script} failed while building the documentation:\n{run.stderr[-4000:]}")
@@ -71,17 +74,18 @@ def on_files(files, config):
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda s: _execute(s, out), executed))
     for script in sorted(set(scripts) - set(executed)):
-        with open(os.path.join(out, script[:-3] + ".md"), "w", encoding="utf-8") as f:
+        os.makedirs(os.path.join(out, script[:-3]))
+        with open(os.path.join(out, script[:-3], script[:-3] + ".md"), "w", encoding="utf-8") as f:
             f.write(f"# {script[:-3]}\n\nThis build of the site did not execute this tutorial "
                     f"(`MEMLESS_DOCS_TUTORIALS` chose others); its script is `tutorials/{script}`.\n")
     for script in scripts:
-        name = script[:-3] + ".md"
-        with open(os.path.join(out, name), encoding="utf-8") as f:
-            files.append(File.generated(config, f"tutorials/{name}", content=f.read()))
-    figures = os.path.join(out, "figures")
-    for figure in sorted(os.listdir(figures)) if os.path.isdir(figures) else []:
-        with open(os.path.join(figures, figure), "rb") as f:
-            files.append(File.generated(config, f"tutorials/figures/{figure}", content=f.read()))
+        own = os.path.join(out, script[:-3])
+        with open(os.path.join(own, script[:-3] + ".md"), encoding="utf-8") as f:
+            files.append(File.generated(config, f"tutorials/{script[:-3]}.md", content=f.read()))
+        figures = os.path.join(own, "figures")
+        for figure in sorted(os.listdir(figures)) if os.path.isdir(figures) else []:
+            with open(os.path.join(figures, figure), "rb") as f:
+                files.append(File.generated(config, f"tutorials/figures/{figure}", content=f.read()))
     # the figures kept in the repository (README pictures, the experiments' full runs)
     for folder, target in (("tutorials/figures", "figures"), ("tutorials/experiments", "experiments")):
         for figure in sorted(os.listdir(os.path.join(ROOT, folder))):
@@ -146,6 +150,8 @@ def on_page_markdown(markdown, page, config, files):
             return f.read()
 
     markdown = INCLUDE.sub(include, markdown)
+    if page.file.src_uri == "glossary.md":          # the page that defines the words
+        return markdown
     with open(os.path.join(ROOT, "docs", "abbreviations.md"), encoding="utf-8") as f:
         return markdown + "\n\n" + f.read()
 

@@ -218,7 +218,7 @@ def test_ci_runs_the_readmes_two_set_up_commands_verbatim():
     assert commands[1] in ci and ci[-1] == commands[1]
 
 
-def test_progress_is_one_redrawn_line_in_a_terminal_and_one_line_a_step_elsewhere():
+def test_progress_is_one_redrawn_line_in_a_terminal_and_one_line_a_step_elsewhere(monkeypatch):
     import io
 
     from memless.studies.analysis import print_progress
@@ -227,6 +227,7 @@ def test_progress_is_one_redrawn_line_in_a_terminal_and_one_line_a_step_elsewher
         def isatty(self):
             return True
 
+    monkeypatch.setenv("COLUMNS", "80")
     for stream, live in ((Terminal(), True), (io.StringIO(), False)):
         memless.analyze(memless.get_optimizer("heavy-ball", beta=0.5), "curvy", lr=0.01, points=2,
                         evidence_losses=(), progress=print_progress("analyze", stream))
@@ -234,7 +235,10 @@ def test_progress_is_one_redrawn_line_in_a_terminal_and_one_line_a_step_elsewher
         if live:           # redrawn in place: carriage returns, one newline at the very end, a full bar there
             assert text.count("\n") == 1 and text.endswith("\n") and text.count("\r") >= 3
             assert "[########################]" in text.rsplit("\r", 1)[-1]
+            frames = text.replace("\n", "").split("\r")[1:]
+            assert all(len(frame) <= 79 for frame in frames)                 # never wraps at 80 columns
         else:
             lines = text.splitlines()
             assert len(lines) >= 3 and all(line.startswith("analyze: ") for line in lines)
+            assert len(set(lines)) == len(lines)                              # no line said twice
             assert lines[-1].startswith("analyze: ") and lines[-1].endswith("done")

@@ -70,11 +70,37 @@ def test_the_site_builds_strictly_with_every_page_and_generated_part(site):
     assert "$ python -m memless report adamw" in report and "verdict" in report
     api = (site / "api.html").read_text(encoding="utf-8")
     assert "memless.engine.corrections.correction" in api and ":class:" not in api
+    # every table keeps its columns (a bare | inside a cell once cut four rows of the experiments' table)
+    for page in site.rglob("*.html"):
+        for table in _tables(page.read_text(encoding="utf-8")):
+            assert len(set(table)) <= 1, (page, table)
     # the formulas are rendered from files of the site itself (no CDN)
     assert (site / "assets" / "katex" / "katex.min.js").exists()
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
         assert "cdn.jsdelivr" not in text and "unpkg.com" not in text and "mathjax" not in text.lower(), page
+
+
+def _tables(html):
+    """For each <table> in the article: the number of cells in each row."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.depth = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr" and self.tables:
+                self.tables[-1].append(0)
+            elif tag in ("td", "th") and self.tables and self.tables[-1]:
+                self.tables[-1][-1] += 1
+
+    parser = Cells()
+    parser.feed(html)
+    return parser.tables
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

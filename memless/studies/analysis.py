@@ -286,17 +286,24 @@ def print_progress(who: str, stream: Any = None) -> Progress:
     """A progress callback writing to ``stream`` (default stderr): in a terminal or a Jupyter
     notebook, one line redrawn in place with a bar (``analyze [#####.......] 5/17 measuring``) that
     ends with a newline when the work is done; elsewhere (a log, a pipe) one line per step."""
+    import shutil
     import sys
+    last: List[Any] = [None]
 
     def progress(done, total, label):
+        if last[0] == (done, total, label):        # nothing new to say
+            return
+        last[0] = (done, total, label)
         out = sys.stderr if stream is None else stream
         live = bool(getattr(out, "isatty", lambda: False)()) or "ipykernel" in sys.modules
         if not live:
             print(f"{who}: {done}/{total} {label}", file=out, flush=True)
             return
-        width = 24
+        columns = shutil.get_terminal_size((80, 24)).columns - 1     # never the last column: no wrap
+        width = 24 if columns >= 60 else 10
         filled = width if not total else min(width, int(width * done / total))
-        out.write(f"\r{who} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:40]:<40}")
+        line = f"{who} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}"[:columns]
+        out.write("\r" + line.ljust(columns))
         if done >= total:
             out.write("\n")
         out.flush()
