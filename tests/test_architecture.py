@@ -202,7 +202,7 @@ def test_isinstance_momentum_only_in_the_contract_and_the_engine():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass") \
                     and "MomentumOptimizer" in ast.dump(node):
                 where.add(os.path.relpath(path, PACKAGE).replace(os.sep, "/"))
-    assert where <= {"contract/optimizer.py", "engine/corrections.py"}
+    assert where <= {"contract/optimizer.py", "engine/corrections.py", "engine/second_order.py"}
 
 
 def test_sources_parse_as_python_3_9():

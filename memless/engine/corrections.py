@@ -15,8 +15,8 @@ direction (0, v_1, ..., v_n).  Two ways to take it:
   independent of n.  This is also where the per-channel split M = sum_l M_l
   comes from.
 
-The engine is the one place (with :mod:`memless.contract.optimizer`) that knows the two forms
-apart; every other module asks the optimizer's public methods.
+The engine (this module and :mod:`memless.engine.second_order`, with :mod:`memless.contract.optimizer`)
+is the one place that knows the two forms apart; every other module asks the optimizer's public methods.
 """
 from __future__ import annotations
 
@@ -59,27 +59,40 @@ class CorrectionInfo(Viewable):
 
 def correction(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: Optional[int] = None, *,
                method: str = "auto", tol: float = 1e-13, max_history: int = MAX_HISTORY,
-               full_output: bool = False):
+               full_output: bool = False, order: int = 1):
     """The memory correction M^(n)(theta) of Eq. (12), or its limit M(theta) when ``n is None``.
 
     The memoryless iteration ``theta <- theta - lr [F^(n)(theta) + M^(n)(theta)]`` (Eq. 4)
-    tracks the optimizer to O(lr^2) (Theorem 3.3).
+    tracks the optimizer to O(lr^2) (Theorem 3.3).  With ``order=2`` the result is
+    M1^(n) + M2, the second-order term M2 (beyond the paper: :mod:`memless.engine.second_order`)
+    taken in its limit; the iteration then tracks the optimizer to O(lr^3).
 
     Parameters
     ----------
     optimizer : MemoryOptimizer
-    loss : callable theta -> scalar written with ``autograd.numpy``, or a reference-loss name
-    theta : 1-D array (None with a reference-loss name: its start point)
-    lr : float > 0, the learning rate h
-    n : int >= 0 or None (default) for the n -> infinity limit
-    method : "auto" (the momentum closed form when available), "momentum" or "history"
-    tol : relative size below which decayed memory is dropped
-    max_history : most history terms the history method sums; reaching it while
-        memory is still above ``tol`` issues a :class:`MemoryTruncationWarning`
-    full_output : also return a :class:`CorrectionInfo`
+        The optimizer (``memless.get_optimizer(name)``, a plugin's, or your own class).
+    loss : callable or str
+        A function theta -> scalar written with ``autograd.numpy``, or a reference-loss name.
+    theta : array or None
+        The point (None with a reference-loss name: its start point).
+    lr : float
+        The learning rate h > 0.
+    n : int or None
+        The step n >= 0, or None (default) for the n -> infinity limit.
+    method : str
+        "auto" (the momentum closed form when available), "momentum" or "history".
+    tol : float
+        Relative size below which decayed memory is dropped.
+    max_history : int
+        Most history terms the history method sums; reaching it while memory is still above
+        ``tol`` issues a :class:`MemoryTruncationWarning`.
+    full_output : bool
+        Also return a :class:`CorrectionInfo`.
+    order : int
+        1 (Eq. 12, the default) or 2 (adds M2; needs the loss's third derivatives).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import memless, numpy as np
     >>> opt = memless.get_optimizer("heavy-ball", beta=0.5)
     >>> M = memless.correction(opt, lambda t: (t ** 4).sum() / 4, np.array([1.0, 2.0]), lr=0.01)
@@ -87,17 +100,19 @@ def correction(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: 
     True
     """
     full_output = check_flag(full_output, "full_output")
-    terms, info = _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split=False)
-    total = terms["total"]
+    order = check_order(order)
+    terms, info = _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split=False, order=order)
+    total = terms["total"] + terms.get(SECOND_ORDER, 0.0)
     return (total, info) if full_output else total
 
 
 def correction_terms(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, n: Optional[int] = None, *,
-                     tol: float = 1e-13) -> Dict[str, np.ndarray]:
+                     tol: float = 1e-13, order: int = 1) -> Dict[str, np.ndarray]:
     """The split M = sum of terms, named as ``optimizer.terms()`` names them.
 
     A :class:`~memless.MomentumOptimizer` has one term per channel (Section 3.2; channels
     without memory map to zeros); any other optimizer has the one term ``"memory"``.
+    ``order=2`` adds the term ``"second-order"``, M2 (:mod:`memless.engine.second_order`).
 
     >>> import memless, numpy as np
     >>> opt = memless.get_optimizer("adam", beta1=0.9, beta2=0.999)
@@ -105,8 +120,20 @@ def correction_terms(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: floa
     >>> np.allclose(sum(parts.values()), memless.correction(opt, lambda t: (t ** 4).sum(), np.ones(3), lr=1e-3))
     True
     """
-    terms, _ = _corrections(optimizer, loss, theta, lr, n, "auto", tol, MAX_HISTORY, split=True)
+    terms, _ = _corrections(optimizer, loss, theta, lr, n, "auto", tol, MAX_HISTORY, split=True,
+                            order=check_order(order))
     return terms
+
+
+#: the name of M2 among the terms (order=2)
+SECOND_ORDER = "second-order"
+
+
+def check_order(order) -> int:
+    """1 or 2, else a one-line error."""
+    if isinstance(order, bool) or order not in (1, 2):
+        raise MemlessError(f"order must be 1 (Eq. 12) or 2 (with the second-order term M2), got {order!r}")
+    return int(order)
 
 
 def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: float,
@@ -125,7 +152,7 @@ def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: 
     return {"total" if not split else optimizer.terms()[0].name: total}
 
 
-def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split):
+def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split, order=1):
     optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     lr = check_lr(lr)
     n = check_n(n)
@@ -155,6 +182,17 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
                 f"{optimizer.label}: differentiating its direction raised {type(exc).__name__}: {exc} (for an "
                 "optimizer written as a memless class: write direction()/combine() with autograd.numpy, returning "
                 "theta's shape; for a black box: its step raised)") from exc
+    if order == 2:
+        from .second_order import second_order_correction
+        try:
+            with np.errstate(all="ignore"):
+                terms[SECOND_ORDER] = second_order_correction(optimizer, obj, theta, lr)
+        except MemlessError:
+            raise
+        except Exception as exc:
+            raise OptimizerError(f"{optimizer.label}: the second-order term raised {type(exc).__name__}: {exc} "
+                                 "(it differentiates direction()/combine() twice: write them with autograd.numpy)"
+                                 ) from exc
     for name, vector in terms.items():
         if not np.all(np.isfinite(vector)) and lr > 1.0 and _finite_at_unit_lr(optimizer, obj, theta, n, method,
                                                                              tol, max_history):
@@ -165,7 +203,7 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split)
                 f"{optimizer.label}: the correction{'' if name == 'total' else ' term ' + repr(name)} is not "
                 f"finite at theta={shown(theta)}; the optimizer's direction is not differentiable there")
     if not split:
-        return {"total": terms["total"]}, info
+        return {key: terms[key] for key in ("total", SECOND_ORDER) if key in terms}, info
     return terms, info
 
 

@@ -30,7 +30,7 @@ from typing import Sequence
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
-from autograd.tracer import getval
+from autograd.tracer import getval, isbox
 
 from ..errors import MemlessError
 
@@ -156,6 +156,8 @@ def _quintic(X, coefficients, steps, eps):
 
 def _quintic_jvp(E, ans, X, coefficients, steps, eps):
     """Forward through the iterates: dY' = a dY + dB Y + B dY, dB = b dA + c (dA A + A dA), dA = dY Y^T + Y dY^T."""
+    if isbox(X):                  # X is itself being differentiated (a second derivative): trace it all
+        return _quintic_jvp_traced(E, X, coefficients, steps, eps)
     a, b, c = coefficients
     norm, iterates = _quintic_iterates(np.asarray(X, dtype=float), coefficients, steps, eps)
     scale = max(norm, eps)
@@ -167,6 +169,25 @@ def _quintic_jvp(E, ans, X, coefficients, steps, eps):
         dA = anp.dot(dY, Y.T) + anp.dot(Y, anp.transpose(dY))
         dB = b * dA + c * (anp.dot(dA, A) + anp.dot(A, dA))
         dY = a * dY + anp.dot(dB, Y) + anp.dot(B, dY)
+    return dY
+
+
+def _quintic_jvp_traced(E, X, coefficients, steps, eps):
+    """The same forward recursion written with autograd.numpy throughout, so that autograd can
+    differentiate it with respect to X too (second derivatives of Newton-Schulz)."""
+    a, b, c = coefficients
+    norm = anp.sqrt(anp.sum(X * X))
+    if getval(norm) <= eps:
+        Y, dY = X / eps, E / eps
+    else:
+        Y, dY = X / norm, E / norm - X * (anp.sum(X * E) / norm ** 3)
+    for _ in range(int(steps)):
+        A = anp.dot(Y, anp.transpose(Y))
+        B = b * A + c * anp.dot(A, A)
+        dA = anp.dot(dY, anp.transpose(Y)) + anp.dot(Y, anp.transpose(dY))
+        dB = b * dA + c * (anp.dot(dA, A) + anp.dot(A, dA))
+        dY = a * dY + anp.dot(dB, Y) + anp.dot(B, dY)
+        Y = a * Y + anp.dot(B, Y)
     return dY
 
 

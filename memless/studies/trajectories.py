@@ -20,7 +20,8 @@ from .._views import Viewable
 from ..checks import (check_budget, check_callback, check_choice, check_flag, check_lr, check_lrs, check_n,
                       check_positive, shown)
 from ..contract.optimizer import MemoryOptimizer
-from ..engine.corrections import history_entries, terms_at
+from ..engine.corrections import check_order, history_entries, terms_at
+from ..engine.second_order import second_order_correction
 from ..engine.objective import LossLike, Objective, objective, problem
 from ..errors import DivergenceError, MemlessError, OptimizerError, OrderWarning
 
@@ -32,22 +33,30 @@ FORMS = ("auto", "streaming", "history")
 
 def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, steps: int, *,
                memoryless: bool = False, corrected: bool = True, correction: str = "exact",
-               form: str = "auto", tol: float = 1e-13) -> np.ndarray:
+               form: str = "auto", tol: float = 1e-13, order: int = 1) -> np.ndarray:
     """Iterates theta^(0), ..., theta^(steps) as an array of shape (steps + 1, d).
 
     Parameters
     ----------
-    loss : callable theta -> scalar, or a reference-loss name (``theta=None``: its start)
-    memoryless : False (default) runs the optimizer itself (Eq. 1); True runs the
-        memoryless iteration (Eq. 4) with ``F^(n)(theta) = F^(n)(theta, ..., theta)``.
-    corrected : with ``memoryless``, add the correction M^(n) (default) or not.
-    correction : "exact" uses M^(n) of Eq. (12) at each step, "limit" the n -> infinity
-        M (an O(h^2) difference, cheaper for long runs).
-    form : for the optimizer itself: "streaming" (its ``advance``, O(1) per step for
-        momentum optimizers), "history" (``direction`` applied to the whole history) or "auto".
+    loss : callable or str
+        A function theta -> scalar, or a reference-loss name (``theta=None``: its start).
+    memoryless : bool
+        False (default) runs the optimizer itself (Eq. 1); True runs the memoryless
+        iteration (Eq. 4) with ``F^(n)(theta) = F^(n)(theta, ..., theta)``.
+    corrected : bool
+        With ``memoryless``, add the correction M^(n) (default) or not.
+    correction : str
+        "exact" uses M^(n) of Eq. (12) at each step, "limit" the n -> infinity M (an O(h^2)
+        difference, cheaper for long runs).
+    form : str
+        For the optimizer itself: "streaming" (its ``advance``, O(1) per step for momentum
+        optimizers), "history" (``direction`` applied to the whole history) or "auto".
+    order : int
+        With ``memoryless`` and ``corrected``: 1 (M1 of Eq. 12) or 2 (M1 + M2, the second-order
+        term, :mod:`memless.engine.second_order`: tracks the optimizer to O(h^3)).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import memless, numpy as np
     >>> opt = memless.get_optimizer("heavy-ball", beta=0.5)
     >>> path = memless.trajectory(opt, lambda t: (t ** 2).sum(), np.ones(2), lr=0.1, steps=3)
@@ -65,10 +74,13 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
                      steps=history_entries(optimizer, steps))
     check_choice(form, FORMS, "form")
     tol = check_positive(tol, "tol")
+    order = check_order(order)
+    if order == 2 and not (memoryless and corrected):
+        raise MemlessError("order=2 applies to the corrected memoryless iteration (memoryless=True, corrected=True)")
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
         if memoryless:
-            return memoryless_path(optimizer, obj, theta, lr, steps, corrected, correction, tol)[0]
+            return memoryless_path(optimizer, obj, theta, lr, steps, corrected, correction, tol, order=order)[0]
         return optimizer_path(optimizer, obj.gradient, theta, lr, steps, form=form)
 
 
@@ -121,8 +133,9 @@ def _call(optimizer, what, n, function, *args, **kwargs):
 
 def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float, steps: int,
                     corrected: bool = True, correction: str = "exact",
-                    tol: float = 1e-13) -> Tuple[np.ndarray, float]:
-    """The memoryless iteration (Eq. 4) and the largest |M^(n)| / |F^(n)| met along it."""
+                    tol: float = 1e-13, order: int = 1) -> Tuple[np.ndarray, float]:
+    """The memoryless iteration (Eq. 4) and the largest |M^(n)| / |F^(n)| met along it; with
+    ``order=2`` the step adds the second-order term M2 (its limit) to M^(n)."""
     path = np.empty((steps + 1, theta.size))
     path[0] = theta
     ratio = 0.0
@@ -136,6 +149,9 @@ def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float
             M = _call(optimizer, "the correction (differentiating direction())", n, terms_at, optimizer, obj, theta,
                       lr, at, gradient=gradient, split=False, tol=tol)["total"]
             step = F + M
+            if order == 2:
+                step = step + _call(optimizer, "the second-order term", n, second_order_correction, optimizer, obj,
+                                    theta, lr)
             scale = np.linalg.norm(F)
             ratio = max(ratio, float(np.linalg.norm(M) / scale) if scale > 0 else 0.0)
         theta = theta - lr * step
@@ -199,6 +215,9 @@ class OrderStudy(Viewable):
     #: largest |M^(n)| / |F^(n)| along each corrected memoryless path: the first-order
     #: theory needs it small
     memory_ratios: List[float] = field(default_factory=list)
+    #: with ``order=2``: the errors of the iteration with M1 + M2, and their fitted order (want 3)
+    errors_second: Optional[List[float]] = None
+    order_second: Optional[float] = None
 
     @property
     def exact(self) -> bool:
@@ -206,11 +225,16 @@ class OrderStudy(Viewable):
         return max(self.errors_corrected) < 1e-12 and max(self.errors_uncorrected) < 1e-12
 
     def summary(self) -> str:
-        rows = [f"{'lr':>10} {'steps':>7} {'err corrected':>14} {'err uncorrected':>16} {'|M|/|F|':>9}"]
-        for lr, n, ec, eu, r in zip(self.lrs, self.steps, self.errors_corrected,
-                                    self.errors_uncorrected, self.memory_ratios):
-            rows.append(f"{lr:>10.3g} {n:>7d} {ec:>14.3e} {eu:>16.3e} {r:>9.3g}")
-        rows.append(f"order: corrected {self.order_corrected:.2f}, uncorrected {self.order_uncorrected:.2f}")
+        extra = self.errors_second
+        second = extra is not None
+        rows = [f"{'lr':>10} {'steps':>7}" + (f" {'err M1+M2':>12}" if second else "")
+                + f" {'err corrected':>14} {'err uncorrected':>16} {'|M|/|F|':>9}"]
+        for i, (lr, n, ec, eu, r) in enumerate(zip(self.lrs, self.steps, self.errors_corrected,
+                                                   self.errors_uncorrected, self.memory_ratios)):
+            rows.append(f"{lr:>10.3g} {n:>7d}" + (f" {extra[i]:>12.3e}" if extra is not None else "")
+                        + f" {ec:>14.3e} {eu:>16.3e} {r:>9.3g}")
+        rows.append("order: " + (f"with M1+M2 {self.order_second:.2f}, " if second else "")
+                    + f"corrected {self.order_corrected:.2f}, uncorrected {self.order_uncorrected:.2f}")
         return "\n".join(rows)
 
 
@@ -224,12 +248,14 @@ def fitted_order(lrs: Sequence[float], errors: Sequence[float]) -> float:
 
 def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: float, lrs: Sequence[float], *,
                 correction: str = "exact", tol: float = 1e-13,
-                callback: Optional[Callable[[float, float, float], None]] = None) -> OrderStudy:
+                callback: Optional[Callable[[float, float, float], None]] = None, order: int = 1) -> OrderStudy:
     """Measure Theorem 3.3: error O(lr^2) with the correction, O(lr) without.
 
     Each lr runs ``round(horizon / lr)`` steps of the optimizer and of both
     memoryless iterations from the same ``theta``; ``callback(lr, error_corrected,
-    error_uncorrected)``, if given, is called after each.
+    error_uncorrected)``, if given, is called after each.  ``order=2`` also runs the
+    iteration with M1 + M2 (:mod:`memless.engine.second_order`): ``errors_second`` and
+    ``order_second`` (want 3).
 
     >>> import memless, numpy as np
     >>> study = memless.order_study(memless.get_optimizer("heavy-ball", beta=0.5),
@@ -253,9 +279,10 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
                  if correction == "exact" else 0)
     tol = check_positive(tol, "tol")
     check_callback(callback, "callback", "(lr, error_corrected, error_uncorrected)")
+    order = check_order(order)
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
-        return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
+        return _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback, order)
 
 
 def order_study_unwarned(*args, **kwargs) -> OrderStudy:
@@ -266,11 +293,14 @@ def order_study_unwarned(*args, **kwargs) -> OrderStudy:
         return order_study(*args, **kwargs)
 
 
-def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback):
-    steps, corrected, uncorrected, ratios = [], [], [], []
+def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback, order=1):
+    steps, corrected, uncorrected, ratios, second = [], [], [], [], []
     for lr in lrs:
         n = max(1, int(round(horizon / lr)))
         reference = optimizer_path(optimizer, obj.gradient, theta, lr, n)
+        if order == 2:
+            with_m2, _ = memoryless_path(optimizer, obj, theta, lr, n, True, correction, tol, order=2)
+            second.append(float(np.max(np.abs(reference - with_m2))))
         with_m, ratio = memoryless_path(optimizer, obj, theta, lr, n, True, correction, tol)
         without_m, _ = memoryless_path(optimizer, obj, theta, lr, n, False, correction, tol)
         steps.append(n)
@@ -280,7 +310,8 @@ def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback)
         if callback is not None:
             callback(lr, corrected[-1], uncorrected[-1])
     study = OrderStudy(lrs, steps, float(horizon), corrected, uncorrected,
-                       fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios)
+                       fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios,
+                       second if order == 2 else None, fitted_order(lrs, second) if order == 2 else None)
     for label, order, errors in (("corrected", study.order_corrected, corrected),
                                  ("uncorrected", study.order_uncorrected, uncorrected)):
         if not np.isfinite(order):

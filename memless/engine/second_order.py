@@ -1,0 +1,201 @@
+"""The second-order correction M2: the term after Eq. (12), for an O(h^3) memoryless iteration.
+
+This goes one order beyond Cattaneo & Shigida (2025), whose Eq. (12) gives the first-order
+correction M1.  The derivation follows their Section 3 one order further.  Along the memoryless
+iteration theta^(s+1) = theta^(s) - h G^(s)(theta^(s)) with G = F + M1 + M2, the history seen from
+theta = theta^(n) is theta^(n-k) = theta + delta_k with
+
+    delta_k = h sum_{s=n-k..n-1} G^(s)(theta^(s))
+            = h v_k + h sum_{s=n-k..n-1} [ M1^(s)(theta) + h J^(s) v_{n-s} ] + O(h^3),
+
+where v_k = sum_{s=n-k..n-1} F^(s)(theta) (as in Eq. 12) and J^(s) = dF^(s)(theta, ..., theta)/dtheta.
+Expanding F^(n) at the constant history to second order in delta,
+
+    F^(n)(history) = F^(n) + sum_k d_k F^(n) delta_k + 1/2 sum_{k,l} d2_{kl} F^(n) [delta_k, delta_l] + O(h^3),
+
+the first-order part is M1 (Eq. 12) and the second-order part is
+
+    M2 = sum_k d_k F^(n) . h sum_s [M1^(s) + h J^(s) v_{n-s}]  +  1/2 sum_{k,l} d2_{kl} F^(n) [h v_k, h v_l].
+
+With M2 the residual F^(n)(history) - G^(n)(theta) is O(h^3) per step, so the global error of
+the memoryless iteration is O(h^3) on a fixed horizon (where memory decays fast enough that
+sum_k k^3 gamma_k converges).  In the limit n -> infinity, where F^(s) = F, M1^(s) = M1 and
+v_k = k F, the sums collapse to three operators of the history weights,
+
+    A[u] = sum_k k d_k F . u,   B[u] = sum_k k(k+1)/2 d_k F . u,   C[u] = 1/2 sum_{k,l} k l d2_{kl} F [u, u],
+    M1 = h A[F],   M2 = h A[M1] + h^2 B[J F] + h^2 C[F].
+
+For a momentum optimizer (Remark 3.2) with channels m_l = b_l sum_k beta_l^k g_l(theta^(n-k)) and
+F = Phi(m), d_k F . u = sum_l dPhi/dm_l . b_l beta_l^k grad g_l u, so A, B and the first part of C
+take the weights sum_k k beta^k = beta/(1-beta)^2 and sum_k k(k+1)/2 beta^k = beta/(1-beta)^3,
+and C's second-derivative-of-g part sum_k k^2 beta^k = beta(1+beta)/(1-beta)^3.  For heavy-ball this
+gives the closed form
+
+    M2 = h^2 beta(1+beta)/(2(1-beta)^5) grad (g^T H g),
+
+a gradient field (tested against the engine).  Using the limit M2 at every step costs O(h^3)
+globally (it differs from M2^(n) only in the first steps), but M1 must be the exact M1^(n).
+
+Every derivative is taken by forward-mode autograd, nested once: third derivatives of the loss
+are needed (a loss given only by its gradient and Hessian-vector products cannot give them).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer
+from ..errors import LossError, MemlessError
+from ..numerics.autodiff import jvp
+from .objective import Objective
+
+#: the history-form engine computes M2 only for optimizers whose direction reads at most this many
+#: iterates (it costs about window^2 JVPs)
+MAX_WINDOW = 64
+
+
+def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float,
+                            M1=None) -> np.ndarray:
+    """M2(theta) in the limit n -> infinity (see the module's docstring), for a checked problem.
+
+    ``M1``: the limit first-order correction at theta, if already computed.  Raises a one-line
+    :class:`~memless.MemlessError` for an optimizer it cannot treat and a :class:`~memless.LossError`
+    for a loss without third derivatives.
+    """
+    gradient = obj.gradient            # differentiable to any order (not the engine's frozen gradient)
+    try:
+        if isinstance(optimizer, MomentumOptimizer):
+            return _momentum_second_order(optimizer, gradient, theta, lr)
+        if optimizer.window is not None and optimizer.window <= MAX_WINDOW + 1:
+            return _window_second_order(optimizer, gradient, theta, lr)
+    except LossError as exc:
+        if "third derivative" in str(exc):
+            raise LossError(f"order=2 needs the loss's third derivatives; {getattr(obj.loss, '__name__', 'this loss')} "
+                            "gives only its gradient and Hessian-vector products (a framework loss): use order=1, "
+                            "or write the loss with autograd.numpy") from None
+        raise
+    raise MemlessError(f"{optimizer.label}: order=2 is computed for momentum-form optimizers (MomentumOptimizer) and "
+                       f"for history-form optimizers with a window of at most {MAX_WINDOW + 1} steps; this one has "
+                       "neither")
+
+
+# ----------------------------------------------------------------------------
+# Momentum form: the three history operators in closed form
+# ----------------------------------------------------------------------------
+
+
+def _momentum_second_order(optimizer, gradient, theta, lr):
+    channels = list(optimizer.channels())
+    names = [ch.name for ch in channels]
+    limit = [float(ch.weight(math.inf)) for ch in channels]
+    scale = [float(ch.b(math.inf)) for ch in channels]
+
+    def weights(power_sum):
+        return [b * power_sum(ch.decay) if ch.decay > 0 else 0.0 for ch, b in zip(channels, scale)]
+
+    first = weights(lambda beta: beta / (1.0 - beta) ** 2)                 # sum_k k beta^k
+    triangular = weights(lambda beta: beta / (1.0 - beta) ** 3)            # sum_k k(k+1)/2 beta^k
+    square = weights(lambda beta: beta * (1.0 + beta) / (1.0 - beta) ** 3)  # sum_k k^2 beta^k
+
+    def signals(x) -> List:
+        g = gradient(x)
+        return [ch.signal(x, g) for ch in channels]
+
+    base = [np.asarray(s, dtype=float) for s in signals(theta)]
+    point = {name: a * s for name, a, s in zip(names, limit, base)}
+
+    def moved(x, coefficients) -> Dict:
+        """The limit memories with each channel moved by coefficient * (g_l(x) - g_l(theta))."""
+        return {name: point[name] + c * (s - s0) if c else point[name]
+                for name, c, s, s0 in zip(names, coefficients, signals(x), base)}
+
+    def direction(x):
+        return optimizer.combine({name: a * s for name, a, s in zip(names, limit, signals(x))})
+
+    def along(coefficients) -> Callable:
+        return lambda x: optimizer.combine(moved(x, coefficients))
+
+    F = np.asarray(optimizer.combine(point), dtype=float).reshape(np.shape(theta))
+    JF = _flat(jvp(direction, theta, F)[1], theta)
+    M1 = lr * _flat(jvp(along(first), theta, F)[1], theta)
+    A_M1 = _flat(jvp(along(first), theta, M1)[1], theta)
+    B_JF = _flat(jvp(along(triangular), theta, JF)[1], theta)
+    extra = [s - c for s, c in zip(square, first)]
+
+    def curve(t):
+        """Phi along theta + t F with the k-weights of C: its second t-derivative is 2 C[F]."""
+        x = theta + t * F
+        moved_first = moved(x, first)
+        # the channels' own second derivatives carry sum_k k^2 beta^k, the cross terms (sum_k k beta^k)^2:
+        # add the difference through Phi's first derivative (linear in the moved signals)
+        tangent = {name: c * (s - s0) for name, c, s, s0 in zip(names, extra, signals(x), base)}
+        _, linear = jvp(lambda m: optimizer.combine(m), point, tangent)
+        return optimizer.combine(moved_first) + linear
+
+    second = _flat(jvp(lambda t: jvp(curve, t, 1.0)[1], 0.0, 1.0)[1], theta)
+    return lr * A_M1 + lr ** 2 * B_JF + lr ** 2 * 0.5 * second
+
+
+# ----------------------------------------------------------------------------
+# History form, for optimizers with a short window: the finite-n sums written out
+# ----------------------------------------------------------------------------
+
+
+def _window_second_order(optimizer, gradient, theta, lr):
+    """M2^(n) at an n past the window's start-up (where F^(n) no longer depends on n), by the
+    finite-n formula: every F^(s), M1^(s) and J^(s) v_{n-s} the window reads."""
+    reach = max(optimizer.window - 1, 0)
+    if reach == 0:
+        return np.zeros_like(theta)
+    n = 2 * reach + 1                  # every s in [n - reach, n) also reads a full window
+
+    def F_at(x, s):
+        return optimizer.memoryless_direction(x, gradient, s)
+
+    directions = {s: np.asarray(F_at(theta, s), dtype=float) for s in range(n - 2 * reach, n)}
+
+    def first_order_at(s):
+        """M1^(s)(theta) by Eq. (12), written out over the window."""
+        k_max = min(reach, s)
+        v, vs = np.zeros_like(theta), {}
+        for k in range(1, k_max + 1):
+            v = v + directions[s - k]
+            vs[k] = v
+
+        def history_at(t):
+            history = optimizer.constant_history(theta, s)
+            for k in range(1, k_max + 1):
+                history[k] = theta + t * vs[k]
+            return optimizer.direction(history, gradient)
+
+        return lr * _flat(jvp(history_at, 0.0, 1.0)[1], theta)
+
+    v = {0: np.zeros_like(theta)}
+    for k in range(1, reach + 1):
+        v[k] = v[k - 1] + directions[n - k]
+    inner = {}                          # s -> M1^(s) + h J^(s) v_{n-s}
+    for s in range(n - reach, n):
+        Jv = _flat(jvp(lambda x, s=s: F_at(x, s), theta, v[n - s])[1], theta)
+        inner[s] = first_order_at(s) + lr * Jv
+    second_part = {}
+    total = np.zeros_like(theta)
+    for k in range(1, reach + 1):
+        total = total + inner[n - k]
+        second_part[k] = lr * total          # delta2_k = h sum_{s=n-k..n-1} inner[s]
+
+    def history_with(t, shifts):
+        history = optimizer.constant_history(theta, n)
+        for k in range(1, reach + 1):
+            history[k] = theta + t * shifts[k]
+        return optimizer.direction(history, gradient)
+
+    first_shifts = {k: lr * v[k] for k in range(1, reach + 1)}
+    along_second = _flat(jvp(lambda t: history_with(t, second_part), 0.0, 1.0)[1], theta)
+    curvature = _flat(jvp(lambda t: jvp(lambda u: history_with(u, first_shifts), t, 1.0)[1], 0.0, 1.0)[1], theta)
+    return along_second + 0.5 * curvature
+
+
+def _flat(value, theta):
+    return np.asarray(value, dtype=float).reshape(np.shape(theta))

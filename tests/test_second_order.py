@@ -1,0 +1,208 @@
+"""The second-order correction M2 (memless.engine.second_order): beyond the paper's Eq. (12).
+
+* heavy-ball's M2 in closed form, derived by hand: h^2 beta(1+beta)/(2(1-beta)^5) grad(g^T H g);
+* the engine's limit M2 against the finite-n formula written out over the explicit history and
+  differentiated by central differences only (no autograd in the reference);
+* the claim: with M1 + M2 the memoryless iteration tracks the optimizer with order ~3 (with M1
+  ~2, without ~1), for every family, on losses with real third derivatives;
+* what it refuses, in one line.
+"""
+import numpy as np
+import autograd.numpy as anp
+import pytest
+from autograd import grad, make_jvp
+
+import memless
+from memless.engine.objective import objective, problem
+from memless.engine.second_order import second_order_correction
+from memless.losses import REFERENCE_LOSSES, curvy, rosenbrock
+
+THETA = np.array([0.3, 0.5, -0.4])
+
+
+def _m2(opt, loss, theta, lr):
+    setup = problem(opt, loss, theta)
+    return second_order_correction(setup.optimizer, objective(setup.loss, setup.theta), setup.theta, lr)
+
+
+# ----------------------------------------------------------------------------
+# Closed form
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", [curvy, rosenbrock], ids=["curvy", "rosenbrock"])
+@pytest.mark.parametrize("beta", [0.3, 0.7, 0.9])
+def test_heavy_balls_second_order_term_is_its_closed_form(loss, beta):
+    """M2 = h^2 beta(1+beta)/(2(1-beta)^5) grad(g^T H g) = h^2 beta(1+beta)/(1-beta)^5 (H^2 g + T[g,g]/2)."""
+    h = 0.01
+    g = grad(loss)
+
+    def gHg(t):
+        return anp.dot(g(t), make_jvp(g)(t)(g(t))[1])
+
+    closed = h ** 2 * beta * (1 + beta) / (2 * (1 - beta) ** 5) * grad(gHg)(THETA)
+    engine = _m2(memless.get_optimizer("heavy-ball", beta=beta), loss, THETA, h)
+    np.testing.assert_allclose(engine, closed, rtol=1e-12, atol=1e-15 * np.max(np.abs(closed)))
+
+
+def test_the_public_functions_add_m2_to_the_first_order_correction():
+    opt = memless.get_optimizer("adamw", beta1=0.5, beta2=0.6, eps=0.1, weight_decay=0.05)
+    first = memless.correction(opt, "curvy", None, lr=0.01, n=7)
+    second = memless.correction(opt, "curvy", None, lr=0.01, n=7, order=2)
+    terms = memless.correction_terms(opt, "curvy", None, lr=0.01, n=7, order=2)
+    m2 = _m2(opt, "curvy", None, 0.01)
+    np.testing.assert_allclose(second, first + m2, rtol=1e-14)
+    np.testing.assert_allclose(terms["second-order"], m2, rtol=1e-14)
+    np.testing.assert_allclose(sum(v for k, v in terms.items() if k != "second-order"), first, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------
+# Against the explicit history form, differentiated by central differences
+# ----------------------------------------------------------------------------
+
+def _m2_by_differences(opt, loss, theta, h, N):
+    """M2^(N) from its definition: the history F^(N)(theta^(N), ..., theta^(0)) written out, every
+    derivative a central difference (M1^(s) from the first-order engine, tested on its own)."""
+    g = grad(loss)
+    F = {s: np.asarray(opt.memoryless_direction(theta, g, s), dtype=float) for s in range(N)}
+    v = {0: np.zeros_like(theta)}
+    for k in range(1, N + 1):
+        v[k] = v[k - 1] + F[N - k]
+
+    def jacobian_times(s, u, eps=1e-5):
+        return (np.asarray(opt.memoryless_direction(theta + eps * u, g, s))
+                - np.asarray(opt.memoryless_direction(theta - eps * u, g, s))) / (2 * eps)
+
+    inner = {s: memless.correction(opt, loss, theta, lr=h, n=s) + h * jacobian_times(s, v[N - s])
+             for s in range(N)}
+    delta2, total = {}, np.zeros_like(theta)
+    for k in range(1, N + 1):
+        total = total + inner[N - k]
+        delta2[k] = h * total
+
+    def along(shifts, t):
+        history = [theta] + [theta + t * shifts[k] for k in range(1, N + 1)]
+        return np.asarray(opt.direction(history, g), dtype=float)
+
+    delta1 = {k: h * v[k] for k in range(1, N + 1)}
+    e1, e2 = 1e-3, 2e-2
+    first = (along(delta2, e1) - along(delta2, -e1)) / (2 * e1)
+    second = (along(delta1, e2) - 2 * along(delta1, 0.0) + along(delta1, -e2)) / e2 ** 2
+    return first + 0.5 * second
+
+
+@pytest.mark.parametrize("name,hp", [("heavy-ball", dict(beta=0.5)), ("adamw", dict(beta1=0.5, beta2=0.5, eps=0.1)),
+                                     ("lion", dict(rho1=0.5, rho2=0.5, eps=0.1)),
+                                     ("nesterov", dict(beta=0.4))])
+def test_the_limit_m2_is_the_finite_n_definition_by_central_differences(name, hp):
+    opt = memless.get_optimizer(name, **hp)
+    h, N = 0.01, 40                      # decays <= 0.5: 0.5^40 ~ 1e-12, the limit to well below the differences' error
+    reference = _m2_by_differences(opt, curvy, THETA, h, N)
+    engine = _m2(opt, curvy, THETA, h)
+    np.testing.assert_allclose(engine, reference, rtol=2e-5, atol=2e-5 * np.max(np.abs(reference)))
+
+
+# ----------------------------------------------------------------------------
+# The claim: order 3
+# ----------------------------------------------------------------------------
+
+class WindowAverage(memless.MemoryOptimizer):
+    """A history-form optimizer with a window: F^(n) = mean of the last 3 gradients."""
+    name = "window-average"
+    window = 3
+
+    def direction(self, history, gradient):
+        recent = history[: self.window]
+        return sum(gradient(t) for t in recent) / len(recent)
+
+
+ORDER_CASES = [
+    ("heavy-ball", dict(beta=0.5), "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("nesterov", dict(beta=0.5), "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("adamw", dict(beta1=0.5, beta2=0.5, eps=0.1, weight_decay=0.01), "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("nadam", dict(beta1=0.5, beta2=0.5, eps=0.1), "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("rmsprop", dict(rho=0.5, eps=0.1), "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("lion", dict(rho1=0.5, rho2=0.5, eps=0.1), "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("muon", dict(momentum=0.5), "factorization", [0.0025, 0.00125, 0.000625], 0.1),
+    ("window-average", {}, "curvy", [0.01, 0.005, 0.0025], 0.4),
+    ("ademamix", dict(beta1=0.5, beta2=0.5, beta3=0.5, alpha=2.0, eps=0.1, eps_inside=True), "curvy",
+     [0.005, 0.0025, 0.00125], 0.2),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,hp,loss,lrs,horizon", ORDER_CASES, ids=[c[0] for c in ORDER_CASES])
+def test_with_the_second_order_term_the_error_falls_with_order_three(name, hp, loss, lrs, horizon):
+    if name == "window-average":
+        opt = WindowAverage()
+    else:
+        if name == "ademamix":
+            pytest.importorskip("memless_ademamix", reason="the example plugin is not installed")
+        opt = memless.get_optimizer(name, **hp)
+    study = memless.order_study(opt, loss, None if loss in REFERENCE_LOSSES else THETA, horizon=horizon, lrs=lrs,
+                                order=2)
+    assert abs(study.order_second - 3.0) <= 0.35, study.summary()
+    assert abs(study.order_corrected - 2.0) <= 0.3, study.summary()
+    assert abs(study.order_uncorrected - 1.0) <= 0.3, study.summary()
+    assert all(e2 < e1 for e2, e1 in zip(study.errors_second, study.errors_corrected)), study.summary()
+    assert "with M1+M2" in study.summary()
+
+
+def test_a_corrected_path_of_order_two_is_the_iteration_with_m1_plus_m2():
+    opt = memless.get_optimizer("heavy-ball", beta=0.5)
+    path = memless.trajectory(opt, "curvy", None, lr=0.01, steps=5, memoryless=True, order=2)
+    theta = REFERENCE_LOSSES["curvy"].start.copy()
+    for n in range(5):
+        g = grad(curvy)
+        step = np.asarray(opt.memoryless_direction(theta, g, n)) + memless.correction(opt, curvy, theta, 0.01, n=n,
+                                                                                       order=2)
+        theta = theta - 0.01 * step
+        np.testing.assert_allclose(path[n + 1], theta, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------
+# Refusals, in one line
+# ----------------------------------------------------------------------------
+
+def test_a_loss_without_third_derivatives_is_refused_with_the_reason():
+    from memless.frameworks import ExternalLoss
+    A = np.diag([1.0, 3.0])
+    loss = ExternalLoss(lambda t: 0.5 * t @ A @ t, lambda t: A @ t, lambda t, v: A @ v, start=np.ones(2))
+    opt = memless.get_optimizer("heavy-ball", beta=0.5)
+    memless.correction(opt, loss, None, lr=0.01)                   # first order: fine
+    with pytest.raises(memless.LossError, match="order=2 needs the loss's third derivatives"):
+        memless.correction(opt, loss, None, lr=0.01, order=2)
+
+
+def test_what_order_2_cannot_do_is_refused_in_one_line():
+    with pytest.raises(memless.MemlessError, match="order must be 1 .* or 2"):
+        memless.correction(memless.get_optimizer("adam"), "curvy", None, lr=0.01, order=3)
+    with pytest.raises(memless.MemlessError, match="order=2 applies to the corrected memoryless iteration"):
+        memless.trajectory(memless.get_optimizer("adam"), "curvy", None, lr=0.01, steps=3, order=2)
+    with pytest.raises(memless.MemlessError, match="order=2 is computed for momentum-form optimizers"):
+        memless.correction(memless.get_optimizer("schedule-free-sgd"), "curvy", None, lr=0.01, n=5, order=2)
+
+
+# ----------------------------------------------------------------------------
+# Newton-Schulz differentiated twice
+# ----------------------------------------------------------------------------
+
+def test_newton_schulz_second_derivative_is_the_derivative_of_its_first():
+    from memless.numerics.linalg import NS_COEFFICIENTS, newton_schulz
+    rng = np.random.default_rng(3)
+    X, E, W = rng.normal(size=(3, 5)), rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+
+    def first(x):
+        return make_jvp(newton_schulz)(x)(E)[1]
+
+    def first_unrolled(x):               # autograd through the plain iteration, no custom rule
+        a, b, c = NS_COEFFICIENTS
+        y = x / anp.sqrt(anp.sum(x * x))
+        for _ in range(5):
+            A = anp.dot(y, anp.transpose(y))
+            y = a * y + anp.dot(b * A + c * anp.dot(A, A), y)
+        return y
+
+    np.testing.assert_allclose(first(X), make_jvp(first_unrolled)(X)(E)[1], rtol=1e-12, atol=1e-13)
+    second = make_jvp(first)(X)(W)[1]
+    expected = make_jvp(lambda x: make_jvp(first_unrolled)(x)(E)[1])(X)(W)[1]
+    np.testing.assert_allclose(second, expected, rtol=1e-11, atol=1e-12)
