@@ -125,6 +125,20 @@ def case_limit_correction(problem, repeat):
     }
 
 
+def case_second_order(problem, repeat):
+    """AdamW's second-order term M2 (limit) on the MLP, against one gradient: M1 + M2 by
+    correction(order=2), and M2 alone by subtracting the first-order call's time."""
+    opt = memless.get_optimizer("adamw")
+    theta, loss = problem.start, problem.loss
+    gradient = grad(loss)
+    ratio, t_both, t_grad = paired_ratio(lambda: memless.correction(opt, loss, theta, lr=1e-3, order=2),
+                                         lambda: gradient(theta), repeat)
+    ratio_first, t_first, _ = paired_ratio(lambda: memless.correction(opt, loss, theta, lr=1e-3),
+                                           lambda: gradient(theta), repeat)
+    return {"d": int(theta.size), "ratio_both": ratio, "ratio_second": ratio - ratio_first,
+            "correction_order2_s": t_both, "gradient_s": t_grad}
+
+
 def case_finite_n(problem, repeat, names=("adamw", "heavy-ball", "lion"), ns=(10, 1000, 100_000)):
     """Exact M^(n)(theta) for several n: the cost should not grow with n."""
     theta, loss = problem.start, problem.loss
@@ -430,6 +444,11 @@ def rows_of(results):
         target = name == "adamw"
         rows.append((f"exact M^(n), {name}, n = {ns}: slowest / fastest", r["spread"],
                      "<= 1.5" if target else "(info)", verdict(r["spread"], 1.5) if target else ""))
+    if "second_order" in results:
+        so = results["second_order"]
+        rows.append((f"second-order M2 (limit), AdamW, d={so['d']}: (M1+M2 - M1) / gradient", so["ratio_second"],
+                     "<= 8", verdict(so["ratio_second"], 8)))
+        rows.append(("  correction(order=2), M1 + M2, / gradient", so["ratio_both"], "(info)", ""))
     for n, r in results["lion_finite_n"].items():
         rows.append((f"exact M^(n), lion, n = {n}: correction / gradient", r["ratio"], "<= 10", verdict(r["ratio"], 10)))
     for r in hist["rows"]:
@@ -551,6 +570,7 @@ def main(argv=None):
     cases = {
         "limit_correction": lambda: case_limit_correction(big, repeat),
         "finite_n": lambda: case_finite_n(big, repeat),
+        "second_order": lambda: case_second_order(big, repeat),
         "lion_finite_n": lambda: case_lion_finite_n(big, repeat, (30, 60) if args.quick else (1000, 2000, 3000)),
         "history_engine": lambda: case_history_engine(big, repeat, windows),
         "trajectory_step": lambda: case_trajectory_step(big, repeat, steps),

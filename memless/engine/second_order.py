@@ -42,8 +42,9 @@ are needed (a loss given only by its gradient and Hessian-vector products cannot
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List
+from typing import List
 
+import autograd.numpy as anp
 import numpy as np
 
 from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer
@@ -67,7 +68,8 @@ def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, l
     gradient = obj.gradient            # differentiable to any order (not the engine's frozen gradient)
     try:
         if isinstance(optimizer, MomentumOptimizer):
-            return _momentum_second_order(optimizer, gradient, theta, lr)
+            # first derivatives at theta through the recorded gradient (each HVP one backward pass)
+            return _momentum_second_order(optimizer, gradient, obj.frozen(theta, linearize=True), theta, lr)
         if optimizer.window is not None and optimizer.window <= MAX_WINDOW + 1:
             return _window_second_order(optimizer, gradient, theta, lr)
     except LossError as exc:
@@ -86,7 +88,10 @@ def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, l
 # ----------------------------------------------------------------------------
 
 
-def _momentum_second_order(optimizer, gradient, theta, lr):
+def _momentum_second_order(optimizer, gradient, frozen, theta, lr):
+    """M2 = h A[M1] + h^2 B[J F] + h^2 C[F] over the channels: three loss Hessian-vector products
+    (the signals' tangents along F, M1 and J F), one second directional derivative of the signals
+    along F (third derivatives of the loss), and derivatives of Phi at the limit memories."""
     channels = list(optimizer.channels())
     names = [ch.name for ch in channels]
     limit = [float(ch.weight(math.inf)) for ch in channels]
@@ -99,43 +104,44 @@ def _momentum_second_order(optimizer, gradient, theta, lr):
     triangular = weights(lambda beta: beta / (1.0 - beta) ** 3)            # sum_k k(k+1)/2 beta^k
     square = weights(lambda beta: beta * (1.0 + beta) / (1.0 - beta) ** 3)  # sum_k k^2 beta^k
 
-    def signals(x) -> List:
+    def signals(x, gradient=gradient):
         g = gradient(x)
-        return [ch.signal(x, g) for ch in channels]
+        return anp.concatenate([anp.ravel(ch.signal(x, g)) for ch in channels])
 
-    base = [np.asarray(s, dtype=float) for s in signals(theta)]
-    point = {name: a * s for name, a, s in zip(names, limit, base)}
+    g0 = frozen.value
+    base = [np.asarray(ch.signal(theta, g0), dtype=float) for ch in channels]
+    shapes = [b.shape for b in base]
+    cuts = np.cumsum([0] + [b.size for b in base])
 
-    def moved(x, coefficients) -> Dict:
-        """The limit memories with each channel moved by coefficient * (g_l(x) - g_l(theta))."""
-        return {name: point[name] + c * (s - s0) if c else point[name]
-                for name, c, s, s0 in zip(names, coefficients, signals(x), base)}
+    def split(flat) -> List:
+        flat = np.asarray(flat, dtype=float)
+        return [flat[cuts[i]:cuts[i + 1]].reshape(shapes[i]) for i in range(len(channels))]
 
-    def direction(x):
-        return optimizer.combine({name: a * s for name, a, s in zip(names, limit, signals(x))})
+    point = {name: a * s0 for name, a, s0 in zip(names, limit, base)}
 
-    def along(coefficients) -> Callable:
-        return lambda x: optimizer.combine(moved(x, coefficients))
+    def tangents(u) -> List:
+        """grad g_l . u for every channel: one JVP of the stacked signals (a loss HVP)."""
+        return split(jvp(lambda x: signals(x, frozen), theta, u)[1])
+
+    def d_phi(coefficients, parts):
+        """dPhi/dm at the limit memories, applied to {m_l: coefficient_l * part_l}."""
+        tangent = {name: c * part for name, c, part in zip(names, coefficients, parts)}
+        return _flat(jvp(optimizer.combine, point, tangent)[1], theta)
 
     F = np.asarray(optimizer.combine(point), dtype=float).reshape(np.shape(theta))
-    JF = _flat(jvp(direction, theta, F)[1], theta)
-    M1 = lr * _flat(jvp(along(first), theta, F)[1], theta)
-    A_M1 = _flat(jvp(along(first), theta, M1)[1], theta)
-    B_JF = _flat(jvp(along(triangular), theta, JF)[1], theta)
-    extra = [s - c for s, c in zip(square, first)]
-
-    def curve(t):
-        """Phi along theta + t F with the k-weights of C: its second t-derivative is 2 C[F]."""
-        x = theta + t * F
-        moved_first = moved(x, first)
-        # the channels' own second derivatives carry sum_k k^2 beta^k, the cross terms (sum_k k beta^k)^2:
-        # add the difference through Phi's first derivative (linear in the moved signals)
-        tangent = {name: c * (s - s0) for name, c, s, s0 in zip(names, extra, signals(x), base)}
-        _, linear = jvp(lambda m: optimizer.combine(m), point, tangent)
-        return optimizer.combine(moved_first) + linear
-
-    second = _flat(jvp(lambda t: jvp(curve, t, 1.0)[1], 0.0, 1.0)[1], theta)
-    return lr * A_M1 + lr ** 2 * B_JF + lr ** 2 * 0.5 * second
+    along_F = tangents(F)
+    JF = d_phi(limit, along_F)
+    M1 = lr * d_phi(first, along_F)
+    A_M1 = d_phi(first, tangents(M1))
+    B_JF = d_phi(triangular, tangents(JF))
+    # C[F]: Phi's second derivative along the k-weighted tangents, plus its first derivative along the
+    # signals' own second derivatives, which carry sum_k k^2 beta^k
+    curvature = split(jvp(lambda t: jvp(lambda s: signals(theta + s * F), t, 1.0)[1], 0.0, 1.0)[1])
+    moved = {name: c * part for name, c, part in zip(names, first, along_F)}
+    phi_second = _flat(jvp(lambda t: jvp(lambda r: optimizer.combine(
+        {name: point[name] + r * moved[name] for name in names}), t, 1.0)[1], 0.0, 1.0)[1], theta)
+    C_F = 0.5 * (phi_second + d_phi(square, curvature))
+    return lr * A_M1 + lr ** 2 * B_JF + lr ** 2 * C_F
 
 
 # ----------------------------------------------------------------------------
