@@ -158,7 +158,31 @@ def _muon_memory_weight(answer):
     return True, "right: w = mu^2/(1-mu) with nesterov, mu/(1-mu) without; the engine agrees on every case"
 
 
+def _heavy_ball_second_order(answer):
+    """answer(beta, h, HHg, Tgg) -> M2 for heavy-ball (the term after Eq. 12)."""
+    from . import get_optimizer
+    from .engine.objective import Objective, problem
+    from .engine.second_order import second_order_correction
+    from .numerics.autodiff import jvp
+    obj = Objective(_test_loss)
+    for beta, h, theta in _cases():
+        g = obj.gradient(theta)
+        Hg = jvp(obj.gradient, theta, g)[1]
+        HHg = jvp(obj.gradient, theta, Hg)[1]
+        Tgg = jvp(lambda x, g=g: jvp(obj.gradient, x, g)[1], theta, g)[1]
+        setup = problem(get_optimizer("heavy-ball", beta=beta), _test_loss, theta)
+        expected = second_order_correction(setup.optimizer, obj, theta, h)
+        ok, feedback = compare(answer(beta, h, HHg, Tgg), expected,
+                               "M2 = h A[M1] + h^2 B[J F] + h^2 C[F] with weights sum k beta^k = beta/(1-beta)^2, "
+                               "sum k(k+1)/2 beta^k = beta/(1-beta)^3, sum k^2 beta^k = beta(1+beta)/(1-beta)^3; "
+                               "F = g/(1-beta), J = H/(1-beta)")
+        if not ok:
+            return False, f"at beta={beta:.3g}, h={h:.2g}: {feedback}"
+    return True, "right: M2 = h^2 beta(1+beta)/(1-beta)^5 (H^2 g + T[g,g]/2), the engine agrees on every case"
+
+
 EXERCISES = {
+    "heavy-ball-second-order": _heavy_ball_second_order,
     "muon-memory-weight": _muon_memory_weight,
     "memory-numbers": _memory_numbers,
     "heavy-ball-correction": _heavy_ball_correction,
@@ -174,6 +198,7 @@ SOLUTIONS = {
     "memory-numbers": ("s03_figure1_and_where_theory_holds", "memory_numbers"),
     "qhm-optimizer": ("s05_write_your_own_optimizer", "QHM"),
     "muon-memory-weight": ("s06_muon", "muon_memory_weight"),
+    "heavy-ball-second-order": ("s07_the_next_term", "second_order_correction"),
 }
 
 

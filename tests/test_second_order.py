@@ -178,6 +178,9 @@ def test_what_order_2_cannot_do_is_refused_in_one_line():
         memless.correction(memless.get_optimizer("adam"), "curvy", None, lr=0.01, order=3)
     with pytest.raises(memless.MemlessError, match="order=2 applies to the corrected memoryless iteration"):
         memless.trajectory(memless.get_optimizer("adam"), "curvy", None, lr=0.01, steps=3, order=2)
+    with pytest.raises(memless.MemlessError, match="polar factor's second derivative is not available"):
+        memless.correction(memless.get_optimizer("muon", orthogonalize="polar"), "factorization", None, lr=0.01,
+                           order=2)
     with pytest.raises(memless.MemlessError, match="order=2 is computed for momentum-form optimizers"):
         memless.correction(memless.get_optimizer("schedule-free-sgd"), "curvy", None, lr=0.01, n=5, order=2)
 

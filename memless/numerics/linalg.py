@@ -87,6 +87,9 @@ def check_polar_condition(s, shape, name: str = "") -> None:
 def polar_derivative(X, E, name: str = ""):
     """d polar(X)[E], the nuclear norm's Hessian at X applied to E (X of full rank: raises
     :class:`SingularPolarError` below :data:`POLAR_CONDITION`)."""
+    if isbox(X):
+        raise MemlessError("the polar factor's second derivative is not available (needed by order=2): use "
+                           "orthogonalize='newton-schulz' for Muon, or order=1")
     if X.shape[0] < X.shape[1]:
         return anp.transpose(polar_derivative(anp.transpose(X), anp.transpose(E), name))
     U, s, Vt = _thin_svd(X)
