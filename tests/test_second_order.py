@@ -209,3 +209,34 @@ def test_newton_schulz_second_derivative_is_the_derivative_of_its_first():
     second = make_jvp(first)(X)(W)[1]
     expected = make_jvp(lambda x: make_jvp(first_unrolled)(x)(E)[1])(X)(W)[1]
     np.testing.assert_allclose(second, expected, rtol=1e-11, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------
+# The report: |M2|/|M1| where |M|/|F| is largest
+# ----------------------------------------------------------------------------
+
+def test_the_analysis_reports_the_next_term_where_the_first_is_largest():
+    from memless.frameworks import ExternalLoss
+    opt = memless.get_optimizer("heavy-ball", beta=0.5)
+    analysis = memless.analyze(opt, "curvy", lr=0.01, points=3, evidence_losses=())
+    # at the start (theta0) |M|/|F| is largest on this short path; the closed form gives M2 there
+    theta = REFERENCE_LOSSES["curvy"].start
+    M1 = memless.correction(opt, "curvy", theta, lr=0.01)
+    M2 = memless.correction(opt, "curvy", theta, lr=0.01, order=2) - M1
+    assert analysis.next_term_ratio is not None and analysis.next_term_ratio > 0
+    assert analysis.to_dict()["next_term_ratio"] == analysis.next_term_ratio
+    ratios_along = []
+    path = memless.trajectory(opt, "curvy", None, lr=0.01, steps=200)
+    for point in path[np.linspace(0, 200, 3).astype(int)]:
+        m1 = memless.correction(opt, "curvy", point, lr=0.01)
+        F = np.asarray(opt.memoryless_direction(point, grad(curvy), 10 ** 6))
+        ratios_along.append((np.linalg.norm(m1) / np.linalg.norm(F), point))
+    where = max(ratios_along, key=lambda r: r[0])[1]
+    m1 = memless.correction(opt, "curvy", where, lr=0.01)
+    m2 = memless.correction(opt, "curvy", where, lr=0.01, order=2) - m1
+    np.testing.assert_allclose(analysis.next_term_ratio, np.linalg.norm(m2) / np.linalg.norm(m1), rtol=1e-9)
+    assert np.linalg.norm(M2) > 0
+    A = np.diag([1.0, 3.0])
+    external = ExternalLoss(lambda t: 0.5 * t @ A @ t + 0.1 * t[0] ** 4, lambda t: A @ t + np.array([0.4 * t[0] ** 3, 0]),
+                            lambda t, v: A @ v + np.array([1.2 * t[0] ** 2 * v[0], 0]), start=np.array([1.0, -0.5]))
+    assert memless.analyze(opt, external, lr=0.01, points=3, evidence_losses=()).next_term_ratio is None

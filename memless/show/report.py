@@ -157,6 +157,9 @@ def _order_table(analysis):
                      "constant to its declared tame value, where the theory holds within a short horizon")
     lines.append(f"largest |M|/|F| along your trajectory: {analysis.memory_ratio:.3g} (the first-order theory "
                  f"needs it small; above 0.3 the report cautions)")
+    if getattr(analysis, "next_term_ratio", None) is not None:
+        lines.append(f"the next term there, |M2|/|M1|: {analysis.next_term_ratio:.3g} (the second-order correction "
+                     "against the first, beyond the paper: near or above 1 the expansion in h is outside its range)")
     return Group(table, Text("\n".join(lines)))
 
 

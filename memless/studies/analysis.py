@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from autograd import grad as _grad
@@ -156,6 +156,9 @@ class Analysis(Viewable):
     caveats: List[str] = field(default_factory=list)
     #: the memory profile where it was measured (an optimizer outside the theory), else None
     memory: Optional[ProfileEvidence] = None
+    #: |M2| / |M1| where |M|/|F| is largest along your trajectory: the next term against the first
+    #: (beyond the paper; None where it cannot be computed)
+    next_term_ratio: Optional[float] = None
 
     def to_dict(self) -> dict:
         """The analysis as strict JSON data (``memory`` is {} where none was measured, as in 0.6)."""
@@ -253,7 +256,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=meanings.sharpness_formula(optimizer),
         channels=rows, net_effect=net_effect, net_strength=primary.net, basis=basis, regime=regime,
         verdict=_verdict(net_effect, meanings.sharpness_formula(optimizer), structure, evidence, regime),
-        modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence)
+        modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence,
+        next_term_ratio=primary.next_term)
     analysis.caveats = _caveats(analysis)
     tick.finish()
     return analysis
@@ -334,6 +338,8 @@ class _Measurement:
     ratio: float
     gradients: np.ndarray
     unsettled: int = 0                #: points whose limit correction did not settle
+    #: |M2| / |M1| where |M|/|F| is largest (None where M2 cannot be computed)
+    next_term: Optional[float] = None
 
 
 @dataclass
@@ -387,8 +393,11 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     tick("trajectory")
     names: List[str] = []
     along_M, sizes, along_F, ratios, gradients, unsettled = [], [], [], [], [], 0
+    largest: Tuple[float, Any, Any] = (-1.0, None, None)    # (|M|/|F|, point, M) where |M|/|F| is largest
     for point in path[np.linspace(0, len(path) - 1, points).astype(int)]:
         measured = measure_point(optimizer, obj, point, lr)
+        if measured.ratio > largest[0]:
+            largest = (measured.ratio, point, sum(measured.terms.values()))
         gradients.append(measured.gradient)
         names = list(measured.terms)
         along_M.append([measured.along_M[k] for k in names])
@@ -402,7 +411,23 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     described = {t.name: t for t in optimizer.terms()}
     return _Measurement([described.get(name, Term(name)) for name in names], strengths,
                         [float(x) for x in np.mean(sizes, axis=0)], float(sum(strengths)), float(max(ratios)),
-                        np.array(gradients), unsettled)
+                        np.array(gradients), unsettled, _next_term(optimizer, obj, largest[1], largest[2], lr))
+
+
+def _next_term(optimizer, obj, point, M1, lr) -> Optional[float]:
+    """|M2| / |M1| at ``point`` (the second-order term against the first, :mod:`memless.engine.second_order`):
+    small where the expansion in h is in its range.  None where M2 is not available (a loss without third
+    derivatives, an optimizer it does not treat) or M1 is 0."""
+    from ..engine.second_order import second_order_correction
+    if point is None or M1 is None or not np.any(M1):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            M2 = second_order_correction(optimizer, obj, point, lr)
+    except MemlessError:
+        return None
+    value = float(np.linalg.norm(M2) / np.linalg.norm(M1))
+    return value if np.isfinite(value) else None
 
 
 def _measured_effect(strength: float) -> Effect:
