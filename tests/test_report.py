@@ -343,3 +343,16 @@ def test_the_report_points_to_a_glossary_that_defines_its_words():
     for word in ("Sharpness proxy", "Tamed", "Strength", "Weight", "Size", "Channel", "Regime", "Declared / measured",
                  "First-order picture", "Evidence", "Lion-K", "Polar factor", "Curl-free", "Forward-over-reverse, HVP"):
         assert f"**{word}" in glossary, word
+
+
+def test_a_strength_below_rounding_is_marked_and_explained_where_an_effect_is_stated():
+    """Lion at eps = 1e-8 on bilinear: its declared regularizing term is real but ~1e-13 there; the table
+    says so with '~' and its legend, instead of a bare 'regularizing' beside a number at rounding."""
+    lion = text_of(render(analyze(memless.get_optimizer("lion"), **FAST)))
+    row = next(line for line in lion.splitlines() if line.strip().startswith("momentum"))
+    assert "~" in row and "regularizing" in row
+    assert "~ = below rounding (|strength| <= 1e-12)" in " ".join(lion.split())
+    gradient_row = next(line for line in lion.splitlines() if line.strip().startswith("gradient"))
+    assert "~" not in gradient_row                        # no effect stated: nothing to qualify
+    heavy = text_of(render(analyze(memless.get_optimizer("heavy-ball", beta=0.5), loss="logistic", **FAST)))
+    assert "~" not in heavy

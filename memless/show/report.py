@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, List, Optional
 
-from ..studies.analysis import Analysis, Effect
+from ..studies.analysis import ROUNDING, Analysis, Effect
 
 _STYLE = {Effect.REGULARIZING: "green", Effect.ANTI_REGULARIZING: "red", Effect.NONE: "dim", Effect.DEPENDS: "yellow",
           Effect.OUTSIDE: "magenta", Effect.UNRELIABLE: "magenta"}
@@ -60,12 +60,19 @@ def _header(analysis):
                          f"loss: {analysis.loss}, lr h = {analysis.lr:g}, sharpness proxy N = {analysis.sharpness}")
 
 
+def _strength(value: float, effect=None) -> str:
+    """A strength as printed: ``~`` after it where it is below rounding but an effect is stated (its sign
+    is the declared one; its size is not measurable)."""
+    tiny = math.isfinite(value) and abs(value) <= ROUNDING and effect not in (None, Effect.NONE)
+    return f"{value:+.2g}" + ("~" if tiny else "")
+
+
 def _channels(analysis):
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="Memory channels: M = sum of the channel terms M_l (Eq. 12, Section 3.2)",
+    table = Table(title="Memory channels (M = sum of their terms M_l, Eq. 12)",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("channel", no_wrap=True)
     for column in ("β", "weight", "sign", "size", "strength"):     # size: mean |M_l|/|F| along the path
@@ -73,7 +80,7 @@ def _channels(analysis):
     table.add_column("effect", no_wrap=True)
     for c in analysis.channels:
         table.add_row(c.name, _decay(c.decay), _num(c.coefficient), _SIGN[c.declared], _num(c.size),
-                      f"{c.strength:+.2g}", Text(str(c.effect), style=_style(c.effect)))
+                      _strength(c.strength, c.effect), Text(str(c.effect), style=_style(c.effect)))
     return table
 
 
@@ -85,7 +92,10 @@ def _legend(analysis):
               "Lion's -grad K(-c) does); sign = the sign of <grad N, M_l> that the optimizer's modified loss "
               "declares (? = none declared); size = |M_l|/|F| averaged over the measured points of the path "
               "(the largest |M|/|F|, for the whole M, is given below); strength = <grad N, M_l> / |<grad N, F>| "
-              "measured along the trajectory, > 0 regularizing")
+              "measured along the trajectory, > 0 regularizing" +
+              ("; ~ = below rounding (|strength| <= 1e-12): the effect is the declared sign, its size is not "
+               "measurable here" if any(math.isfinite(c.strength) and abs(c.strength) <= ROUNDING
+                                        and c.effect != Effect.NONE for c in analysis.channels) else ""))
     forms = [f"  {c.name}: M_l = {c.formula}" for c in analysis.channels if c.formula]
     if forms:
         legend += ("\nclosed forms (Cattaneo & Shigida 2025, Sec. 3.2 and 4; F = the limit direction, "
@@ -182,7 +192,7 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
                   caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
                           "the path; order = empirical order with/without M (want 2/1), at your settings or at the "
                           "tamed optimizer (decays 0.5, on curvy; on factorization for optimizers on matrices); "
-                          "* = caution: run 'report NAME'")
+                          "* = caution: run 'report NAME'; ~ = strength below rounding (|strength| <= 1e-12)")
     table.add_column("optimizer", overflow="fold", min_width=13)   # its settings and loss on lines of their own
     table.add_column("net effect", no_wrap=True)
     table.add_column("basis", no_wrap=True)
@@ -203,7 +213,7 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
         if a.net_effect == Effect.OUTSIDE:
             table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, "-", "-", "-", "-")
             continue
-        table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, f"{a.net_strength:+.2g}",
+        table.add_row(name, Text(str(a.net_effect), style=_style(a.net_effect)), a.basis, _strength(a.net_strength, a.net_effect),
                       _num(a.memory_ratio), f"{_order(a.order, 'corrected')}/{_order(a.order, 'uncorrected')}",
                       "yours" if a.order.setting == "yours" else "tamed")
     if not failures:
