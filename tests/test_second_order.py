@@ -123,6 +123,8 @@ ORDER_CASES = [
     ("rmsprop", dict(rho=0.5, eps=0.1), "curvy", [0.01, 0.005, 0.0025], 0.4),
     ("lion", dict(rho1=0.5, rho2=0.5, eps=0.1), "curvy", [0.01, 0.005, 0.0025], 0.4),
     ("muon", dict(momentum=0.5), "factorization", [0.0025, 0.00125, 0.000625], 0.1),
+    ("muon", dict(momentum=0.5, orthogonalize="polar"), "factorization", [0.0025, 0.00125, 0.000625], 0.1),
+    ("lion", dict(rho1=0.5, rho2=0.5, k="nuclear"), "factorization", [0.0025, 0.00125, 0.000625], 0.1),
     ("window-average", {}, "curvy", [0.01, 0.005, 0.0025], 0.4),
     ("ademamix", dict(beta1=0.5, beta2=0.5, beta3=0.5, alpha=2.0, eps=0.1, eps_inside=True), "curvy",
      [0.005, 0.0025, 0.00125], 0.2),
@@ -130,7 +132,8 @@ ORDER_CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,hp,loss,lrs,horizon", ORDER_CASES, ids=[c[0] for c in ORDER_CASES])
+@pytest.mark.parametrize("name,hp,loss,lrs,horizon", ORDER_CASES,
+                         ids=[c[0] + "".join(f"-{v}" for v in c[1].values() if isinstance(v, str)) for c in ORDER_CASES])
 def test_with_the_second_order_term_the_error_falls_with_order_three(name, hp, loss, lrs, horizon):
     if name == "window-average":
         opt = WindowAverage()
@@ -178,9 +181,6 @@ def test_what_order_2_cannot_do_is_refused_in_one_line():
         memless.correction(memless.get_optimizer("adam"), "curvy", None, lr=0.01, order=3)
     with pytest.raises(memless.MemlessError, match="order=2 applies to the corrected memoryless iteration"):
         memless.trajectory(memless.get_optimizer("adam"), "curvy", None, lr=0.01, steps=3, order=2)
-    with pytest.raises(memless.MemlessError, match="polar factor's second derivative is not available"):
-        memless.correction(memless.get_optimizer("muon", orthogonalize="polar"), "factorization", None, lr=0.01,
-                           order=2)
     with pytest.raises(memless.MemlessError, match="order=2 is computed for momentum-form optimizers"):
         memless.correction(memless.get_optimizer("schedule-free-sgd"), "curvy", None, lr=0.01, n=5, order=2)
 
@@ -240,3 +240,18 @@ def test_the_analysis_reports_the_next_term_where_the_first_is_largest():
     external = ExternalLoss(lambda t: 0.5 * t @ A @ t + 0.1 * t[0] ** 4, lambda t: A @ t + np.array([0.4 * t[0] ** 3, 0]),
                             lambda t, v: A @ v + np.array([1.2 * t[0] ** 2 * v[0], 0]), start=np.array([1.0, -0.5]))
     assert memless.analyze(opt, external, lr=0.01, points=3, evidence_losses=()).next_term_ratio is None
+
+
+def test_the_polar_factors_second_derivative_is_the_derivative_of_its_first():
+    """Through Newton's polar iteration, traced (its first derivative equals the closed form), against a
+    Richardson-extrapolated central difference of the closed-form first derivative."""
+    from memless.numerics.linalg import _polar_traced, polar, polar_derivative
+    rng = np.random.default_rng(1)
+    for shape in ((6, 3), (3, 5)):
+        X, E, W = (rng.normal(size=shape) for _ in range(3))
+        np.testing.assert_allclose(_polar_traced(X), polar(X), atol=1e-14)
+        np.testing.assert_allclose(make_jvp(_polar_traced)(X)(E)[1], polar_derivative(X, E), atol=1e-13)
+        second = make_jvp(lambda x, E=E: make_jvp(polar)(x)(E)[1])(X)(W)[1]
+        steps = [(polar_derivative(X + e * W, E) - polar_derivative(X - e * W, E)) / (2 * e) for e in (1e-4, 5e-5)]
+        expected = (4 * steps[1] - steps[0]) / 3
+        np.testing.assert_allclose(second, expected, rtol=1e-8, atol=1e-9 * np.max(np.abs(expected)))
