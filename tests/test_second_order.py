@@ -255,3 +255,46 @@ def test_the_polar_factors_second_derivative_is_the_derivative_of_its_first():
         steps = [(polar_derivative(X + e * W, E) - polar_derivative(X - e * W, E)) / (2 * e) for e in (1e-4, 5e-5)]
         expected = (4 * steps[1] - steps[0]) / 3
         np.testing.assert_allclose(second, expected, rtol=1e-8, atol=1e-9 * np.max(np.abs(expected)))
+
+
+def _adamw_second_order_closed_form(loss, theta, h, beta1, beta2, eps, lam):
+    """AdamW's limit M2 with eps inside the root, derived by hand (D = g^2 + eps, componentwise):
+    with p = beta/(1-beta), q = beta/(1-beta)^2, r = beta(1+beta)/(1-beta)^2 for each moment,
+    alpha = p1 D^-1/2 - p2 g^2 D^-3/2, gamma = q1 D^-1/2 - q2 g^2 D^-3/2, F = g D^-1/2 + lam theta,
+    J F = eps D^-3/2 H F + lam F, T = T[F, F]:
+        M2 = h^2 alpha H(alpha H F) + h^2 gamma H(J F)
+             + h^2/2 [ -2 p1 p2 g (HF)^2 D^-3/2 + 3 p2^2 g^3 (HF)^2 D^-5/2 + r1 T D^-1/2
+                       - r2 g (HF)^2 D^-3/2 - r2 g^2 T D^-3/2 ]."""
+    g_of = grad(loss)
+
+    def H(v):
+        return make_jvp(g_of)(theta)(v)[1]
+
+    g = g_of(theta)
+    D = g ** 2 + eps
+    p1, p2 = beta1 / (1 - beta1), beta2 / (1 - beta2)
+    q1, q2 = beta1 / (1 - beta1) ** 2, beta2 / (1 - beta2) ** 2
+    r1, r2 = beta1 * (1 + beta1) / (1 - beta1) ** 2, beta2 * (1 + beta2) / (1 - beta2) ** 2
+    alpha = p1 * D ** -0.5 - p2 * g ** 2 * D ** -1.5
+    gamma = q1 * D ** -0.5 - q2 * g ** 2 * D ** -1.5
+    F = g * D ** -0.5 + lam * theta
+    HF = H(F)
+    JF = eps * D ** -1.5 * HF + lam * F
+    T = make_jvp(lambda x: make_jvp(g_of)(x)(F)[1])(theta)(F)[1]
+    C = 0.5 * (-2 * p1 * p2 * g * HF ** 2 * D ** -1.5 + 3 * p2 ** 2 * g ** 3 * HF ** 2 * D ** -2.5 + r1 * T * D ** -0.5
+               - r2 * g * HF ** 2 * D ** -1.5 - r2 * g ** 2 * T * D ** -1.5)
+    return h ** 2 * alpha * H(alpha * HF) + h ** 2 * gamma * H(JF) + h ** 2 * C
+
+
+@pytest.mark.parametrize("name,lam", [("adam", 0.0), ("adamw", 0.05)])
+@pytest.mark.parametrize("beta1,beta2,eps", [(0.5, 0.6, 0.1), (0.9, 0.99, 1e-3), (0.9, 0.999, 1e-8)])
+@pytest.mark.parametrize("loss_name", ["curvy", "logistic"])
+def test_adams_second_order_term_is_its_closed_form(name, lam, beta1, beta2, eps, loss_name):
+    hp = dict(beta1=beta1, beta2=beta2, eps=eps)
+    if name == "adamw":
+        hp["weight_decay"] = lam
+    reference = REFERENCE_LOSSES[loss_name]
+    theta = reference.start + 0.1
+    closed = _adamw_second_order_closed_form(reference.loss.function, theta, 1e-3, beta1, beta2, eps, lam)
+    engine = _m2(memless.get_optimizer(name, **hp), loss_name, theta, 1e-3)
+    np.testing.assert_allclose(engine, closed, rtol=1e-12, atol=1e-12 * np.max(np.abs(closed)))
