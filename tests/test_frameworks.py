@@ -173,3 +173,21 @@ def test_torch_objective_refuses_a_random_loss_and_leaves_the_rng_alone():
     assert torch.equal(state, torch.random.get_rng_state())
     net.eval()
     objective(net, torch.nn.functional.cross_entropy, _batch())
+
+
+def test_a_torch_loss_without_a_forward_mode_double_backward_falls_back_to_reverse_over_reverse():
+    """torch's mse_loss raises 'ZeroTensors are immutable' under torch.func.jvp of its gradient (an outsider
+    found every nn.Sequential with F.mse_loss refused); the HVP then comes from a double backward."""
+    torch = pytest.importorskip("torch")
+    import memless.frameworks.torch as mt
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+    loss = mt.objective(model, torch.nn.functional.mse_loss, (x, y))
+    assert loss.hvp_error is not None and loss.hvp_error < 1e-6          # checked against differences at the start
+    theta = loss.start + 0.01
+    v = np.random.default_rng(0).normal(size=theta.shape)
+    step = 1e-5
+    difference = (loss.gradient(theta + step * v) - loss.gradient(theta - step * v)) / (2 * step)
+    np.testing.assert_allclose(loss.hvp(theta, v), difference, rtol=1e-6, atol=1e-8)
+    assert np.all(np.isfinite(memless.correction(memless.get_optimizer("adamw"), loss, None, lr=1e-3)))

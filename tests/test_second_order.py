@@ -298,3 +298,40 @@ def test_adams_second_order_term_is_its_closed_form(name, lam, beta1, beta2, eps
     closed = _adamw_second_order_closed_form(reference.loss.function, theta, 1e-3, beta1, beta2, eps, lam)
     engine = _m2(memless.get_optimizer(name, **hp), loss_name, theta, 1e-3)
     np.testing.assert_allclose(engine, closed, rtol=1e-12, atol=1e-12 * np.max(np.abs(closed)))
+
+
+def test_an_m2_iteration_outside_its_range_gets_no_order_and_a_warning():
+    """Heavy-ball at beta = 0.9 on a stiff quadratic: M2 ~ 1/(1-beta)^5 makes the explicit M1 + M2
+    iteration blow up (an outsider saw a fitted 'order 38.83'); the study says so instead."""
+    A = np.diag([1.0, 4.0, 9.0])
+
+    def quadratic(t):
+        return 0.5 * anp.dot(t, anp.dot(A, t))
+
+    with pytest.warns(memless.OrderWarning, match="with M1 \\+ M2 .* outside its range"):
+        study = memless.order_study(memless.get_optimizer("heavy-ball", beta=0.9), quadratic, np.ones(3),
+                                    horizon=0.4, lrs=[0.01, 0.005, 0.0025], order=2)
+    assert np.isnan(study.order_second) and max(study.next_term_ratios) > 1
+    with pytest.warns(memless.OrderWarning, match="the second-order term exceeds the first along this path"):
+        memless.trajectory(memless.get_optimizer("heavy-ball", beta=0.9), quadratic, np.ones(3), lr=0.01, steps=20,
+                           memoryless=True, order=2)
+    # in range (beta = 0.5, the same loss): no warning, an order near 3 at small enough lr
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", memless.OrderWarning)
+        study = memless.order_study(memless.get_optimizer("heavy-ball", beta=0.5), quadratic, np.ones(3),
+                                    horizon=0.2, lrs=[0.0025, 0.00125, 0.000625], order=2)
+    assert abs(study.order_second - 3) < 0.35
+
+
+def test_order_2_errors_name_the_cause():
+    with pytest.raises(memless.MemlessError, match="order=2 is computed for momentum-form"):
+        memless.correction(memless.get_optimizer("schedule-free-sgd"), "curvy", None, lr=0.01, order=2)   # the limit
+    with pytest.raises(memless.MemlessError, match="the second-order term overflows at lr=1e\\+200"):
+        memless.correction(memless.get_optimizer("adamw"), "curvy", None, lr=1e200, order=2)
+
+
+def test_the_next_term_is_not_reported_where_the_first_is_below_rounding():
+    """Lion at eps = 1e-8 on bilinear: |M|/|F| ~ 1e-13, so |M2|/|M1| would be a ratio of rounding noise."""
+    analysis = memless.analyze(memless.get_optimizer("lion"), "bilinear", lr=1e-3, points=3, evidence_losses=())
+    assert analysis.memory_ratio < 1e-10 and analysis.next_term_ratio is None

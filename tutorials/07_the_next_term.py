@@ -100,18 +100,17 @@ if not teaching.check("heavy-ball-second-order", second_order_correction):
 # is not converging and neither order describes it. It grows with h and with beta:
 
 # %%
-from memless.engine.objective import objective
-from memless.engine.second_order import second_order_correction as m2_engine
+from autograd import grad
 
-obj = objective(loss, theta0)
 print(f"{'beta':>6} {'h':>8} {'|M1|/|F|':>10} {'|M2|/|M1|':>11}")
 rows = []
 for beta in (0.5, 0.9, 0.99):
-    bound = memless.get_optimizer("heavy-ball", beta=beta).bind(None)
+    hb = memless.get_optimizer("heavy-ball", beta=beta)
     for h in (0.001, 0.01):
-        M1 = memless.correction(bound, loss, theta0, lr=h)
-        M2 = m2_engine(bound, obj, theta0, h)
-        F = np.asarray(bound.memoryless_direction(theta0, obj.gradient, 10 ** 6))
+        terms = memless.correction_terms(hb, loss, theta0, lr=h, order=2)
+        M2 = terms.pop("second-order")
+        M1 = sum(terms.values())
+        F = grad(loss)(theta0) / (1 - beta)                  # heavy-ball's direction in the limit
         rows.append((beta, h, np.linalg.norm(M1) / np.linalg.norm(F), np.linalg.norm(M2) / np.linalg.norm(M1)))
         print(f"{beta:>6} {h:>8} {rows[-1][2]:>10.3g} {rows[-1][3]:>11.3g}")
 assert all(r[3] < 0.3 for r in rows if r[0] == 0.5)        # beta = 0.5: the next term is small

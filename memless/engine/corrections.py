@@ -155,6 +155,9 @@ def terms_at(optimizer: MemoryOptimizer, obj: Objective, theta: np.ndarray, lr: 
 def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split, order=1):
     optimizer, loss, theta, _ = problem(optimizer, loss, theta)
     lr = check_lr(lr)
+    if order == 2:
+        from .second_order import check_second_order
+        check_second_order(optimizer)
     n = check_n(n)
     method = check_choice(method, METHODS, "method")
     tol = check_positive(tol, "tol")
@@ -189,13 +192,16 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split,
                 terms[SECOND_ORDER] = second_order_correction(optimizer, obj, theta, lr)
         except MemlessError:
             raise
+        except (OverflowError, FloatingPointError):
+            raise MemlessError(f"{optimizer.label}: the second-order term overflows at lr={lr:.3g}: it is lr^2 times "
+                               "finite derivatives, and that product is beyond floating point; use a smaller lr") from None
         except Exception as exc:
             raise OptimizerError(f"{optimizer.label}: the second-order term raised {type(exc).__name__}: {exc} "
                                  "(it differentiates direction()/combine() twice: write them with autograd.numpy)"
                                  ) from exc
     for name, vector in terms.items():
-        if not np.all(np.isfinite(vector)) and lr > 1.0 and _finite_at_unit_lr(optimizer, obj, theta, n, method,
-                                                                             tol, max_history):
+        if not np.all(np.isfinite(vector)) and lr > 1.0 and (name == SECOND_ORDER or _finite_at_unit_lr(
+                optimizer, obj, theta, n, method, tol, max_history)):
             raise MemlessError(f"{optimizer.label}: the correction overflows at lr={lr:.3g}: it is lr times a finite "
                                "derivative, and that product is beyond floating point; use a smaller lr")
         if not np.all(np.isfinite(vector)):

@@ -65,6 +65,7 @@ def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, l
     :class:`~memless.MemlessError` for an optimizer it cannot treat and a :class:`~memless.LossError`
     for a loss without third derivatives.
     """
+    check_second_order(optimizer)
     gradient = obj.gradient            # differentiable to any order (not the engine's frozen gradient)
     try:
         if isinstance(optimizer, MomentumOptimizer):
@@ -78,6 +79,13 @@ def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, l
                             "gives only its gradient and Hessian-vector products (a framework loss): use order=1, "
                             "or write the loss with autograd.numpy") from None
         raise
+    raise AssertionError("unreachable: check_second_order passed")     # pragma: no cover
+
+
+def check_second_order(optimizer: MemoryOptimizer) -> None:
+    """A one-line error unless M2 can be computed for this optimizer."""
+    if isinstance(optimizer, MomentumOptimizer) or (optimizer.window is not None and optimizer.window <= MAX_WINDOW + 1):
+        return
     raise MemlessError(f"{optimizer.label}: order=2 is computed for momentum-form optimizers (MomentumOptimizer) and "
                        f"for history-form optimizers with a window of at most {MAX_WINDOW + 1} steps; this one has "
                        "neither")

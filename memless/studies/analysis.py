@@ -411,13 +411,15 @@ def _measure(optimizer, loss_fn, theta, lr, steps, points, tick) -> _Measurement
     described = {t.name: t for t in optimizer.terms()}
     return _Measurement([described.get(name, Term(name)) for name in names], strengths,
                         [float(x) for x in np.mean(sizes, axis=0)], float(sum(strengths)), float(max(ratios)),
-                        np.array(gradients), unsettled, _next_term(optimizer, obj, largest[1], largest[2], lr))
+                        np.array(gradients), unsettled,
+                        _next_term(optimizer, obj, largest[1], largest[2], lr) if largest[0] > INVISIBLE else None)
 
 
 def _next_term(optimizer, obj, point, M1, lr) -> Optional[float]:
     """|M2| / |M1| at ``point`` (the second-order term against the first, :mod:`memless.engine.second_order`):
     small where the expansion in h is in its range.  None where M2 is not available (a loss without third
-    derivatives, an optimizer it does not treat) or M1 is 0."""
+    derivatives, an optimizer it does not treat) or M1 is 0; the caller skips it where |M|/|F| is below
+    rounding (a ratio of two rounding-level vectors means nothing)."""
     from ..engine.second_order import second_order_correction
     if point is None or M1 is None or not np.any(M1):
         return None

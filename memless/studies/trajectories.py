@@ -80,7 +80,15 @@ def trajectory(optimizer: MemoryOptimizer, loss: LossLike, theta, lr: float, ste
     obj = objective(loss, theta)
     with np.errstate(over="ignore", invalid="ignore"):
         if memoryless:
-            return memoryless_path(optimizer, obj, theta, lr, steps, corrected, correction, tol, order=order)[0]
+            observed: dict = {}
+            path = memoryless_path(optimizer, obj, theta, lr, steps, corrected, correction, tol, order=order,
+                                   observed=observed)[0]
+            if observed.get("next_term", 0.0) > 1.0:
+                warnings.warn(f"trajectory: the second-order term exceeds the first along this path (|M2|/|M| reaches "
+                              f"{observed['next_term']:.3g}): the expansion in h is outside its range, and the M1 + M2 "
+                              "iteration need not track the optimizer (it can diverge); use a smaller lr", OrderWarning,
+                              stacklevel=2)
+            return path
         return optimizer_path(optimizer, obj.gradient, theta, lr, steps, form=form)
 
 
@@ -133,9 +141,10 @@ def _call(optimizer, what, n, function, *args, **kwargs):
 
 def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float, steps: int,
                     corrected: bool = True, correction: str = "exact",
-                    tol: float = 1e-13, order: int = 1) -> Tuple[np.ndarray, float]:
+                    tol: float = 1e-13, order: int = 1, observed: Optional[dict] = None) -> Tuple[np.ndarray, float]:
     """The memoryless iteration (Eq. 4) and the largest |M^(n)| / |F^(n)| met along it; with
-    ``order=2`` the step adds the second-order term M2 (its limit) to M^(n)."""
+    ``order=2`` the step adds the second-order term M2 (its limit) to M^(n), and ``observed``
+    (a dict, if given) receives ``"next_term"``: the largest |M2| / |M| met (M the limit correction)."""
     path = np.empty((steps + 1, theta.size))
     path[0] = theta
     ratio = 0.0
@@ -150,8 +159,15 @@ def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float
                       lr, at, gradient=gradient, split=False, tol=tol)["total"]
             step = F + M
             if order == 2:
-                step = step + _call(optimizer, "the second-order term", n, second_order_correction, optimizer, obj,
-                                    theta, lr)
+                M2 = _call(optimizer, "the second-order term", n, second_order_correction, optimizer, obj, theta, lr)
+                step = step + M2
+                if observed is not None:
+                    # against the limit M1 (M2 is a limit too; M1^(n) is still filling in the first steps)
+                    limit = M if correction == "limit" else terms_at(optimizer, obj, theta, lr, None, gradient=gradient,
+                                                                      split=False, tol=tol)["total"]
+                    size = np.linalg.norm(limit)
+                    if size > 0:
+                        observed["next_term"] = max(observed.get("next_term", 0.0), float(np.linalg.norm(M2) / size))
             scale = np.linalg.norm(F)
             ratio = max(ratio, float(np.linalg.norm(M) / scale) if scale > 0 else 0.0)
         theta = theta - lr * step
@@ -201,8 +217,9 @@ def _store(optimizer, path, n, theta, lr):
 class OrderStudy(Viewable):
     """Global errors of the memoryless iterations against the optimizer, per learning rate.
 
-    ``errors_*[i]`` is ``max_{n <= horizon/lrs[i]} ||theta^(n) - theta~^(n)||_inf``;
-    ``order_*`` is the least-squares slope of log(error) against log(lr).
+    ``errors_*[i]`` is ``max_{n <= horizon/lrs[i]} ||theta^(n) - theta~^(n)||_inf``: the largest
+    distance over the whole path (not at its end); ``order_*`` is the least-squares slope of
+    log(error) against log(lr).
     """
 
     lrs: List[float]
@@ -215,9 +232,12 @@ class OrderStudy(Viewable):
     #: largest |M^(n)| / |F^(n)| along each corrected memoryless path: the first-order
     #: theory needs it small
     memory_ratios: List[float] = field(default_factory=list)
-    #: with ``order=2``: the errors of the iteration with M1 + M2, and their fitted order (want 3)
+    #: with ``order=2``: the errors of the iteration with M1 + M2, and their fitted order (want 3; NaN where
+    #: the M1 + M2 iteration is outside its range: see :func:`order_study`)
     errors_second: Optional[List[float]] = None
     order_second: Optional[float] = None
+    #: with ``order=2``: the largest |M2| / |M^(n)| along each M1 + M2 path
+    next_term_ratios: Optional[List[float]] = None
 
     @property
     def exact(self) -> bool:
@@ -255,7 +275,10 @@ def order_study(optimizer: MemoryOptimizer, loss: LossLike, theta, horizon: floa
     memoryless iterations from the same ``theta``; ``callback(lr, error_corrected,
     error_uncorrected)``, if given, is called after each.  ``order=2`` also runs the
     iteration with M1 + M2 (:mod:`memless.engine.second_order`): ``errors_second`` and
-    ``order_second`` (want 3).
+    ``order_second`` (want 3).  Where that iteration is outside its range -- an error not finite,
+    not falling as lr falls, or at the smallest lr larger than with M1 alone (the limit M2 is
+    large: decays near 1, or a large lr) -- ``order_second`` is NaN and an
+    :class:`~memless.OrderWarning` says why, with the largest |M2|/|M| met.
 
     >>> import memless, numpy as np
     >>> study = memless.order_study(memless.get_optimizer("heavy-ball", beta=0.5),
@@ -294,13 +317,19 @@ def order_study_unwarned(*args, **kwargs) -> OrderStudy:
 
 
 def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback, order=1):
-    steps, corrected, uncorrected, ratios, second = [], [], [], [], []
+    steps, corrected, uncorrected, ratios, second, next_terms = [], [], [], [], [], []
     for lr in lrs:
         n = max(1, int(round(horizon / lr)))
         reference = optimizer_path(optimizer, obj.gradient, theta, lr, n)
         if order == 2:
-            with_m2, _ = memoryless_path(optimizer, obj, theta, lr, n, True, correction, tol, order=2)
-            second.append(float(np.max(np.abs(reference - with_m2))))
+            observed: dict = {}
+            try:
+                with_m2, _ = memoryless_path(optimizer, obj, theta, lr, n, True, correction, tol, order=2,
+                                             observed=observed)
+                second.append(float(np.max(np.abs(reference - with_m2))))
+            except DivergenceError:
+                second.append(float("inf"))
+            next_terms.append(observed.get("next_term", 0.0))
         with_m, ratio = memoryless_path(optimizer, obj, theta, lr, n, True, correction, tol)
         without_m, _ = memoryless_path(optimizer, obj, theta, lr, n, False, correction, tol)
         steps.append(n)
@@ -311,7 +340,20 @@ def _order_study(optimizer, obj, theta, horizon, lrs, correction, tol, callback,
             callback(lr, corrected[-1], uncorrected[-1])
     study = OrderStudy(lrs, steps, float(horizon), corrected, uncorrected,
                        fitted_order(lrs, corrected), fitted_order(lrs, uncorrected), ratios,
-                       second if order == 2 else None, fitted_order(lrs, second) if order == 2 else None)
+                       second if order == 2 else None, fitted_order(lrs, second) if order == 2 else None,
+                       next_terms if order == 2 else None)
+    if order == 2:
+        by_lr = [e for _, e in sorted(zip(lrs, second))]            # smallest lr first
+        smallest = int(np.argmin(lrs))
+        trouble = ("an error is not finite (the M1 + M2 iteration diverged)" if not all(np.isfinite(second)) else
+                   "the error does not fall as lr falls" if any(a >= b for a, b in zip(by_lr, by_lr[1:])) else
+                   f"at the smallest lr its error {second[smallest]:.3g} is larger than with M1 alone "
+                   f"({corrected[smallest]:.3g})" if second[smallest] > corrected[smallest] else "")
+        if trouble:
+            study.order_second = float("nan")
+            warnings.warn(f"order_study: with M1 + M2 {trouble}: the second-order iteration is outside its range "
+                          f"here (|M2|/|M| reaches {max(next_terms):.3g}); no order is fitted. Smaller lrs, or "
+                          "decays further from 1, bring it back", OrderWarning, stacklevel=3)
     for label, order, errors in (("corrected", study.order_corrected, corrected),
                                  ("uncorrected", study.order_uncorrected, uncorrected)):
         if not np.isfinite(order):

@@ -87,10 +87,20 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
     def gradient(theta):
         return gradient_of(tensor(theta)).detach().cpu().double().numpy()
 
+    forward_over_reverse = [True]
+
     def hvp(theta, v):
-        with warnings.catch_warnings():      # torch.func's own first use scripts a helper: not the user's concern
-            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
-            return jvp(gradient_of, (tensor(theta),), (tensor(v),))[1].detach().cpu().double().numpy()
+        if forward_over_reverse[0]:
+            try:
+                with warnings.catch_warnings():      # torch.func's first use scripts a helper: not the user's concern
+                    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                                            category=DeprecationWarning)
+                    return jvp(gradient_of, (tensor(theta),), (tensor(v),))[1].detach().cpu().double().numpy()
+            except RuntimeError:
+                # some losses have no forward-mode rule for their double backward in torch (mse_loss raises
+                # "ZeroTensors are immutable"): reverse over reverse from here on, the same H v
+                forward_over_reverse[0] = False
+        return linearize(theta)[2](v)
 
     def linearize(theta):
         flat = tensor(theta).requires_grad_(True)
