@@ -122,3 +122,39 @@ assert max(r[3] for r in rows if r[0] == 0.99) > 1.0        # beta = 0.99 at the
 # such a run — the report's conclusion from `|M|/|F|`, now with the next term as a witness.
 # (`|M2|/|M1|` is linear in h at a fixed point, as `|M1|/|F|` is: the table shows both
 # growing tenfold from h = 0.001 to 0.01.)
+
+# %% [markdown]
+# ## Where M2 stops helping
+#
+# The next term helps only while it is small. Run the three iterations at one learning
+# rate after another, from small to large, and compare the error with `M1` alone to the
+# error with `M1 + M2`. `order_study` warns when the `M1 + M2` iteration is outside its
+# range — here that is what we are looking for, so the warning is caught and shown as a row.
+
+# %%
+import warnings
+
+lrs = [0.005, 0.01, 0.02, 0.04, 0.08]
+print(f"{'beta':>5} {'h':>7} {'err M1':>10} {'err M1+M2':>10} {'|M2|/|M|':>9}  M2 helps?")
+table = []
+for beta in (0.5, 0.8):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", memless.OrderWarning)
+        study = memless.order_study(memless.get_optimizer("heavy-ball", beta=beta), loss, theta0, horizon=0.8,
+                                    lrs=lrs, order=2)
+    for h, e1, e2, r in zip(lrs, study.errors_corrected, study.errors_second, study.next_term_ratios):
+        table.append((beta, h, e1, e2, r))
+        print(f"{beta:>5} {h:>7} {e1:>10.3g} {e2:>10.3g} {r:>9.3g}  {'yes' if e2 < e1 else 'no'}")
+helped = [row for row in table if row[3] < row[2]]
+hurt = [row for row in table if not row[3] < row[2]]
+print(f"M2 helped in {len(helped)} of {len(table)} runs, all with |M2|/|M| <= {max(r[4] for r in helped):.3g}; "
+      f"it hurt in {len(hurt)}, all with |M2|/|M| >= {min(r[4] for r in hurt):.3g}")
+assert all(row[3] < row[2] for row in table if row[4] < 1)    # the next term small: adding it helped
+assert all(not row[3] < row[2] for row in table if row[4] > 2)   # the next term large: adding it hurt
+
+# %% [markdown]
+# Read the table by its last two columns: where `|M2|/|M|` stays below 1 the next term
+# improved the iteration, where it exceeds 2 it made it worse (and at the largest rates
+# the `M1 + M2` iteration diverges). With beta = 0.8 that happens already at the smallest
+# rate here. `|M2|/|M|` is a measured radius of validity of the expansion in h: the first
+# order describes a run where the next term is small.
