@@ -20,9 +20,9 @@ from memless.losses import REFERENCE_LOSSES, curvy, rosenbrock
 THETA = np.array([0.3, 0.5, -0.4])
 
 
-def _m2(opt, loss, theta, lr):
+def _m2(opt, loss, theta, lr, n=None):
     setup = problem(opt, loss, theta)
-    return second_order_correction(setup.optimizer, objective(setup.loss, setup.theta), setup.theta, lr)
+    return second_order_correction(setup.optimizer, objective(setup.loss, setup.theta), setup.theta, lr, n)
 
 
 # ----------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def test_the_public_functions_add_m2_to_the_first_order_correction():
     first = memless.correction(opt, "curvy", None, lr=0.01, n=7)
     second = memless.correction(opt, "curvy", None, lr=0.01, n=7, order=2)
     terms = memless.correction_terms(opt, "curvy", None, lr=0.01, n=7, order=2)
-    m2 = _m2(opt, "curvy", None, 0.01)
+    m2 = _m2(opt, "curvy", None, 0.01, n=7)          # AdamW's moments are bias-corrected: M2^(7) exactly
     np.testing.assert_allclose(second, first + m2, rtol=1e-14)
     np.testing.assert_allclose(terms["second-order"], m2, rtol=1e-14)
     np.testing.assert_allclose(sum(v for k, v in terms.items() if k != "second-order"), first, rtol=1e-13)
@@ -335,3 +335,28 @@ def test_the_next_term_is_not_reported_where_the_first_is_below_rounding():
     """Lion at eps = 1e-8 on bilinear: |M|/|F| ~ 1e-13, so |M2|/|M1| would be a ratio of rounding noise."""
     analysis = memless.analyze(memless.get_optimizer("lion"), "bilinear", lr=1e-3, points=3, evidence_losses=())
     assert analysis.memory_ratio < 1e-10 and analysis.next_term_ratio is None
+
+
+@pytest.mark.parametrize("name,hp", [("adamw", dict(beta1=0.5, beta2=0.6, eps=0.1, weight_decay=0.05)),
+                                     ("nadam", dict(beta1=0.5, beta2=0.6, eps=0.1)),
+                                     ("adam", dict(beta1=0.9, beta2=0.99, eps=1e-3))])
+@pytest.mark.parametrize("N", [1, 2, 5, 12])
+def test_the_exact_finite_n_m2_is_its_definition_by_central_differences(name, hp, N):
+    """Bias-corrected moments (every channel weight constant): M2^(n) exactly, at small n where the limit
+    is far off (by factors 9 to 3e5 here); against the same central-difference definition."""
+    opt = memless.get_optimizer(name, **hp)
+    reference = _m2_by_differences(opt, curvy, THETA, 0.01, N)
+    engine = (memless.correction(opt, curvy, THETA, lr=0.01, n=N, order=2)
+              - memless.correction(opt, curvy, THETA, lr=0.01, n=N))
+    np.testing.assert_allclose(engine, reference, rtol=1e-4, atol=1e-4 * np.max(np.abs(reference)))
+    limit = memless.correction(opt, curvy, THETA, lr=0.01, order=2) - memless.correction(opt, curvy, THETA, lr=0.01)
+    if N <= 5:
+        assert np.max(np.abs(limit - reference)) > 0.5 * np.max(np.abs(reference))     # the limit is not it
+
+
+def test_with_the_finite_n_m2_the_first_steps_improve_on_m1():
+    """An outsider measured M1 + M2 worse than M1 on a horizon of a few steps with the limit M2 from step 0;
+    with M2^(n) (AdamW, bias-corrected) the short horizon improves too."""
+    opt = memless.get_optimizer("adamw", beta1=0.5, beta2=0.5, eps=0.1, weight_decay=0.01)
+    study = memless.order_study(opt, "curvy", None, horizon=0.04, lrs=[0.01, 0.005, 0.0025], order=2)
+    assert all(e2 < 0.2 * e1 for e2, e1 in zip(study.errors_second, study.errors_corrected)), study.summary()

@@ -189,7 +189,7 @@ def _corrections(optimizer, loss, theta, lr, n, method, tol, max_history, split,
         from .second_order import second_order_correction
         try:
             with np.errstate(all="ignore"):
-                terms[SECOND_ORDER] = second_order_correction(optimizer, obj, theta, lr)
+                terms[SECOND_ORDER] = second_order_correction(optimizer, obj, theta, lr, n)
         except MemlessError:
             raise
         except (OverflowError, FloatingPointError):

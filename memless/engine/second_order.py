@@ -42,12 +42,12 @@ are needed (a loss given only by its gradient and Hessian-vector products cannot
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Optional
 
 import autograd.numpy as anp
 import numpy as np
 
-from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer
+from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer, memory_sum
 from ..errors import LossError, MemlessError
 from ..numerics.autodiff import jvp
 from .objective import Objective
@@ -58,19 +58,19 @@ MAX_WINDOW = 64
 
 
 def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float,
-                            M1=None) -> np.ndarray:
-    """M2(theta) in the limit n -> infinity (see the module's docstring), for a checked problem.
-
-    ``M1``: the limit first-order correction at theta, if already computed.  Raises a one-line
-    :class:`~memless.MemlessError` for an optimizer it cannot treat and a :class:`~memless.LossError`
-    for a loss without third derivatives.
+                            n: Optional[int] = None) -> np.ndarray:
+    """M2(theta) in the limit n -> infinity (see the module's docstring), for a checked problem;
+    with ``n``, the exact M2^(n) for a momentum optimizer whose channel weights never vary
+    (:attr:`~memless.Channel.constant_weight`: Adam, AdamW, NAdam with bias correction), the limit
+    for the others.  Raises a one-line :class:`~memless.MemlessError` for an optimizer it cannot
+    treat and a :class:`~memless.LossError` for a loss without third derivatives.
     """
     check_second_order(optimizer)
     gradient = obj.gradient            # differentiable to any order (not the engine's frozen gradient)
     try:
         if isinstance(optimizer, MomentumOptimizer):
             # first derivatives at theta through the recorded gradient (each HVP one backward pass)
-            return _momentum_second_order(optimizer, gradient, obj.frozen(theta, linearize=True), theta, lr)
+            return _momentum_second_order(optimizer, gradient, obj.frozen(theta, linearize=True), theta, lr, n)
         if optimizer.window is not None and optimizer.window <= MAX_WINDOW + 1:
             return _window_second_order(optimizer, gradient, theta, lr)
     except LossError as exc:
@@ -96,21 +96,33 @@ def check_second_order(optimizer: MemoryOptimizer) -> None:
 # ----------------------------------------------------------------------------
 
 
-def _momentum_second_order(optimizer, gradient, frozen, theta, lr):
+def _momentum_second_order(optimizer, gradient, frozen, theta, lr, n=None):
     """M2 = h A[M1] + h^2 B[J F] + h^2 C[F] over the channels: three loss Hessian-vector products
     (the signals' tangents along F, M1 and J F), one second directional derivative of the signals
-    along F (third derivatives of the loss), and derivatives of Phi at the limit memories."""
+    along F (third derivatives of the loss), and derivatives of Phi at the limit memories.
+
+    At a finite ``n`` with every channel weight constant (so F^(s), J and Phi's point are the same at
+    every s), the sums run to n with the scales b_l^(n+1), and A[M1] becomes
+    sum_l dPhi_l . b_l^(n+1) grad g_l [h sum_l' E_ll' U_l'] with U_l' = dPhi_l' . grad g_l' F and
+    E_ll' = sum_{s<n} omega_l(n, s) b_l'^(s+1) sum_{j<=s} j beta_l'^j (M1^(s) written out)."""
     channels = list(optimizer.channels())
     names = [ch.name for ch in channels]
     limit = [float(ch.weight(math.inf)) for ch in channels]
-    scale = [float(ch.b(math.inf)) for ch in channels]
+    finite = n is not None and all(ch.constant_weight for ch in channels)
+    scale = [float(ch.b(n + 1 if finite else math.inf)) for ch in channels]
 
     def weights(power_sum):
         return [b * power_sum(ch.decay) if ch.decay > 0 else 0.0 for ch, b in zip(channels, scale)]
 
-    first = weights(lambda beta: beta / (1.0 - beta) ** 2)                 # sum_k k beta^k
-    triangular = weights(lambda beta: beta / (1.0 - beta) ** 3)            # sum_k k(k+1)/2 beta^k
-    square = weights(lambda beta: beta * (1.0 + beta) / (1.0 - beta) ** 3)  # sum_k k^2 beta^k
+    if finite:
+        k = np.arange(1, n + 1, dtype=float)
+        first = weights(lambda beta: float(np.sum(k * beta ** k)))                    # sum_{k<=n} k beta^k
+        triangular = weights(lambda beta: float(np.sum(k * (k + 1) / 2 * beta ** k)))
+        square = weights(lambda beta: float(np.sum(k * k * beta ** k)))
+    else:
+        first = weights(lambda beta: beta / (1.0 - beta) ** 2)                 # sum_k k beta^k
+        triangular = weights(lambda beta: beta / (1.0 - beta) ** 3)            # sum_k k(k+1)/2 beta^k
+        square = weights(lambda beta: beta * (1.0 + beta) / (1.0 - beta) ** 3)  # sum_k k^2 beta^k
 
     def signals(x, gradient=gradient):
         g = gradient(x)
@@ -139,8 +151,11 @@ def _momentum_second_order(optimizer, gradient, frozen, theta, lr):
     F = np.asarray(optimizer.combine(point), dtype=float).reshape(np.shape(theta))
     along_F = tangents(F)
     JF = d_phi(limit, along_F)
-    M1 = lr * d_phi(first, along_F)
-    A_M1 = d_phi(first, tangents(M1))
+    if finite:
+        A_M1 = _finite_history_term(channels, scale, n, F, along_F, tangents, d_phi, lr)
+    else:
+        M1 = lr * d_phi(first, along_F)
+        A_M1 = d_phi(first, tangents(M1))
     B_JF = d_phi(triangular, tangents(JF))
     # C[F]: Phi's second derivative along the k-weighted tangents, plus its first derivative along the
     # signals' own second derivatives, which carry sum_k k^2 beta^k
@@ -150,6 +165,33 @@ def _momentum_second_order(optimizer, gradient, frozen, theta, lr):
         {name: point[name] + r * moved[name] for name in names}), t, 1.0)[1], 0.0, 1.0)[1], theta)
     C_F = 0.5 * (phi_second + d_phi(square, curvature))
     return lr * A_M1 + lr ** 2 * B_JF + lr ** 2 * C_F
+
+
+def _finite_history_term(channels, scale, n, F, along_F, tangents, d_phi, lr):
+    """sum_l dPhi_l . b_l^(n+1) grad g_l [sum_s omega_l(n, s) M1^(s)] / h, with M1^(s) = h sum_l' e_l'(s) U_l'
+    (every channel weight constant: Phi's point, F and J are the same at every s)."""
+    memory = [i for i, ch in enumerate(channels) if ch.decay > 0]
+    if n == 0 or not memory:
+        return np.zeros_like(F)
+    s = np.arange(n, dtype=float)
+
+    def only(i, part):
+        return [part if j == i else np.zeros_like(along_F[j]) for j in range(len(channels))]
+
+    units = {i: d_phi([1.0] * len(channels), only(i, along_F[i])) for i in memory}      # U_l'
+    # e_l'(s) = b_l'^(s+1) sum_{j<=s} j beta_l'^j
+    e = {i: np.asarray(channels[i].b(s + 1.0), dtype=float) * np.array([memory_sum(channels[i].decay, int(t))
+                                                                        for t in s]) for i in memory}
+    total = None
+    for i in memory:
+        beta = channels[i].decay
+        omega = (np.power(beta, n - s) - beta ** (n + 1)) / (1.0 - beta)        # sum_{k=n-s..n} beta^k
+        shift = lr * sum(float(omega @ e[j]) * units[j] for j in memory)       # sum_s omega M1^(s) / h
+        part = [np.zeros_like(x) for x in along_F]
+        part[i] = scale[i] * tangents(shift)[i]
+        term = d_phi([1.0] * len(channels), part)
+        total = term if total is None else total + term
+    return total
 
 
 # ----------------------------------------------------------------------------

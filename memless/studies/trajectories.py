@@ -159,7 +159,8 @@ def memoryless_path(optimizer: MemoryOptimizer, obj: Objective, theta, lr: float
                       lr, at, gradient=gradient, split=False, tol=tol)["total"]
             step = F + M
             if order == 2:
-                M2 = _call(optimizer, "the second-order term", n, second_order_correction, optimizer, obj, theta, lr)
+                M2 = _call(optimizer, "the second-order term", n, second_order_correction, optimizer, obj, theta, lr,
+                           None if correction == "limit" else n)
                 step = step + M2
                 if observed is not None:
                     # against the limit M1 (M2 is a limit too; M1^(n) is still filling in the first steps)
