@@ -360,3 +360,17 @@ def test_with_the_finite_n_m2_the_first_steps_improve_on_m1():
     opt = memless.get_optimizer("adamw", beta1=0.5, beta2=0.5, eps=0.1, weight_decay=0.01)
     study = memless.order_study(opt, "curvy", None, horizon=0.04, lrs=[0.01, 0.005, 0.0025], order=2)
     assert all(e2 < 0.2 * e1 for e2, e1 in zip(study.errors_second, study.errors_corrected)), study.summary()
+
+
+@pytest.mark.parametrize("name,hp", [("heavy-ball", dict(beta=0.5)), ("heavy-ball", dict(beta=0.8)),
+                                     ("nesterov", dict(beta=0.6)),
+                                     ("lion", dict(rho1=0.6, rho2=0.8, k="l2", weight_decay=0.1))])
+@pytest.mark.parametrize("N", [1, 2, 5, 12])
+def test_the_exact_finite_n_m2_of_a_linear_phi_is_its_definition(name, hp, N):
+    """Linear Phi, channel weights that fill up with n (heavy-ball's a(s) = (1 - beta^(s+1))/(1 - beta)),
+    three channels with weight decay (Lion-K, K = |x|^2/2): against the central-difference definition."""
+    opt = memless.get_optimizer(name, **hp)
+    reference = _m2_by_differences(opt, curvy, THETA, 0.01, N)
+    engine = (memless.correction(opt, curvy, THETA, lr=0.01, n=N, order=2)
+              - memless.correction(opt, curvy, THETA, lr=0.01, n=N))
+    np.testing.assert_allclose(engine, reference, rtol=1e-5, atol=1e-5 * np.max(np.abs(reference)))

@@ -155,6 +155,6 @@ assert all(not row[3] < row[2] for row in table if row[4] > 2)   # the next term
 # %% [markdown]
 # Read the table by its last two columns: where `|M2|/|M|` stays below 1 the next term
 # improved the iteration, where it exceeds 2 it made it worse (and at the largest rates
-# the `M1 + M2` iteration diverges). With beta = 0.8 that happens already at the smallest
-# rate here. `|M2|/|M|` is a measured radius of validity of the expansion in h: the first
+# the `M1 + M2` iteration diverges); the larger beta, the smaller the rate at which that
+# happens. `|M2|/|M|` is a measured radius of validity of the expansion in h: the first
 # order describes a run where the next term is small.
