@@ -64,8 +64,20 @@ def _execute(script, out):
         raise RuntimeError(f"tutorial {script} failed while building the documentation:\n{run.stderr[-4000:]}")
 
 
+_FOLDERS: list = []          # temporary folders of this build, removed after it
+
+
+def on_post_build(config):
+    import shutil
+    for folder in _FOLDERS + _CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
+    _FOLDERS.clear()
+    _CACHE.clear()
+
+
 def on_files(files, config):
     out = tempfile.mkdtemp(prefix="memless-docs-tutorials-")
+    _FOLDERS.append(out)
     scripts = _tutorial_scripts()
     # $MEMLESS_DOCS_TUTORIALS (names, comma-separated) executes only those: the test suite's build, whose
     # tutorials are run by tests/test_tutorials.py already; the others get a page saying so
