@@ -20,7 +20,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 import platform
 import subprocess
-import tempfile
 import sys
 import time
 from datetime import date
@@ -535,16 +534,9 @@ def table(results):
 
 
 def write_atomically(path, text):
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".bench-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as fh:
-            fh.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """Write ``text`` to ``path`` by memless's own atomic writer (a temporary file beside it, renamed)."""
+    from memless.files import write_atomic
+    write_atomic(path, lambda fh: fh.write(text), binary=False)
 
 
 def main(argv=None):
