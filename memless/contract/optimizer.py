@@ -492,6 +492,12 @@ class Channel:
         return float(self.b(math.inf)) * memory_sum(self.decay)
 
 
+def history_weights(beta: float, n: int, s):
+    """omega(n, s) = sum_{k=n-s..n} beta^k: the weight of F^(s) in w = sum_k beta^k v_k, vectorized over s
+    (how a step s < n enters the history sums of the corrections at step n)."""
+    return (np.power(beta, n - s) - beta ** (n + 1)) / (1.0 - beta)
+
+
 def memory_sum(beta: float, n: Optional[int] = None) -> float:
     """c(n) = sum_{k=1..n} k beta^k (c(inf) = beta/(1-beta)^2): how far back, on average, memory reaches.
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._views import Viewable
 from ..checks import check_budget, check_choice, check_flag, check_lr, check_n, check_positive, history_work, shown
-from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer, memory_sum
+from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer, history_weights, memory_sum
 from ..errors import MemlessError, MemoryTruncationWarning, OptimizerError
 from ..numerics.autodiff import jvp
 from .objective import LossLike, Objective, objective, problem
@@ -257,11 +257,6 @@ def _signal_array(value, theta):
 # ----------------------------------------------------------------------------
 
 
-def _history_weights(beta, n, s):
-    """omega(n, s) = sum_{k=n-s..n} beta^k: the weight of F^(s) in w = sum_k beta^k v_k."""
-    return (np.power(beta, n - s) - beta ** (n + 1)) / (1.0 - beta)
-
-
 def _finite_n_steps(channels, n, tol):
     """The steps s < n whose direction F^(s)(theta) differs from the limit F enough to matter.
 
@@ -280,7 +275,7 @@ def _finite_n_steps(channels, n, tol):
             deviation = np.maximum(deviation, np.abs(ch.weight(s) - limit) / scale)
         importance = np.zeros_like(s)
         for ch in memory:
-            importance = np.maximum(importance, _history_weights(ch.decay, n, s) / memory_sum(ch.decay, n))
+            importance = np.maximum(importance, history_weights(ch.decay, n, s) / memory_sum(ch.decay, n))
         keep_s.append(s[deviation * importance > tol])
         if np.all(deviation < tol):
             break
@@ -308,7 +303,7 @@ def _residuals(optimizer, channels, signals, memory, n, F, tol):
     residual = [np.zeros_like(F) for _ in memory]
     if not len(s_values):
         return [None] * len(memory)
-    omegas = [_history_weights(channels[i].decay, n, s_values) for i in memory]
+    omegas = [history_weights(channels[i].decay, n, s_values) for i in memory]
     if optimizer.linear:
         for ch, sig in zip(channels, signals):
             deviation = ch.weight(s_values) - float(ch.weight(math.inf))

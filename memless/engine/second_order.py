@@ -47,7 +47,7 @@ from typing import List, Optional
 import autograd.numpy as anp
 import numpy as np
 
-from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer
+from ..contract.optimizer import MemoryOptimizer, MomentumOptimizer, history_weights
 from ..errors import LossError, MemlessError
 from ..numerics.autodiff import jvp
 from .objective import Objective
@@ -126,24 +126,9 @@ def _momentum_second_order(optimizer, gradient, frozen, theta, lr, n=None):
         triangular = weights(lambda beta: beta / (1.0 - beta) ** 3)            # sum_k k(k+1)/2 beta^k
         square = weights(lambda beta: beta * (1.0 + beta) / (1.0 - beta) ** 3)  # sum_k k^2 beta^k
 
-    def signals(x, gradient=gradient):
-        g = gradient(x)
-        return anp.concatenate([anp.ravel(ch.signal(x, g)) for ch in channels])
-
-    g0 = frozen.value
-    base = [np.asarray(ch.signal(theta, g0), dtype=float) for ch in channels]
-    shapes = [b.shape for b in base]
-    cuts = np.cumsum([0] + [b.size for b in base])
-
-    def split(flat) -> List:
-        flat = np.asarray(flat, dtype=float)
-        return [flat[cuts[i]:cuts[i + 1]].reshape(shapes[i]) for i in range(len(channels))]
-
-    point = {name: a * s0 for name, a, s0 in zip(names, limit, base)}
-
-    def tangents(u) -> List:
-        """grad g_l . u for every channel: one JVP of the stacked signals (a loss HVP)."""
-        return split(jvp(lambda x: signals(x, frozen), theta, u)[1])
+    signals = _Signals(channels, gradient, frozen, theta)
+    point = {name: a * s0 for name, a, s0 in zip(names, limit, signals.base)}
+    tangents = signals.tangents
 
     def d_phi(coefficients, parts):
         """dPhi/dm at the limit memories, applied to {m_l: coefficient_l * part_l}."""
@@ -161,7 +146,7 @@ def _momentum_second_order(optimizer, gradient, frozen, theta, lr, n=None):
     B_JF = d_phi(triangular, tangents(JF))
     # C[F]: Phi's second derivative along the k-weighted tangents, plus its first derivative along the
     # signals' own second derivatives, which carry sum_k k^2 beta^k
-    curvature = split(jvp(lambda t: jvp(lambda s: signals(theta + s * F), t, 1.0)[1], 0.0, 1.0)[1])
+    curvature = signals.second(F, F)
     moved = {name: c * part for name, c, part in zip(names, first, along_F)}
     phi_second = _flat(jvp(lambda t: jvp(lambda r: optimizer.combine(
         {name: point[name] + r * moved[name] for name in names}), t, 1.0)[1], 0.0, 1.0)[1], theta)
@@ -184,18 +169,8 @@ def _linear_finite_second_order(optimizer, channels, gradient, frozen, theta, lr
         return np.zeros_like(theta)
     names = [ch.name for ch in channels]
     count = len(channels)
-
-    def signals(x, gradient=gradient):
-        g = gradient(x)
-        return anp.concatenate([anp.ravel(ch.signal(x, g)) for ch in channels])
-
-    base = [np.asarray(ch.signal(theta, frozen.value), dtype=float) for ch in channels]
-    shapes = [b.shape for b in base]
-    cuts = np.cumsum([0] + [b.size for b in base])
-
-    def split(flat) -> List:
-        flat = np.asarray(flat, dtype=float)
-        return [flat[cuts[i]:cuts[i + 1]].reshape(shapes[i]) for i in range(count)]
+    signals = _Signals(channels, gradient, frozen, theta)
+    base = signals.base
 
     def phi(i, part):
         """Phi_l(part) for channel i alone (Phi is linear)."""
@@ -204,7 +179,7 @@ def _linear_finite_second_order(optimizer, channels, gradient, frozen, theta, lr
 
     G = [phi(i, base[i]) for i in range(count)]
     used = [i for i in range(count) if np.any(G[i])]
-    along = {l2: split(jvp(lambda x: signals(x, frozen), theta, G[l2])[1]) for l2 in used}      # grad g . G_l2
+    along = {l2: signals.tangents(G[l2]) for l2 in used}                                     # grad g . G_l2
     Y = {(l1, l2): phi(l1, along[l2][l1]) for l1 in range(count) for l2 in used}
     s = np.arange(n, dtype=float)
     a = [np.asarray(ch.weight(s), dtype=float) for ch in channels]                          # a_l(s), s < n
@@ -215,7 +190,7 @@ def _linear_finite_second_order(optimizer, channels, gradient, frozen, theta, lr
     for c in memory:
         beta = channels[c].decay
         b_n = float(channels[c].b(n + 1.0))
-        omega = (np.power(beta, n - s) - beta ** (n + 1)) / (1.0 - beta)            # sum_{k=n-s..n} beta^k
+        omega = history_weights(beta, n, s)                                        # sum_{k=n-s..n} beta^k
         z = np.zeros_like(theta)
         for l1 in range(count):                  # J^(s) reads every channel; M1^(s) only those with memory
             beta1, b1 = channels[l1].decay, np.asarray(channels[l1].b(s + 1.0), dtype=float)
@@ -226,26 +201,47 @@ def _linear_finite_second_order(optimizer, channels, gradient, frozen, theta, lr
                 weight = float(omega @ (w + a[l1] * (P[l2][n] - P[l2][:n])))
                 z = z + weight * Y[(l1, l2)]
         z = lr ** 2 * z
-        total = total + b_n * phi(c, split(jvp(lambda x: signals(x, frozen), theta, z)[1])[c])
+        total = total + b_n * phi(c, signals.tangents(z)[c])
         A = {l2: P[l2][n] - P[l2][n - k.astype(int)] for l2 in used}                   # A_l2(k), k = 1..n
         curvature = np.zeros_like(base[c])
         for i2, l2 in enumerate(used):
             for l3 in used[i2:]:
                 S = float(np.sum(np.power(beta, k) * A[l2] * A[l3])) * (1.0 if l2 == l3 else 2.0)
                 if S:
-                    curvature = curvature + S * _second_along(signals, theta, G[l2], G[l3], split)[c]
+                    curvature = curvature + S * signals.second(G[l2], G[l3])[c]
         total = total + 0.5 * lr ** 2 * b_n * phi(c, curvature)
     return total
 
 
-def _second_along(signals, theta, u, w, split):
-    """grad^2 g_l [u, w] for every channel: second directional derivatives, polarized where u != w."""
-    def second(d):
-        return np.asarray(jvp(lambda t: jvp(lambda r: signals(theta + r * d), t, 1.0)[1], 0.0, 1.0)[1], dtype=float)
+class _Signals:
+    """The channels' signals g_l stacked into one vector, at theta: their values there (``base``), their
+    tangents along u (one loss HVP, through the recorded gradient) and their second derivatives
+    (through the gradient autograd can differentiate again: third derivatives of the loss)."""
 
-    if u is w:
-        return split(second(u))
-    return split(0.25 * (second(u + w) - second(u - w)))
+    def __init__(self, channels, gradient, frozen, theta):
+        self.channels, self.gradient, self.frozen, self.theta = channels, gradient, frozen, theta
+        self.base = [np.asarray(ch.signal(theta, frozen.value), dtype=float) for ch in channels]
+        self.cuts = np.cumsum([0] + [b.size for b in self.base])
+
+    def at(self, x, gradient):
+        g = gradient(x)
+        return anp.concatenate([anp.ravel(ch.signal(x, g)) for ch in self.channels])
+
+    def split(self, flat) -> List:
+        flat = np.asarray(flat, dtype=float)
+        return [flat[self.cuts[i]:self.cuts[i + 1]].reshape(b.shape) for i, b in enumerate(self.base)]
+
+    def tangents(self, u) -> List:
+        """grad g_l . u for every channel: one JVP of the stacked signals (a loss HVP)."""
+        return self.split(jvp(lambda x: self.at(x, self.frozen), self.theta, u)[1])
+
+    def second(self, u, w) -> List:
+        """grad^2 g_l [u, w] for every channel: second directional derivatives, polarized where u is not w."""
+        def along(d):
+            return np.asarray(jvp(lambda t: jvp(lambda r: self.at(self.theta + r * d, self.gradient), t, 1.0)[1],
+                                  0.0, 1.0)[1], dtype=float)
+
+        return self.split(along(u) if u is w else 0.25 * (along(u + w) - along(u - w)))
 
 
 def _cumulative_k_beta(beta: float, n: int) -> np.ndarray:
@@ -271,8 +267,7 @@ def _finite_history_term(channels, scale, n, F, along_F, tangents, d_phi, lr):
          for i in memory}
     total = None
     for i in memory:
-        beta = channels[i].decay
-        omega = (np.power(beta, n - s) - beta ** (n + 1)) / (1.0 - beta)        # sum_{k=n-s..n} beta^k
+        omega = history_weights(channels[i].decay, n, s)                            # sum_{k=n-s..n} beta^k
         shift = lr * sum(float(omega @ e[j]) * units[j] for j in memory)       # sum_s omega M1^(s) / h
         part = [np.zeros_like(x) for x in along_F]
         part[i] = scale[i] * tangents(shift)[i]
