@@ -180,9 +180,11 @@ def _quintic_iterates(X, coefficients, steps, eps):
 
 
 def _quintic_iterates_of(X, coefficients, steps, eps):
+    """The same, uncached; written so that it also runs on a traced X (second derivatives)."""
     a, b, c = coefficients
-    norm = float(np.sqrt(np.sum(X * X)))
-    Y = X / max(norm, eps)
+    xp = anp if isbox(X) else np
+    norm = xp.sqrt(xp.sum(X * X))
+    Y = X / (norm if getval(norm) > eps else eps)
     iterates = [Y]
     for _ in range(int(steps)):
         A = Y @ Y.T
@@ -197,39 +199,25 @@ def _quintic(X, coefficients, steps, eps):
 
 
 def _quintic_jvp(E, ans, X, coefficients, steps, eps):
-    """Forward through the iterates: dY' = a dY + dB Y + B dY, dB = b dA + c (dA A + A dA), dA = dY Y^T + Y dY^T."""
-    if isbox(X):                  # X is itself being differentiated (a second derivative): trace it all
-        return _quintic_jvp_traced(E, X, coefficients, steps, eps)
+    """Forward through the iterates: dY' = a dY + dB Y + B dY, dB = b dA + c (dA A + A dA), dA = dY Y^T + Y dY^T.
+    Where X is itself traced (a second derivative), the iterates are traced too, so autograd can
+    differentiate this rule with respect to X."""
     a, b, c = coefficients
-    norm, iterates = _quintic_iterates(np.asarray(X, dtype=float), coefficients, steps, eps)
-    scale = max(norm, eps)
-    X0 = np.asarray(X, dtype=float)
-    dY = E / scale if norm <= eps else E / scale - X0 * (anp.sum(X0 * E) / norm ** 3)
+    if isbox(X):
+        X0 = X
+        norm, iterates = _quintic_iterates_of(X0, coefficients, steps, eps)
+    else:
+        X0 = np.asarray(X, dtype=float)
+        norm, iterates = _quintic_iterates(X0, coefficients, steps, eps)
+    small = getval(norm) <= eps
+    scale = eps if small else norm
+    dY = E / scale if small else E / scale - X0 * (anp.sum(X0 * E) / norm ** 3)
     for Y in iterates[:-1]:
         A = Y @ Y.T
         B = b * A + c * A @ A
-        dA = anp.dot(dY, Y.T) + anp.dot(Y, anp.transpose(dY))
-        dB = b * dA + c * (anp.dot(dA, A) + anp.dot(A, dA))
-        dY = a * dY + anp.dot(dB, Y) + anp.dot(B, dY)
-    return dY
-
-
-def _quintic_jvp_traced(E, X, coefficients, steps, eps):
-    """The same forward recursion written with autograd.numpy throughout, so that autograd can
-    differentiate it with respect to X too (second derivatives of Newton-Schulz)."""
-    a, b, c = coefficients
-    norm = anp.sqrt(anp.sum(X * X))
-    if getval(norm) <= eps:
-        Y, dY = X / eps, E / eps
-    else:
-        Y, dY = X / norm, E / norm - X * (anp.sum(X * E) / norm ** 3)
-    for _ in range(int(steps)):
-        A = anp.dot(Y, anp.transpose(Y))
-        B = b * A + c * anp.dot(A, A)
-        dA = anp.dot(dY, anp.transpose(Y)) + anp.dot(Y, anp.transpose(dY))
-        dB = b * dA + c * (anp.dot(dA, A) + anp.dot(A, dA))
-        dY = a * dY + anp.dot(dB, Y) + anp.dot(B, dY)
-        Y = a * Y + anp.dot(B, Y)
+        dA = dY @ Y.T + Y @ dY.T
+        dB = b * dA + c * (dA @ A + A @ dA)
+        dY = a * dY + dB @ Y + B @ dY
     return dY
 
 
