@@ -550,10 +550,15 @@ def _lion_modified_loss(opt) -> str:
         return ("L, up to a term h rho1/(1-rho2) kappa sech^2(kappa g_i) (H F)_i: small where every "
                 "|g_i| >> 1/kappa")
     if opt.k == "nuclear":
-        return ("no modified loss in closed form: M = h rho1/(1-rho2) d polar(G)[H F] per matrix, "
-                "of size at most h rho1/(1-rho2) |H F| / sigma_min(G)")
+        return _polar_modified_loss("rho1/(1-rho2)")
     return ("L, up to a term of size h rho1/(1-rho2) eps/|g_i|^3 |(H F)_i|: small where every "
             "|g_i| >> sqrt(eps), P = D^(-1/2)")
+
+
+def _polar_modified_loss(weight: str) -> str:
+    """The text for a term h w d polar(G)[H F] (Lion-K nuclear, Muon's idealization): no closed form."""
+    return (f"no modified loss in closed form: M = h {weight} d polar(G)[H F] per matrix, of size at most "
+            f"h {weight} |H F| / sigma_min(G)")
 
 
 def _lion_structure(opt, gradients):
@@ -630,8 +635,7 @@ def _muon_modified_loss(opt) -> str:
     if opt.orthogonalize == "newton-schulz":
         return ("no closed form: the Newton-Schulz quintic is not the gradient of a convex K, so M comes "
                 "from the engine (the polar idealization: M = h w r d polar(G)[H F])")
-    return ("no modified loss in closed form: M = h w r d polar(G)[H F] per matrix, of size at most "
-            "h w r |H F| / sigma_min(G)")
+    return _polar_modified_loss("w r")
 
 
 def _muon_structure(opt, gradients):
