@@ -60,11 +60,14 @@ def _header(analysis):
                          f"loss: {analysis.loss}, lr h = {analysis.lr:g}, sharpness proxy N = {analysis.sharpness}")
 
 
+def _below_rounding(value: float, effect=None) -> bool:
+    """A strength at rounding beside a stated effect (its sign is the declared one; its size is not measurable)."""
+    return math.isfinite(value) and abs(value) <= ROUNDING and effect not in (None, Effect.NONE)
+
+
 def _strength(value: float, effect=None) -> str:
-    """A strength as printed: ``~`` after it where it is below rounding but an effect is stated (its sign
-    is the declared one; its size is not measurable)."""
-    tiny = math.isfinite(value) and abs(value) <= ROUNDING and effect not in (None, Effect.NONE)
-    return f"{value:+.2g}" + ("~" if tiny else "")
+    """A strength as printed: ``~`` after it where :func:`_below_rounding`."""
+    return f"{value:+.2g}" + ("~" if _below_rounding(value, effect) else "")
 
 
 def _channels(analysis):
@@ -93,9 +96,9 @@ def _legend(analysis):
               "declares (? = none declared); size = |M_l|/|F| averaged over the measured points of the path "
               "(the largest |M|/|F|, for the whole M, is given below); strength = <grad N, M_l> / |<grad N, F>| "
               "measured along the trajectory, > 0 regularizing" +
-              ("; ~ = below rounding (|strength| <= 1e-12): the effect is the declared sign, its size is not "
-               "measurable here" if any(math.isfinite(c.strength) and abs(c.strength) <= ROUNDING
-                                        and c.effect != Effect.NONE for c in analysis.channels) else ""))
+              (f"; ~ = below rounding (|strength| <= {ROUNDING:g}): the effect is the declared sign, its size is "
+               "not measurable here" if any(_below_rounding(c.strength, c.effect) for c in analysis.channels)
+               else ""))
     forms = [f"  {c.name}: M_l = {c.formula}" for c in analysis.channels if c.formula]
     if forms:
         legend += ("\nclosed forms (Cattaneo & Shigida 2025, Sec. 3.2 and 4; F = the limit direction, "
