@@ -195,7 +195,7 @@ def render_comparison(analyses: List, optimizers: Optional[List] = None):
                   caption="basis: declared by the optimizer's modified loss, or measured; |M|/|F| = largest along "
                           "the path; order = empirical order with/without M (want 2/1), at your settings or at the "
                           "tamed optimizer (decays 0.5, on curvy; on factorization for optimizers on matrices); "
-                          "* = caution: run 'report NAME'; ~ = strength below rounding (|strength| <= 1e-12)")
+                          f"* = caution: run 'report NAME'; ~ = strength below rounding (|strength| <= {ROUNDING:g})")
     table.add_column("optimizer", overflow="fold", min_width=13)   # its settings and loss on lines of their own
     table.add_column("net effect", no_wrap=True)
     table.add_column("basis", no_wrap=True)
