@@ -278,3 +278,68 @@ def test_reference_loss_by_name_gives_the_numbers_of_the_plain_function(opt_name
     fast = memless.trajectory(opt, loss_name, reference.start, 0.01, 40, memoryless=True)
     general = memless.trajectory(opt, plain, reference.start, 0.01, 40, memoryless=True)
     assert _relative(fast, general) < 1e-12
+
+
+# ----------------------------------------------------------------------------
+# Channels' closed forms in place of the forward-mode route (from 1,000 parameters)
+# ----------------------------------------------------------------------------
+
+CLOSED_FORM_ROUTE = [("adamw", dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)),
+                     ("adam", dict(beta1=0.5, beta2=0.6, eps=0.1)),
+                     ("adam", dict(beta1=0.9, beta2=0.99, eps=1e-3, eps_inside=False)),
+                     ("nadam", dict()), ("rmsprop", dict(rho=0.9, eps=1e-3)),
+                     ("heavy-ball", dict(beta=0.8)), ("nesterov", dict(beta=0.7))]
+
+
+def _big_problem():
+    problem_ = mlp(sizes=(20, 40, 10), samples=32)
+    assert problem_.start.size >= engine.CLOSED_FORM_MIN_SIZE
+    return problem_.loss, problem_.start + 0.05 * np.sin(np.arange(problem_.start.size))
+
+
+@pytest.mark.parametrize("name,hp", CLOSED_FORM_ROUTE, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CLOSED_FORM_ROUTE)])
+@pytest.mark.parametrize("n", [None, 1, 6, 200])
+def test_closed_form_route_equals_forward_mode(name, hp, n, monkeypatch):
+    """Where a correction is taken from the channels' closed forms it equals the forward-mode route to
+    1e-12 -- the total and each channel -- and the forward-mode route is really skipped there."""
+    loss, theta = _big_problem()
+    opt = memless.get_optimizer(name, **hp)
+    with engine.forward_mode_only():
+        expected_total = memless.correction(opt, loss, theta, lr=H, n=n)
+        expected_terms = memless.correction_terms(opt, loss, theta, lr=H, n=n)
+    assert np.max(np.abs(expected_total)) > 0
+    closed_forms_apply = n is None or all(ch.constant_weight or ch.weight(n) == ch.weight(np.inf)
+                                          for ch in opt.channels() if ch.decay > 0)
+    assert engine._closed_forms_match(opt)            # the probe (kept), before counting
+    calls = []
+    real = engine._signal_tangents
+    monkeypatch.setattr(engine, "_signal_tangents", lambda *a, **k: calls.append(1) or real(*a, **k))
+    total = memless.correction(opt, loss, theta, lr=H, n=n)
+    terms = memless.correction_terms(opt, loss, theta, lr=H, n=n)
+    assert (not calls) == closed_forms_apply
+    scale = np.max(np.abs(expected_total))
+    np.testing.assert_allclose(total, expected_total, rtol=0, atol=1e-12 * scale)
+    assert sorted(terms) == sorted(expected_terms)
+    for key, term in expected_terms.items():
+        np.testing.assert_allclose(terms[key], term, rtol=0, atol=1e-12 * scale)
+
+
+def test_a_wrong_closed_form_is_not_used():
+    """A plugin channel whose closed form is wrong (here: twice the true term) fails the probe: the
+    engine keeps the forward-mode route and gives the right numbers."""
+    good = memless.get_optimizer("heavy-ball", beta=0.8)
+
+    class Doubled(type(good)):
+        name = "doubled-closed-form"
+
+        def channels(self):
+            return [memless.Channel(ch.name, ch.decay, ch.signal, ch.scale, ch.formula,
+                                    lambda h, theta, g, HF, f=ch.closed_form: 2.0 * f(h, theta, g, HF))
+                    for ch in super().channels()]
+
+    wrong = Doubled(beta=0.8)
+    assert not engine._closed_forms_match(wrong) and engine._closed_forms_match(good)
+    loss, theta = _big_problem()
+    with engine.forward_mode_only():
+        expected = memless.correction(good, loss, theta, lr=H)
+    np.testing.assert_allclose(memless.correction(wrong, loss, theta, lr=H), expected, rtol=1e-12, atol=0)

@@ -55,13 +55,16 @@ class Adaptive(MomentumOptimizer):
 
     def preconditioner_at(self, g):
         """P(g): d Phi / d(first moment) at the limit."""
-        return 1.0 / sqrt(g ** 2 + self.eps) if self.eps_inside else 1.0 / (anp.abs(g) + self.eps)
+        return 1.0 / sqrt(g * g + self.eps) if self.eps_inside else 1.0 / (anp.abs(g) + self.eps)
 
     def _q(self, g):
         """-d Phi / d(second moment) * 2 g / m1 at the limit: g^2 D^(-3/2) (or |g|/(|g| + eps)^2)."""
         if self.eps_inside:
-            return g ** 2 / (g ** 2 + self.eps) ** 1.5
-        return anp.abs(g) / (anp.abs(g) + self.eps) ** 2
+            squared = g * g
+            D = squared + self.eps
+            return squared / (D * sqrt(D))      # not D ** 1.5: a power costs ten square roots
+        a = anp.abs(g) + self.eps
+        return anp.abs(g) / (a * a)
 
     @property
     def preconditioner_text(self) -> str:
@@ -72,14 +75,14 @@ class Adaptive(MomentumOptimizer):
         """The bias-corrected gradient EMA; its term is +h weight P H F: it penalizes ||grad L||_{1,eps}."""
         return Channel("first-moment", beta, gradient_signal, ema_bias_correction(beta),
                        f"+h {weight_text} {self.preconditioner_text} H F",
-                       lambda h, theta, g, HF: h * weight * self.preconditioner_at(g) * HF)
+                       lambda h, theta, g, HF: (h * weight) * HF * self.preconditioner_at(g))
 
     def second_moment(self, beta: float, scale, text: str = "beta2/(1-beta2)") -> Channel:
         """The squared-gradient EMA; its term is -h beta/(1-beta) g^2 D^(-3/2) H F: it rewards ||grad L||_{1,eps}."""
         q_text = "g^2 D^(-3/2)" if self.eps_inside else "|g|/(|g|+eps)^2"
         weight = beta / (1.0 - beta)
         return Channel("second-moment", beta, squared_gradient_signal, scale, f"-h {text} {q_text} H F",
-                       lambda h, theta, g, HF: -h * weight * self._q(g) * HF)
+                       lambda h, theta, g, HF: (-h * weight) * HF * self._q(g))
 
 def _moments(weight_decay_default=None):
     params: Tuple[Hyperparameter, ...] = (

@@ -65,12 +65,12 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
         value, g = jax.value_and_grad(flat_fun)(x)
         return g, value
 
-    recorded = jax.jit(lambda x: jax.vjp(gradient_and_value, x, has_aux=True))
-    pull = jax.jit(lambda pullback, v: pullback(v)[0])
+    recorded = jax.jit(lambda x: jax.linearize(gradient_and_value, x, has_aux=True))
+    push = jax.jit(lambda tangent, v: tangent(v))
 
     def linearize(t):
-        g, pullback, value = recorded(jnp.asarray(t))
-        return float(value), np.asarray(g), lambda v: np.asarray(pull(pullback, jnp.asarray(v)))
+        g, tangent, value = recorded(jnp.asarray(t))
+        return float(value), np.asarray(g), lambda v: np.asarray(push(tangent, jnp.asarray(v)))
     return ExternalLoss(lambda t: float(value(jnp.asarray(t))), lambda t: np.asarray(gradient(jnp.asarray(t))),
                         lambda t, v: np.asarray(hvp(jnp.asarray(t), jnp.asarray(v))),
                         value_and_gradient=lambda t: value_and_gradient(jnp.asarray(t)), linearize=linearize,
