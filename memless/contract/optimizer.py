@@ -450,11 +450,11 @@ class Channel:
     * ``formula``: optional closed form of this channel's limit correction M_l, for reports;
     * ``closed_form(h, theta, g, HF)``: the same closed form as a function of the
       learning rate, theta, the gradient and the Hessian times the limit direction F
-      (the conformance tests hold ``formula``'s function to the engine's output).  From
-      1,000 parameters on, where every memory channel has one, the engine computes M
-      from these functions instead of a forward-mode pass through the signals and Phi
-      (at the limit, and at a finite n for channels of constant weight), once they have
-      matched that pass on a probe loss; a closed form that does not match is not used.
+      (the conformance tests hold ``formula``'s function to the engine's output).  Where
+      every memory channel has one, the engine computes M from these functions instead
+      of a forward-mode pass through the signals and Phi (at the limit, and at a finite n
+      for channels of constant weight), once they have matched that pass on a probe loss;
+      a closed form that does not match is not used.
     """
 
     name: str
