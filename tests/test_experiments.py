@@ -106,7 +106,8 @@ def test_experiment_cli_quick_json_and_refusals(tmp_path):
 
 
 def test_every_experiment_is_listed():
-    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model", "cancel-memory", "lion-vs-adamw"}
+    assert set(EXPERIMENTS) == {"adam-rho", "adam-beta", "order-on-a-model", "cancel-memory", "lion-vs-adamw",
+                                "next-term-radius"}
 
 
 def test_lion_vs_adamw_quick_run_compares_at_the_same_loss():
@@ -390,8 +391,10 @@ def _kept(name):
 
 def _decided(result):
     """The sentences today's code decides from a kept run's rows."""
-    from memless.experiments import adam, cancel, lion, order
+    from memless.experiments import adam, cancel, lion, order, radius
     rows = result.rows
+    if result.name == "next-term-radius":
+        return radius.claims(rows)
     if result.name in ("adam-rho", "adam-beta"):
         swept = "rho" if result.name == "adam-rho" else "beta"
         return adam.claims(rows, swept, sorted({r[swept] for r in rows}))
@@ -445,3 +448,33 @@ def test_order_claim_counts_the_good_local_slopes_from_the_smallest_h_up():
     assert "below 1.5 already between the two smallest h (1.00 over h = 0.01..0.02)" in \
         _claim("x", 0, lrs, first[:3] + [1e-4, 1e-4 / 2], lrs, [0.1] * 5, 10.0)["sentence"]
     assert "up to h = 0.16;" in _claim("x", 0, lrs, second, lrs, [0.1] * 5, 10.0)["sentence"]
+
+
+# ----------------------------------------------------------------------------
+# next-term-radius: the report's rule, from the rows
+# ----------------------------------------------------------------------------
+
+
+def test_next_term_radius_quick_run_decides_from_its_rows():
+    from scipy.stats import mannwhitneyu
+    from memless.experiments import radius
+    result = run("next-term-radius", quick=True)
+    assert len(result.rows) == len(radius.QUICK_CONFIGS) * len(radius.QUICK_LRS)
+    assert [c["sentence"] for c in result.claims] == [c["sentence"] for c in radius.claims(result.rows)]
+    rows = radius.usable(result.rows)
+    settled = np.array([r["settled"] for r in rows])
+    assert 0 < settled.sum() < len(rows)                   # both kinds, so the separation is defined
+    for key in ("M/F", "M2/M1"):                           # the AUC, against scipy's Mann-Whitney U
+        values = np.array([r[key] for r in rows])
+        u = mannwhitneyu(values[~settled], values[settled]).statistic     # pairs where the settled one is smaller
+        assert radius.separation(values, settled) == pytest.approx(u / (settled.sum() * (~settled).sum()))
+    rule = result.claims[1]
+    assert rule["with_next_term"][2] <= rule["memory_ratio_alone"][2]     # the second condition only removes
+
+
+def test_separation_counts_pairs():
+    from memless.experiments.radius import separation
+    assert separation([0.1, 0.2, 1.0, 2.0], [True, True, False, False]) == 1.0
+    assert separation([1.0, 2.0, 0.1, 0.2], [True, True, False, False]) == 0.0
+    assert separation([0.5, 0.5], [True, False]) == 0.5
+    assert np.isnan(separation([0.5, 0.7], [True, True]))

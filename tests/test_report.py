@@ -356,3 +356,17 @@ def test_a_strength_below_rounding_is_marked_and_explained_where_an_effect_is_st
     assert "~" not in gradient_row                        # no effect stated: nothing to qualify
     heavy = text_of(render(analyze(memless.get_optimizer("heavy-ball", beta=0.5), loss="logistic", **FAST)))
     assert "~" not in heavy
+
+
+def test_the_reports_next_term_sentence_is_what_the_kept_experiment_shows():
+    """The report says of |M2|/|M1|: above 1 the orders of the evidence seldom settle, and |M|/|F|
+    predicts better where they settle. Both are read from the kept full run of next-term-radius."""
+    path = os.path.join(os.path.dirname(__file__), "..", "tutorials", "experiments", "next-term-radius.json")
+    with open(path, encoding="utf-8") as fh:
+        kept = json.load(fh)
+    separation, _, beyond = kept["claims"]
+    assert separation["verdict"] == "|M|/|F| separates better"
+    assert beyond["above_one"] >= 50 and beyond["settled_above_one"] <= 0.05 * beyond["above_one"]
+    text = text_of(render(analyze(memless.get_optimizer("muon"), lr=1e-3)))
+    assert "above 1 the orders of the evidence seldom settle" in " ".join(text.split())
+    assert "|M|/|F| predicts better" in " ".join(text.split())

@@ -4,7 +4,7 @@ and nothing else (so a figure shows exactly what the table shows).  Needs matplo
 
 >>> from memless.experiments.figures import FIGURES
 >>> sorted(FIGURES)
-['adam-beta', 'adam-rho', 'cancel-memory', 'lion-vs-adamw', 'order-on-a-model']
+['adam-beta', 'adam-rho', 'cancel-memory', 'lion-vs-adamw', 'next-term-radius', 'order-on-a-model']
 """
 from __future__ import annotations
 
@@ -168,8 +168,37 @@ def _cancel(result):
     return fig
 
 
+# ----------------------------------------------------------------------------
+# next-term-radius: the two ratios of every setting, marked by whether its orders settle
+# ----------------------------------------------------------------------------
+
+
+def _radius(result):
+    from ..studies.analysis import FIRST_ORDER_RATIO
+    from .radius import NEXT_TERM_RATIO, usable
+    rows = usable(result.rows)
+    fig, axes = _subplots(1, 1, width=6.4, height=4.8)
+    ax = axes[0][0]
+    for settled, marker, colour, label in ((True, "o", "#2ca02c", "orders settle (2 and 1)"),
+                                           (False, "x", "#d62728", "orders do not settle")):
+        own = [r for r in rows if bool(r["settled"]) == settled]
+        ax.loglog([r["M/F"] for r in own], [r["M2/M1"] for r in own], marker, color=colour, ls="none",
+                  label=f"{label}: {len(own)}", alpha=0.75, mfc="none" if settled else colour)
+    ax.axvline(FIRST_ORDER_RATIO, color="grey", lw=0.8, ls="--")
+    ax.axhline(NEXT_TERM_RATIO, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(f"largest |M|/|F| along the path (dashed: {FIRST_ORDER_RATIO})")
+    ax.set_ylabel(f"|M2|/|M1| there (dotted: {NEXT_TERM_RATIO})")
+    seeds = sorted({r["seed"] for r in rows})
+    ax.set_title(f"where the evidence at your settings settles: {len(rows)} settings, seeds "
+                 f"{', '.join(map(str, seeds))}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"adam-rho": _adam, "adam-beta": _adam, "order-on-a-model": _order, "lion-vs-adamw": _lion,
-           "cancel-memory": _cancel}
+           "cancel-memory": _cancel, "next-term-radius": _radius}
 
 
 def figure(result):

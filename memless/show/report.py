@@ -171,8 +171,9 @@ def _order_table(analysis):
     lines.append(f"largest |M|/|F| along your trajectory: {analysis.memory_ratio:.3g} (the first-order theory "
                  f"needs it small; above 0.3 the report cautions)")
     if getattr(analysis, "next_term_ratio", None) is not None:
-        lines.append(f"the next term there, |M2|/|M1|: {analysis.next_term_ratio:.3g} (the second-order correction "
-                     "against the first, beyond the paper: near or above 1 the expansion in h is outside its range)")
+        lines.append(f"the next term there, |M2|/|M1|: {analysis.next_term_ratio:.3g} (the second-order term against "
+                     "the first, beyond the paper; above 1 the orders of the evidence seldom settle, but where they "
+                     "settle |M|/|F| predicts better: the experiment next-term-radius)")
     return Group(table, Text("\n".join(lines)))
 
 

@@ -463,8 +463,41 @@ def _row(term: Term, strength: float, size: float, structure: Optional[Structure
     return ChannelEffect(term.name, term.decay, term.weight, effect, strength, size, term.formula, declared)
 
 
-#: |M|/|F| at most this along the path: the first-order picture is expected to hold
+#: |M|/|F| at most this along the path: the first-order picture is expected to hold.  (|M2|/|M1|, the next
+#: term, predicts where the orders settle less well: the experiment next-term-radius)
 FIRST_ORDER_RATIO = 0.2
+
+
+@dataclass
+class Regime(Viewable):
+    """The numbers that say whether the first-order picture holds at a setting: what :func:`analyze`
+    computes at the user's settings, with the order study run whatever the ratios are."""
+
+    memory_ratio: float               #: the largest |M|/|F| along the optimizer's path
+    next_term_ratio: Optional[float]  #: |M2|/|M1| where |M|/|F| is largest (None: not computable)
+    order: OrderEvidence              #: the order study at 2 lr, lr, lr/2
+
+
+def regime_at(optimizer: MemoryOptimizer, loss: LossLike, lr: float, *, theta=None, steps: int = 200,
+              points: int = 12) -> Regime:
+    """|M|/|F| and |M2|/|M1| along ``steps`` steps of the optimizer (at ``points`` points), and the order
+    study at the user's settings that :func:`analyze` runs as evidence where |M|/|F| <= FIRST_ORDER_RATIO
+    (2 lr, lr, lr/2 over 20 memory lengths, 100 to 200 steps at lr) -- here whatever the ratios are.
+    Raises DivergenceError if the optimizer's own path diverges.
+
+    >>> import memless
+    >>> from memless.studies.analysis import regime_at
+    >>> regime = regime_at(memless.get_optimizer("heavy-ball", beta=0.5), "bilinear", 1e-4)
+    >>> bool(regime.memory_ratio < 0.2 and regime.order.settled)
+    True
+    """
+    optimizer, loss_fn, theta, _ = problem(optimizer, loss, theta)
+    lr = check_lr(lr)
+    measured = _measure(optimizer, loss_fn, theta, lr, steps, points, None)
+    count = int(min(max(20 * optimizer.memory_length(), 100), 200))
+    order = _study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], count * lr, lambda label: None, "yours",
+                   keep=False)
+    return Regime(measured.ratio, measured.next_term, order)
 #: |M|/|F| at most this: memory's effect on the iterates is below rounding
 INVISIBLE = 1e-10
 #: the horizon of the tamed evidence (0.01 -> 30 steps, 0.0025 -> 120)

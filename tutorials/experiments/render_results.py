@@ -16,17 +16,19 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = ("adam-rho", "adam-beta", "lion-vs-adamw", "cancel-memory", "order-on-a-model")
+NAMES = ("adam-rho", "adam-beta", "lion-vs-adamw", "cancel-memory", "order-on-a-model", "next-term-radius")
 #: the columns averaged over seeds, and the columns that name a setting
 SETTINGS = {"adam-rho": ("data", "eps", "lr", "beta2"), "adam-beta": ("data", "eps", "lr", "beta1"),
-            "lion-vs-adamw": ("optimizer", "lr"), "cancel-memory": ("c",), "order-on-a-model": ("optimizer", "lr")}
+            "lion-vs-adamw": ("optimizer", "lr"), "cancel-memory": ("c",), "order-on-a-model": ("optimizer", "lr"),
+            "next-term-radius": ("optimizer", "hyperparameters", "lr")}
 #: the kind of rows a table shows (rows without a kind are shown)
 KINDS = {"lion-vs-adamw": "rung", "cancel-memory": "train"}
 MEASURED = {"adam-rho": ("steps", "excess", "share_above", "test_accuracy", "M/F", "strength"),
             "adam-beta": ("steps", "excess", "share_above", "test_accuracy", "M/F", "strength"),
             "lion-vs-adamw": ("steps", "grad_l1", "test_accuracy"),
             "cancel-memory": ("steps", "loss", "excess", "test_accuracy", "M/F"),
-            "order-on-a-model": ("error_corrected", "error_uncorrected", "M/F", "sharpness_h")}
+            "order-on-a-model": ("error_corrected", "error_uncorrected", "M/F", "sharpness_h"),
+            "next-term-radius": ("M/F", "M2/M1", "settled")}
 
 
 def _number(value) -> str:
@@ -34,6 +36,8 @@ def _number(value) -> str:
 
 
 def _cell(values) -> str:
+    if values and all(isinstance(v, bool) for v in values):      # a yes/no per seed: how many said yes
+        return f"{sum(values)}/{len(values)}"
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
         return "–"
