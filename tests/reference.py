@@ -161,6 +161,25 @@ def assert_same_corrections_as(loss, reference_name, optimizer_name, atol_fracti
         np.testing.assert_allclose(ours, reference, rtol=0, atol=atol_fraction * np.max(np.abs(reference)))
 
 
+#: optimizers whose second-order term the framework tests compare (every family M2 treats)
+SECOND_ORDER_OPTIMIZERS = [("heavy-ball", {"beta": 0.5}), ("nesterov", {}), ("adamw", {"eps": 1e-3}),
+                           ("rmsprop", {"eps": 1e-3}), ("lion", {"k": "logcosh", "kappa": 10.0}),
+                           ("muon", {"momentum": 0.8})]
+
+
+def assert_same_second_order_as(loss, reference_name, optimizer_name, hyper, atol_fraction=1e-9):
+    """``loss``'s second-order term M2 (third derivatives from its framework) equals the reference loss's
+    (third derivatives by autograd), at the limit and at n = 4, to ``atol_fraction`` of |M2|."""
+    import memless
+
+    opt = memless.get_optimizer(optimizer_name, **hyper)
+    for n in (None, 4):
+        ours = memless.correction_terms(opt, loss, None, lr=1e-2, n=n, order=2)["second-order"]
+        reference = memless.correction_terms(opt, reference_name, None, lr=1e-2, n=n, order=2)["second-order"]
+        assert np.max(np.abs(reference)) > 0
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=atol_fraction * np.max(np.abs(reference)))
+
+
 def assert_linearize_agrees(loss):
     """``loss.linearize`` (one recorded pass) gives the value, gradient and HVP of ``loss``'s own
     value, gradient and forward-over-reverse hvp, at its start and a seeded direction."""

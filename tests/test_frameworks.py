@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import memless
-from reference import FRAMEWORK_OPTIMIZERS, assert_linearize_agrees, assert_same_corrections_as
+from reference import (FRAMEWORK_OPTIMIZERS, SECOND_ORDER_OPTIMIZERS, assert_linearize_agrees,
+                       assert_same_corrections_as, assert_same_second_order_as)
 from memless.frameworks import ExternalLoss
 from memless.losses import REFERENCE_LOSSES
 
@@ -69,6 +70,30 @@ def test_a_loss_that_linearizes_is_evaluated_once_per_correction():
         ExternalLoss(curvy.loss, g, hvp, linearize=3)
 
 
+def test_external_loss_with_a_third_derivative_gives_autograds_second_order_term_and_checks_it():
+    from autograd import grad
+    from memless.numerics.autodiff import jvp
+    curvy = REFERENCE_LOSSES["curvy"]
+    plain = curvy.loss.function
+    g = grad(plain)
+
+    def hvp(t, v):
+        return jvp(g, t, v)[1]
+
+    def third(t, v, w):
+        return jvp(lambda s: hvp(s, v), t, w)[1]
+
+    opt = memless.get_optimizer("adamw", eps=1e-3)
+    external = ExternalLoss(lambda t: float(plain(t)), g, hvp, third=third, start=curvy.start)
+    np.testing.assert_allclose(memless.correction(opt, external, None, lr=1e-2, order=2),
+                               memless.correction(opt, plain, curvy.start, lr=1e-2, order=2), rtol=1e-12, atol=0)
+    assert external.third_error is not None and external.third_error < 1e-7
+    wrong = ExternalLoss(lambda t: float(plain(t)), g, hvp, third=lambda t, v, w: 2 * third(t, v, w),
+                         start=curvy.start)
+    with pytest.warns(memless.DerivativeWarning, match="third\\(theta, v, w\\) disagrees"):
+        memless.correction(opt, wrong, None, lr=1e-2, order=2)
+
+
 def test_external_loss_checks_its_hvp_against_its_gradient():
     """An hvp that is not the derivative of gradient (here half of it) is caught at the start point with a
     warning that gives the disagreement; a right one is measured to agree to rounding (about 1e-11)."""
@@ -114,6 +139,21 @@ def _torch_network():
 @pytest.mark.parametrize("name", FRAMEWORK_OPTIMIZERS)
 def test_torch_model_gives_autograds_corrections_for_every_builtin(name):
     assert_same_corrections_as(_torch_network(), "network", name)
+
+
+@pytest.mark.parametrize("name,hyper", SECOND_ORDER_OPTIMIZERS, ids=[n for n, _ in SECOND_ORDER_OPTIMIZERS])
+def test_torch_model_gives_autograds_second_order_term(name, hyper):
+    """order=2 on a PyTorch model: its third derivatives (three nested backward passes) give the same M2
+    as autograd's on the same network written as a memless reference loss."""
+    assert_same_second_order_as(_torch_network(), "network", name, hyper)
+
+
+def test_torch_third_derivative_is_the_hvps_derivative():
+    loss = _torch_network()
+    assert loss.check_third(loss.start) < 1e-8
+    rng = np.random.default_rng(3)
+    v, w = rng.standard_normal((2, loss.start.size))
+    np.testing.assert_allclose(loss.third(loss.start, v, w), loss.third(loss.start, w, v), rtol=1e-10, atol=1e-14)
 
 
 def test_torch_double_backward_hvp_equals_forward_over_reverse():

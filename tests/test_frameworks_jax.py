@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import memless
-from reference import FRAMEWORK_OPTIMIZERS, assert_linearize_agrees, assert_same_corrections_as
+from reference import (FRAMEWORK_OPTIMIZERS, SECOND_ORDER_OPTIMIZERS, assert_linearize_agrees,
+                       assert_same_corrections_as, assert_same_second_order_as)
 
 pytest.importorskip("jax", reason="JAX is not installed (pip install memless[jax])")
 from memless.frameworks.jax import objective  # noqa: E402  (before any jax array: float64)
@@ -28,6 +29,11 @@ def _jax_network():
 @pytest.mark.parametrize("name", FRAMEWORK_OPTIMIZERS)
 def test_jax_function_gives_autograds_corrections_for_every_builtin(name):
     assert_same_corrections_as(_jax_network(), "network", name)
+
+
+@pytest.mark.parametrize("name,hyper", SECOND_ORDER_OPTIMIZERS, ids=[n for n, _ in SECOND_ORDER_OPTIMIZERS])
+def test_jax_function_gives_autograds_second_order_term(name, hyper):
+    assert_same_second_order_as(_jax_network(), "network", name, hyper)
 
 
 def test_jax_recorded_vjp_hvp_equals_forward_over_reverse():

@@ -374,3 +374,21 @@ def test_the_exact_finite_n_m2_of_a_linear_phi_is_its_definition(name, hp, N):
     engine = (memless.correction(opt, curvy, THETA, lr=0.01, n=N, order=2)
               - memless.correction(opt, curvy, THETA, lr=0.01, n=N))
     np.testing.assert_allclose(engine, reference, rtol=1e-5, atol=1e-5 * np.max(np.abs(reference)))
+
+
+def test_smooth_signs_second_derivative_is_finite_where_cosh_overflows():
+    """Lion's smooth sign tanh(kappa x) at kappa = 1e4: autograd's tanh rule divides by cosh^2, which
+    overflows past |kappa x| = 710, and its second derivative is then NaN; memless's tanh primitive
+    differentiates as 1 - tanh^2. Equal to autograd's where both are finite; finite everywhere."""
+    import autograd.numpy as anp
+    from autograd import elementwise_grad as egrad
+    from memless.numerics.autodiff import tanh
+    x = np.array([-3.0, -0.4, 0.0, 0.2, 2.5])
+    np.testing.assert_allclose(egrad(egrad(tanh))(x), egrad(egrad(anp.tanh))(x), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(egrad(egrad(tanh))(x), -2 * np.tanh(x) * (1 - np.tanh(x) ** 2), rtol=1e-13, atol=1e-15)
+    far = np.array([-800.0, 900.0])
+    assert np.all(egrad(egrad(tanh))(far) == 0.0)
+    with np.errstate(all="ignore"):
+        assert not np.all(np.isfinite(egrad(egrad(anp.tanh))(far)))
+    opt = memless.get_optimizer("lion", k="logcosh")            # kappa = 1e4
+    assert np.all(np.isfinite(memless.correction(opt, "network", None, lr=1e-2, order=2)))

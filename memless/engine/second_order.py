@@ -76,8 +76,9 @@ def second_order_correction(optimizer: MemoryOptimizer, obj: Objective, theta, l
     except LossError as exc:
         if "third derivative" in str(exc):
             raise LossError(f"order=2 needs the loss's third derivatives; {getattr(obj.loss, '__name__', 'this loss')} "
-                            "gives only its gradient and Hessian-vector products (a framework loss): use order=1, "
-                            "or write the loss with autograd.numpy") from None
+                            "gives only its gradient and Hessian-vector products: give ExternalLoss a third= (the "
+                            "PyTorch and JAX objectives do), write the loss with autograd.numpy, or use order=1"
+                            ) from None
         raise
     raise AssertionError("unreachable: check_second_order passed")     # pragma: no cover
 

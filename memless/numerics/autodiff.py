@@ -44,6 +44,18 @@ def _half_over(ans):
 defjvp(sqrt, lambda g, ans, x: _half_over(ans)(g))
 defvjp(sqrt, lambda ans, x: _half_over(ans))
 
+
+@primitive
+def tanh(x):
+    """tanh(x), differentiated as g (1 - tanh(x)^2): autograd's own rule divides by cosh(x)^2,
+    which overflows for |x| > 710, and its second derivative is then inf / inf = NaN (Lion's smooth
+    sign tanh(kappa x) at kappa = 1e4 meets that at |x| > 0.07)."""
+    return np.tanh(x)
+
+
+defjvp(tanh, lambda g, ans, x: g * (1.0 - ans * ans))
+defvjp(tanh, lambda ans, x: lambda g: g * (1.0 - ans * ans))
+
 # ----------------------------------------------------------------------------
 # One warning filter
 # ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 from ..contract.hyperparameters import choice, decay, positive, weight_decay
 from ..contract.optimizer import Channel, DecoupledWeightDecay, MomentumOptimizer, gradient_signal
 from ..errors import HyperparameterError
-from ..numerics.autodiff import sqrt
+from ..numerics.autodiff import sqrt, tanh
 from ..numerics.linalg import nuclear_norm, polar, polar_derivative
 from .matrices import check_matrices, per_matrix
 
@@ -86,7 +86,7 @@ class LionK(MomentumOptimizer):
         if self.k == "l2":
             return x
         if self.k == "logcosh":
-            return anp.tanh(self.kappa * x)
+            return tanh(self.kappa * x)
         if self.k == "nuclear":
             return per_matrix(self._layout(), polar, x)
         return x / sqrt(x ** 2 + self.eps)
@@ -100,7 +100,7 @@ class LionK(MomentumOptimizer):
         if self.k == "l2":
             return v
         if self.k == "logcosh":
-            return self.kappa * (1.0 - anp.tanh(self.kappa * x) ** 2) * v
+            return self.kappa * (1.0 - tanh(self.kappa * x) ** 2) * v
         return self.eps / (x ** 2 + self.eps) ** 1.5 * v
 
     def _layout(self):

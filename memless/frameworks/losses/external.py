@@ -29,26 +29,30 @@ class ExternalLoss:
     * ``start``: an optional start point (then ``theta=None`` works everywhere);
     * ``layout``: an optional :class:`~memless.parameters.Layout` of named arrays (a
       framework's parameter names and shapes), for the optimizers that act per matrix;
+    * ``third``: optionally ``(theta, v, w) -> D^3 L(theta)[v, w]``, the derivative of H(theta) v
+      along w (a vector; symmetric in v and w): with it the second-order correction
+      (``order=2``) works on this loss;
     * ``check`` (default True): compare ``hvp`` with a central difference of ``gradient`` once,
-      at ``start`` (or at the first point used), and warn if they disagree (:meth:`check_hvp`).
+      at ``start`` (or at the first point used), and ``third`` with a central difference of
+      ``hvp`` at its first use, and warn if they disagree (:meth:`check_hvp`, :meth:`check_third`).
 
-    Called as ``loss(theta)`` it is an autograd primitive whose gradient is ``gradient``
-    and whose gradient's derivative is ``hvp``: the engine's forward- and reverse-mode
-    derivatives up to second order come from the framework.  Third derivatives are not
-    available (no memless computation needs them).
+    Called as ``loss(theta)`` it is an autograd primitive whose gradient is ``gradient``,
+    whose gradient's derivative is ``hvp`` and, if given, whose HVP's derivative is ``third``:
+    the engine's forward- and reverse-mode derivatives come from the framework.  Without
+    ``third``, ``order=2`` is refused in one line.
     """
 
     def __init__(self, value: Callable, gradient: Callable, hvp: Callable, *, value_and_gradient=None,
-                 linearize=None, start=None, layout: Optional[Layout] = None, name: str = "external",
+                 linearize=None, third=None, start=None, layout: Optional[Layout] = None, name: str = "external",
                  check: bool = True):
         for label, fun in (("value", value), ("gradient", gradient), ("hvp", hvp)):
             if not callable(fun):
                 raise LossError(f"ExternalLoss needs a callable {label}, got {type(fun).__name__}")
-        for label, fun in (("value_and_gradient", value_and_gradient), ("linearize", linearize)):
+        for label, fun in (("value_and_gradient", value_and_gradient), ("linearize", linearize), ("third", third)):
             if fun is not None and not callable(fun):
                 raise LossError(f"ExternalLoss: {label} must be a callable, got {type(fun).__name__}")
         self.value_function, self.gradient_function, self.hvp_function = value, gradient, hvp
-        self.fused_function, self.linearize_function = value_and_gradient, linearize
+        self.fused_function, self.linearize_function, self.third_function = value_and_gradient, linearize, third
         self.start = None if start is None else check_theta(start, "start")
         if layout is not None and not isinstance(layout, Layout):
             raise LossError(f"ExternalLoss: layout must be a memless Layout or None, got {shown(layout)}")
@@ -57,7 +61,9 @@ class ExternalLoss:
         self.layout = layout
         self.__name__ = name
         self.hvp_error: Optional[float] = None       #: the check's measured disagreement (None: not checked)
+        self.third_error: Optional[float] = None     #: the same for ``third``
         self._check = bool(check)
+        self._check_third = bool(check) and third is not None
         if self._check and self.start is not None:
             self.check_hvp(self.start)
 
@@ -82,6 +88,27 @@ class ExternalLoss:
                           stacklevel=3)
         return self.hvp_error
 
+    def check_third(self, theta) -> float:
+        """Compare ``third(theta, v, w)`` with a Richardson-extrapolated central difference of ``hvp(., v)``
+        along w (fixed random v, w), as :meth:`check_hvp` does for ``hvp``; warn above :data:`HVP_CHECK`.
+        Four HVPs and one third derivative.  Returns the relative disagreement."""
+        theta = np.asarray(theta, dtype=float)
+        self._check_third = False
+        rng = np.random.default_rng(1)
+        v, w = rng.standard_normal(theta.shape), rng.standard_normal(theta.shape)
+        step = 1e-4 * max(float(np.max(np.abs(theta))) if theta.size else 0.0, 1.0)
+        quotients = [(self.hvp(theta + h * w, v) - self.hvp(theta - h * w, v)) / (2 * h) for h in (step, step / 2)]
+        difference = (4 * quotients[1] - quotients[0]) / 3
+        T = self.third(theta, v, w)
+        scale = max(float(np.max(np.abs(T))), float(np.max(np.abs(difference))), 1e-300)
+        self.third_error = float(np.max(np.abs(T - difference))) / scale
+        if not self.third_error <= HVP_CHECK:
+            warnings.warn(f"{self.__name__}: third(theta, v, w) disagrees with a central difference of hvp by "
+                          f"{self.third_error:.1e} (relative, above {HVP_CHECK:.0e}): it is not the derivative of "
+                          "hvp, so every second-order correction computed from this loss is wrong", DerivativeWarning,
+                          stacklevel=3)
+        return self.third_error
+
     # the numbers, as float64 NumPy; whatever the user's functions raise or return wrongly is named
     def value(self, theta) -> float:
         out = self._call("value", self.value_function, np.asarray(theta, dtype=float))
@@ -97,6 +124,16 @@ class ExternalLoss:
     def hvp(self, theta, v) -> np.ndarray:
         return _vector(self._call("hvp", self.hvp_function, np.asarray(theta, dtype=float),
                                   np.asarray(v, dtype=float)), theta, f"{self.__name__}: hvp(theta, v)")
+
+    def third(self, theta, v, w) -> np.ndarray:
+        """D^3 L(theta)[v, w]: the derivative of H(theta) v along w."""
+        if self.third_function is None:
+            _no_third()
+        if self._check_third:
+            self.check_third(theta)
+        return _vector(self._call("third", self.third_function, np.asarray(theta, dtype=float),
+                                  np.asarray(v, dtype=float), np.asarray(w, dtype=float)), theta,
+                       f"{self.__name__}: third(theta, v, w)")
 
     def _call(self, what, function, *args):
         try:
@@ -163,9 +200,18 @@ def _external_hvp(theta, v, loss):
     return loss.hvp(theta, v)
 
 
+@primitive
+def _external_third(theta, v, w, loss):
+    return loss.third(theta, v, w)
+
+
 def _no_third(*args):
-    raise LossError("an ExternalLoss supplies value, gradient and Hessian-vector products; "
-                    "a third derivative was requested")
+    raise LossError("an ExternalLoss supplies value, gradient and Hessian-vector products (and a third derivative "
+                    "only where given); a third derivative was requested")
+
+
+def _no_fourth(*args):
+    raise LossError("an ExternalLoss supplies derivatives up to the third; a fourth derivative was requested")
 
 
 defvjp(_external_value, lambda ans, theta, loss: lambda g: g * _external_gradient(theta, loss), None)
@@ -173,7 +219,14 @@ defjvp(_external_value, lambda v, ans, theta, loss: anp.sum(_external_gradient(t
 # the Hessian is symmetric: the gradient's VJP and JVP are both Hessian-vector products
 defvjp(_external_gradient, lambda ans, theta, loss: lambda u: _external_hvp(theta, u, loss), None)
 defjvp(_external_gradient, lambda v, ans, theta, loss: _external_hvp(theta, v, loss), None)
-defvjp(_external_hvp, lambda ans, theta, v, loss: _no_third,
+# D^3 L is symmetric: the HVP's derivatives in theta are third derivatives, in v Hessian-vector products
+defvjp(_external_hvp, lambda ans, theta, v, loss: lambda u: _external_third(theta, v, u, loss),
        lambda ans, theta, v, loss: lambda u: _external_hvp(theta, u, loss), None)
-defjvp(_external_hvp, lambda d, ans, theta, v, loss: _no_third(),
+defjvp(_external_hvp, lambda d, ans, theta, v, loss: _external_third(theta, v, d, loss),
        lambda d, ans, theta, v, loss: _external_hvp(theta, d, loss), None)
+defvjp(_external_third, lambda ans, theta, v, w, loss: _no_fourth,
+       lambda ans, theta, v, w, loss: lambda u: _external_third(theta, w, u, loss),
+       lambda ans, theta, v, w, loss: lambda u: _external_third(theta, v, u, loss), None)
+defjvp(_external_third, lambda d, ans, theta, v, w, loss: _no_fourth(),
+       lambda d, ans, theta, v, w, loss: _external_third(theta, d, w, loss),
+       lambda d, ans, theta, v, w, loss: _external_third(theta, v, d, loss), None)

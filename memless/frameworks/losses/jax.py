@@ -31,10 +31,10 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
     """``fun(params) -> scalar`` as a loss on the flat parameter vector, starting at ``params``.
 
     value and gradient: one jitted ``jax.value_and_grad``; Hessian-vector products: jitted
-    ``jax.jvp`` of ``jax.grad`` (forward over reverse).  At the point where the engine takes
-    its correction, the gradient comes from a jitted ``jax.vjp`` of ``jax.grad``, whose
-    pullback gives each HVP there in one backward pass (the Hessian is symmetric), with no
-    second gradient.
+    ``jax.jvp`` of ``jax.grad`` (forward over reverse); third derivatives (for ``order=2``): a jitted
+    ``jax.jvp`` of that.  At the point where the engine takes its correction, the gradient comes
+    from a jitted ``jax.linearize`` of ``jax.grad``, whose linear map gives each HVP there without
+    a second gradient.
     """
     try:
         import jax
@@ -60,6 +60,7 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
     gradient = jax.jit(jax.grad(flat_fun))
     value_and_gradient = jax.jit(jax.value_and_grad(flat_fun))
     hvp = jax.jit(lambda x, v: jax.jvp(jax.grad(flat_fun), (x,), (v,))[1])
+    third = jax.jit(lambda x, v, w: jax.jvp(lambda y: jax.jvp(jax.grad(flat_fun), (y,), (v,))[1], (x,), (w,))[1])
 
     def gradient_and_value(x):
         value, g = jax.value_and_grad(flat_fun)(x)
@@ -74,4 +75,5 @@ def objective(fun: Callable, params, *, name: str = "") -> ExternalLoss:
     return ExternalLoss(lambda t: float(value(jnp.asarray(t))), lambda t: np.asarray(gradient(jnp.asarray(t))),
                         lambda t, v: np.asarray(hvp(jnp.asarray(t), jnp.asarray(v))),
                         value_and_gradient=lambda t: value_and_gradient(jnp.asarray(t)), linearize=linearize,
+                        third=lambda t, v, w: np.asarray(third(jnp.asarray(t), jnp.asarray(v), jnp.asarray(w))),
                         start=np.asarray(flat, dtype=float), layout=layout, name=name or getattr(fun, "__name__", "jax"))

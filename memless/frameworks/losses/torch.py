@@ -34,7 +34,8 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
     ``(inputs..., targets)``) as a function of the model's trainable parameters, flattened.
 
     value: one forward pass; gradient: ``torch.func.grad``; Hessian-vector product:
-    ``torch.func.jvp`` of ``torch.func.grad`` (forward over reverse), at the model's own dtype and device.
+    ``torch.func.jvp`` of ``torch.func.grad`` (forward over reverse), at the model's own dtype and device;
+    third derivatives (for ``order=2``): three nested backward passes.
     At the point where the engine takes its correction, the gradient is taken with
     ``create_graph=True`` and each HVP there is one backward pass through it (double
     backward), with no second gradient.  The start point is the model's current parameters.
@@ -114,9 +115,20 @@ def objective(model, loss_fn: Callable, batch: Sequence, *, name: str = "") -> E
 
         return float(value.detach()), g.detach().cpu().double().numpy(), hvp_here
 
+    def third(theta, v, w):
+        flat = tensor(theta).requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(flat_loss(flat), flat, create_graph=True)
+            (hv,) = torch.autograd.grad(g, flat, tensor(v), create_graph=True, allow_unused=True)
+            if hv is None or not hv.requires_grad:          # H does not depend on theta (a quadratic loss)
+                return np.zeros(np.shape(theta))
+            (t,) = torch.autograd.grad(hv, flat, tensor(w), allow_unused=True)
+        return np.zeros(np.shape(theta)) if t is None else t.detach().cpu().double().numpy()
+
     start = flat([p for _, p in named])
     _check_deterministic(torch, model, lambda: value(start))
-    return ExternalLoss(value, gradient, hvp, linearize=linearize, start=start, layout=layout, name=name or type(model).__name__)
+    return ExternalLoss(value, gradient, hvp, linearize=linearize, third=third, start=start, layout=layout,
+                        name=name or type(model).__name__)
 
 
 def flat(tensors) -> np.ndarray:
