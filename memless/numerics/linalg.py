@@ -25,6 +25,7 @@ True
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Sequence
 
 import autograd.numpy as anp
@@ -162,20 +163,23 @@ defvjp(nuclear_norm, lambda ans, X: lambda g: g * polar(X))
 # ----------------------------------------------------------------------------
 
 
-#: the last call's (key, result), one tuple (read and replaced whole): a primal and its forward
-#: derivative follow each other, on the same X
-_LAST_ITERATES: list = [None]
+#: the last few calls' results by key, oldest first: a primal and its forward derivative follow each
+#: other on the same X, and a layout's matrices alternate (U, V, U, V, ...)
+_LAST_ITERATES: "OrderedDict[tuple, tuple]" = OrderedDict()
+_KEPT_ITERATES = 8
 
 
 def _quintic_iterates(X, coefficients, steps, eps):
     """The normalized start and every iterate of the quintic on a wide (rows <= cols) X, in numpy
-    (the last call's are reused when X and the settings are the same: the JVP follows its primal)."""
+    (the last few calls' are reused when X and the settings are the same: the JVP follows its primal)."""
     key = (X.shape, X.tobytes(), coefficients, steps, eps)
-    last = _LAST_ITERATES[0]
-    if last is not None and last[0] == key:
-        return last[1]
+    kept = _LAST_ITERATES.get(key)
+    if kept is not None:
+        return kept
     result = _quintic_iterates_of(X, coefficients, steps, eps)
-    _LAST_ITERATES[0] = (key, result)
+    _LAST_ITERATES[key] = result
+    while len(_LAST_ITERATES) > _KEPT_ITERATES:
+        _LAST_ITERATES.popitem(last=False)
     return result
 
 
