@@ -49,6 +49,13 @@ def test_order_on_a_model_quick_run():
         assert claim["verdict"] == ("reproduced" if abs(claim["order_corrected"] - 2) <= 0.3
                                     and abs(claim["order_uncorrected"] - 1) <= 0.3 else "not reproduced")
         assert f"{claim['order_corrected']:.2f} with M" in claim["sentence"]
+        second = np.polyfit(np.log(lrs), np.log([r["error_second"] for r in part]), 1)[0]
+        assert claim["order_second"] == pytest.approx(second, rel=1e-9)
+        closer = [r["error_second"] < r["error_corrected"] for r in part]         # largest h first
+        up_to = claim["second_helps_up_to"]
+        assert (up_to is None) == (not closer[-1])
+        if up_to is not None:                                # every rung from the smallest h up to it is closer
+            assert all(c for r, c in zip(part, closer) if r["lr"] <= up_to)
 
 
 def test_trend_decides_by_effect_size_and_monotonicity():
@@ -408,7 +415,8 @@ def _decided(result):
         lrs = [r["lr"] for r in part]
         decided.append(order._claim(name, seed, lrs, [r["error_corrected"] for r in part],
                                     [r["error_uncorrected"] for r in part], [r["M/F"] for r in part],
-                                    part[0]["sharpness_h"] / part[0]["lr"]))
+                                    part[0]["sharpness_h"] / part[0]["lr"],
+                                    [r["error_second"] for r in part] if "error_second" in part[0] else None))
     return decided
 
 

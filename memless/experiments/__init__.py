@@ -10,7 +10,7 @@ noise, the theory's regime at the measured points, and one sentence per claim de
   training loss < 0.01, against beta2 and beta1, on digits and MNIST-1D, at eps = 1e-3 and 1e-8;
 * ``order-on-a-model`` (:mod:`memless.experiments.order`): Theorem 3.3 of Cattaneo & Shigida
   (2025) on a real network -- the memoryless iteration's global error against h, with and
-  without M, and where it breaks down;
+  without M, and with M2 as well (beyond the paper), and where each breaks down;
 * ``lion-vs-adamw`` (:mod:`memless.experiments.lion`): AdamW and Lion trained to the same loss;
 * ``next-term-radius`` (:mod:`memless.experiments.radius`): whether the second-order term against
   the first, |M2|/|M1|, says where the orders of Theorem 3.3 settle, better than |M|/|F| (memless's
@@ -117,8 +117,9 @@ EXPERIMENTS: Dict[str, Experiment] = {
     "adam-beta": Experiment("adam-beta", "full-batch Adam, beta1 swept at beta2 = 0.999: the 2023 paper's Figures 5-6",
                             _adam("beta"), _adam_columns("beta1")),
     "order-on-a-model": Experiment(
-        "order-on-a-model", "Theorem 3.3 on a network: the memoryless iteration's error against h, with and without M",
-        _order, ["optimizer", "seed", "lr", "steps", "error_corrected", "error_uncorrected", "M/F", "sharpness_h"]),
+        "order-on-a-model", "Theorem 3.3 on a network: the memoryless iteration's error against h, with and without M, and with M + M2",
+        _order, ["optimizer", "seed", "lr", "error_corrected", "error_uncorrected", "error_second", "M/F",
+                 "sharpness_h"]),
     "cancel-memory": Experiment(
         "cancel-memory", "a causal test: Adam with c h M subtracted each step (c = -1 removes memory's first-order "
         "effect, +1 doubles it)", _cancel, ["kind", "seed", "c", "steps", "excess", "test_accuracy", "slope"]),

@@ -77,6 +77,9 @@ def _order(result):
                       label=f"with M, seed {seed}")
             ax.loglog(lrs, [r["error_uncorrected"] for r in own], "s--", color=_colour(seed), alpha=0.6,
                       label=f"without M, seed {seed}")
+            if "error_second" in own[0]:
+                ax.loglog(lrs, [r["error_second"] for r in own], "^:", color=_colour(seed), alpha=0.8,
+                          label=f"with M + M2, seed {seed}")
         for claim in result.claims:
             if claim["optimizer"] == name and np.isfinite(claim["stability_edge_lr"]):
                 ax.axvline(claim["stability_edge_lr"], color="grey", lw=0.8, ls=":")

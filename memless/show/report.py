@@ -310,6 +310,7 @@ def render_modified(summary):  # summary: memless.studies.modified.ModifiedSumma
 
 #: short headers for the experiments' columns, and what they mean
 _SHORT = {"share_above": "share", "test_accuracy": "acc", "error_corrected": "err M", "error_uncorrected": "err no M",
+          "error_second": "err M+M2", "hyperparameters": "settings",
           "sharpness_h": "h lmax", "strength": "strength", "beta1": "b1", "beta2": "b2", "optimizer": "opt"}
 #: what each experiment column means (the footer shows the ones its table has)
 _MEANING = {"excess": "excess = ||g||_{1,eps} - p sqrt(eps)", "share_above": "share = share of |g_i| > sqrt(eps)",
@@ -317,6 +318,8 @@ _MEANING = {"excess": "excess = ||g||_{1,eps} - p sqrt(eps)", "share_above": "sh
             "strength": "strength = <grad N, M>/|<grad N, F>| (> 0 regularizing)",
             "M/F": "M/F = |M|/|F| (the first-order range: <= 0.2)",
             "error_corrected": "err = max distance to the optimizer over the horizon, with M and without",
+            "error_second": "err M+M2 = the same with the second-order term as well",
+            "M2/M1": "M2/M1 = |M2|/|M1| (the next term)", "settled": "settled = the orders are 2 and 1",
             "sharpness_h": "h lmax = h lambda_max(P H) at the start (stability edge 2)",
             "grad_l1": "grad_l1 = ||g||_1", "slope": "slope = of log error against log h"}
 

@@ -27,7 +27,8 @@ MEASURED = {"adam-rho": ("steps", "excess", "share_above", "test_accuracy", "M/F
             "adam-beta": ("steps", "excess", "share_above", "test_accuracy", "M/F", "strength"),
             "lion-vs-adamw": ("steps", "grad_l1", "test_accuracy"),
             "cancel-memory": ("steps", "loss", "excess", "test_accuracy", "M/F"),
-            "order-on-a-model": ("error_corrected", "error_uncorrected", "M/F", "sharpness_h"),
+            "order-on-a-model": ("error_corrected", "error_uncorrected", "error_second", "M/F", "M2/M1",
+                                 "sharpness_h"),
             "next-term-radius": ("M/F", "M2/M1", "settled")}
 
 
