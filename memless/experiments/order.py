@@ -64,7 +64,8 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
                     warnings.simplefilter("ignore", OrderWarning)
                     study = memless.order_study(opt, loss, theta, horizon=horizon, lrs=lrs, order=2)
                 errors_c, errors_u = list(study.errors_corrected), list(study.errors_uncorrected)
-                errors_2, next_terms = list(study.errors_second or []), list(study.next_term_ratios or [])
+                nan = [float("nan")] * len(lrs)              # order=2 always fills both; never drop a row
+                errors_2, next_terms = list(study.errors_second or nan), list(study.next_term_ratios or nan)
                 ratios = list(study.memory_ratios)
             except memless.DivergenceError:
                 errors_c = errors_u = errors_2 = next_terms = ratios = [float("nan")] * len(lrs)
