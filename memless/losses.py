@@ -8,6 +8,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, cast
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
+from autograd.tracer import isbox
 
 from .errors import LossError, MemlessError
 from .parameters import Layout, StructuredLoss, structured
@@ -76,7 +77,9 @@ class ClosedFormStructuredLoss(ClosedFormLoss, StructuredLoss):
 
 
 def _flat(layout: Layout, params) -> np.ndarray:
-    return anp.concatenate([anp.ravel(params[name]) for name, _, _ in layout])
+    parts = [params[name] for name, _, _ in layout]
+    xp = _numpy_of(*parts)
+    return xp.concatenate([xp.ravel(part) for part in parts])
 
 
 @primitive
@@ -110,49 +113,61 @@ def curvy(theta):
             + 0.3 * theta[1] * theta[2] ** 2)
 
 
+def _numpy_of(*arrays):
+    """autograd.numpy where an array is traced, else NumPy (autograd's wrappers cost microseconds a call,
+    the most of a hand-written derivative on a small model)."""
+    return anp if any(isbox(a) for a in arrays) else np
+
+
 def _bilinear_gradient(theta, x=2.0, y=1.5):
+    xp = _numpy_of(theta)
     r = y - theta[0] * theta[1] * x
-    if anp.size(theta) == 2:                    # the reference start: (theta2, theta1) without building arrays
+    if xp.size(theta) == 2:                    # the reference start: (theta2, theta1) without building arrays
         return -x * r * theta[::-1]
-    head = anp.array([-x * theta[1] * r, -x * theta[0] * r])
-    return anp.concatenate([head, anp.zeros(anp.size(theta) - 2)])
+    head = xp.array([-x * theta[1] * r, -x * theta[0] * r])
+    return xp.concatenate([head, xp.zeros(xp.size(theta) - 2)])
 
 
 def _bilinear_hvp(theta, v, x=2.0, y=1.5):
+    xp = _numpy_of(theta, v)
     r = y - theta[0] * theta[1] * x
     cross = x * x * theta[0] * theta[1] - x * r
-    if anp.size(theta) == 2:
+    if xp.size(theta) == 2:
         return x * x * theta[::-1] ** 2 * v + cross * v[::-1]
-    head = anp.array([x * x * theta[1] ** 2 * v[0] + cross * v[1], cross * v[0] + x * x * theta[0] ** 2 * v[1]])
-    return anp.concatenate([head, anp.zeros(anp.size(theta) - 2)])
+    head = xp.array([x * x * theta[1] ** 2 * v[0] + cross * v[1], cross * v[0] + x * x * theta[0] ** 2 * v[1]])
+    return xp.concatenate([head, xp.zeros(xp.size(theta) - 2)])
 
 
 def _rosenbrock_gradient(theta, a=1.0, b=10.0):
+    xp = _numpy_of(theta)
     u, w, left = theta[1:] - theta[:-1] ** 2, a - theta[:-1], theta[:-1]
-    return (anp.concatenate([-4.0 * b * left * u - 2.0 * w, anp.zeros(1)])
-            + anp.concatenate([anp.zeros(1), 2.0 * b * u]))
+    return (xp.concatenate([-4.0 * b * left * u - 2.0 * w, xp.zeros(1)])
+            + xp.concatenate([xp.zeros(1), 2.0 * b * u]))
 
 
 def _rosenbrock_hvp(theta, v, a=1.0, b=10.0):
+    xp = _numpy_of(theta, v)
     u, left = theta[1:] - theta[:-1] ** 2, theta[:-1]
     du = v[1:] - 2.0 * left * v[:-1]
-    return (anp.concatenate([-4.0 * b * (v[:-1] * u + left * du) + 2.0 * v[:-1], anp.zeros(1)])
-            + anp.concatenate([anp.zeros(1), 2.0 * b * du]))
+    return (xp.concatenate([-4.0 * b * (v[:-1] * u + left * du) + 2.0 * v[:-1], xp.zeros(1)])
+            + xp.concatenate([xp.zeros(1), 2.0 * b * du]))
 
 
 def _curvy_gradient(theta):
+    xp = _numpy_of(theta)
     r = 1.5 - 2.0 * theta[0] * theta[1]
-    coupled = anp.array([-2.0 * theta[1] * r, -2.0 * theta[0] * r + 0.3 * theta[2] ** 2, 0.6 * theta[1] * theta[2]])
-    return coupled + 0.1 * anp.cos(theta) + 0.2 * theta ** 3
+    coupled = xp.array([-2.0 * theta[1] * r, -2.0 * theta[0] * r + 0.3 * theta[2] ** 2, 0.6 * theta[1] * theta[2]])
+    return coupled + 0.1 * xp.cos(theta) + 0.2 * theta ** 3
 
 
 def _curvy_hvp(theta, v):
+    xp = _numpy_of(theta, v)
     r = 1.5 - 2.0 * theta[0] * theta[1]
     dr = -2.0 * (v[0] * theta[1] + theta[0] * v[1])
-    coupled = anp.array([-2.0 * (v[1] * r + theta[1] * dr),
+    coupled = xp.array([-2.0 * (v[1] * r + theta[1] * dr),
                          -2.0 * (v[0] * r + theta[0] * dr) + 0.6 * theta[2] * v[2],
                          0.6 * (v[1] * theta[2] + theta[1] * v[2])])
-    return coupled + (-0.1 * anp.sin(theta) + 0.6 * theta ** 2) * v
+    return coupled + (-0.1 * xp.sin(theta) + 0.6 * theta ** 2) * v
 
 
 def _logistic_data(samples=64, features=4, seed=0):
@@ -177,12 +192,14 @@ def _sigmoid(z):
 
 
 def _logistic_gradient(theta):
-    return anp.dot(_sigmoid(anp.dot(_X, theta)) - _Y, _X) / _X.shape[0]
+    xp = _numpy_of(theta)
+    return xp.dot(_sigmoid(xp.dot(_X, theta)) - _Y, _X) / _X.shape[0]
 
 
 def _logistic_hvp(theta, v):
-    p = _sigmoid(anp.dot(_X, theta))
-    return anp.dot(p * (1.0 - p) * anp.dot(_X, v), _X) / _X.shape[0]
+    xp = _numpy_of(theta, v)
+    p = _sigmoid(xp.dot(_X, theta))
+    return xp.dot(p * (1.0 - p) * xp.dot(_X, v), _X) / _X.shape[0]
 
 
 # ----------------------------------------------------------------------------
@@ -208,15 +225,17 @@ def factorization(params):
 
 
 def _factorization_gradient(p):
-    residual = anp.dot(p["U"], anp.transpose(p["V"])) - _FACTOR_TARGET
-    return {"U": anp.dot(residual, p["V"]), "V": anp.dot(anp.transpose(residual), p["U"])}
+    xp = _numpy_of(p["U"], p["V"])
+    residual = xp.dot(p["U"], xp.transpose(p["V"])) - _FACTOR_TARGET
+    return {"U": xp.dot(residual, p["V"]), "V": xp.dot(xp.transpose(residual), p["U"])}
 
 
 def _factorization_hvp(p, v):
-    residual = anp.dot(p["U"], anp.transpose(p["V"])) - _FACTOR_TARGET
-    d_residual = anp.dot(v["U"], anp.transpose(p["V"])) + anp.dot(p["U"], anp.transpose(v["V"]))
-    return {"U": anp.dot(d_residual, p["V"]) + anp.dot(residual, v["V"]),
-            "V": anp.dot(anp.transpose(d_residual), p["U"]) + anp.dot(anp.transpose(residual), v["U"])}
+    xp = _numpy_of(p["U"], p["V"], v["U"], v["V"])
+    residual = xp.dot(p["U"], xp.transpose(p["V"])) - _FACTOR_TARGET
+    d_residual = xp.dot(v["U"], xp.transpose(p["V"])) + xp.dot(p["U"], xp.transpose(v["V"]))
+    return {"U": xp.dot(d_residual, p["V"]) + xp.dot(residual, v["V"]),
+            "V": xp.dot(xp.transpose(d_residual), p["U"]) + xp.dot(xp.transpose(residual), v["U"])}
 
 
 def _network_data(seed=2, samples=32):
@@ -238,26 +257,28 @@ def network(params):
 
 
 def _network_gradient(p):
+    xp = _numpy_of(p["W1"], p["W2"])
     samples = _NET_INPUTS.shape[0]
-    hidden = anp.tanh(anp.dot(_NET_INPUTS, p["W1"]))
-    error = (anp.dot(hidden, p["W2"]) - _NET_TARGETS) / samples
-    d_hidden = anp.dot(error, anp.transpose(p["W2"]))
-    return {"W1": anp.dot(anp.transpose(_NET_INPUTS), d_hidden * (1.0 - hidden ** 2)),
-            "W2": anp.dot(anp.transpose(hidden), error)}
+    hidden = xp.tanh(xp.dot(_NET_INPUTS, p["W1"]))
+    error = (xp.dot(hidden, p["W2"]) - _NET_TARGETS) / samples
+    d_hidden = xp.dot(error, xp.transpose(p["W2"]))
+    return {"W1": xp.dot(xp.transpose(_NET_INPUTS), d_hidden * (1.0 - hidden ** 2)),
+            "W2": xp.dot(xp.transpose(hidden), error)}
 
 
 def _network_hvp(p, v):
+    xp = _numpy_of(p["W1"], p["W2"], v["W1"], v["W2"])
     samples = _NET_INPUTS.shape[0]
-    hidden = anp.tanh(anp.dot(_NET_INPUTS, p["W1"]))
+    hidden = xp.tanh(xp.dot(_NET_INPUTS, p["W1"]))
     slope = 1.0 - hidden ** 2
-    error = (anp.dot(hidden, p["W2"]) - _NET_TARGETS) / samples
-    d_hidden_value = slope * anp.dot(_NET_INPUTS, v["W1"])
-    d_error = (anp.dot(d_hidden_value, p["W2"]) + anp.dot(hidden, v["W2"])) / samples
-    back = anp.dot(error, anp.transpose(p["W2"]))
-    d_back = anp.dot(d_error, anp.transpose(p["W2"])) + anp.dot(error, anp.transpose(v["W2"]))
+    error = (xp.dot(hidden, p["W2"]) - _NET_TARGETS) / samples
+    d_hidden_value = slope * xp.dot(_NET_INPUTS, v["W1"])
+    d_error = (xp.dot(d_hidden_value, p["W2"]) + xp.dot(hidden, v["W2"])) / samples
+    back = xp.dot(error, xp.transpose(p["W2"]))
+    d_back = xp.dot(d_error, xp.transpose(p["W2"])) + xp.dot(error, xp.transpose(v["W2"]))
     d_pre = d_back * slope - 2.0 * back * hidden * d_hidden_value
-    return {"W1": anp.dot(anp.transpose(_NET_INPUTS), d_pre),
-            "W2": anp.dot(anp.transpose(d_hidden_value), error) + anp.dot(anp.transpose(hidden), d_error)}
+    return {"W1": xp.dot(xp.transpose(_NET_INPUTS), d_pre),
+            "W2": xp.dot(xp.transpose(d_hidden_value), error) + xp.dot(xp.transpose(hidden), d_error)}
 
 
 def _matrix_loss(name, loss, start, description, gradient, hvp):

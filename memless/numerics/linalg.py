@@ -260,6 +260,10 @@ def newton_schulz(X, coefficients: Sequence[float] = NS_COEFFICIENTS, steps: int
     ~30 matrix products: ten times slower in the engine's JVPs).
     """
     coefficients = tuple(float(v) for v in coefficients)
+    if not isbox(X):              # plain arrays: the primitive's value, without autograd's wrappers
+        wide = X.T if X.shape[0] > X.shape[1] else X
+        Y = _quintic_iterates(np.asarray(wide, dtype=float), coefficients, int(steps), float(eps))[1][-1].copy()
+        return Y.T if X.shape[0] > X.shape[1] else Y
     if X.shape[0] > X.shape[1]:
         return anp.transpose(_quintic(anp.transpose(X), coefficients, int(steps), float(eps)))
     return _quintic(X, coefficients, int(steps), float(eps))
