@@ -14,6 +14,9 @@ True
 * ``correction`` -- the engine's M^(n) equals a central finite difference of
   F^(n) along the history direction of Eq. (12), and its own shortcut (the
   closed-form channel sums of a MomentumOptimizer) equals the generic history JVPs;
+* ``closed form`` -- where every memory channel carries ``closed_form(h, theta, g, HF)``,
+  each equals the engine's forward-mode term at the limit (the engine uses them
+  only then);
 * ``order``      -- on a tamed copy (:func:`tame`: decays 0.5, smoothing
   constants large, where the first-order theory holds), the corrected memoryless
   iteration has empirical order ~2 and the uncorrected one ~1 (Theorem 3.3).
@@ -112,7 +115,7 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
         progress = print_progress("check_optimizer")
     if progress is not None:
         check_callback(progress, "progress", "(done, total, label)")
-    total, done = len(losses) * (4 if orders else 3), 0
+    total, done = len(losses) * (5 if orders else 4), 0
     for loss_name, loss, theta in losses:
         try:
             optimizer, loss, theta, _ = problem(unbound, loss, theta)
@@ -123,7 +126,7 @@ def check_optimizer(optimizer, *, losses: Optional[Sequence[Tuple]] = None, orde
             continue
         obj = objective(loss, theta)
         checks: List[Tuple[str, Callable]] = [("direction", _check_direction), ("streaming", _check_streaming),
-                  ("correction", _check_correction)]
+                  ("correction", _check_correction), ("closed form", _check_closed_forms)]
         if orders:
             checks.append(("order", lambda o, ob, t, loss=loss: _check_order(
                 o, loss, t, lrs, horizon, order_band, max_reduction=16 if adapt_lrs else 1)))
@@ -211,6 +214,17 @@ def _check_correction(optimizer, obj, theta, rtol, lr=0.01):
                            "as written (use autograd.numpy, no detached values)")
         details.append(f"n={n}: rel. error {error / scale:.1e}")
     return True, "engine M^(n) = finite-difference Eq. (12), " + ", ".join(details)
+
+
+def _check_closed_forms(optimizer, obj, theta):
+    """Each memory channel's closed_form equals the engine's forward-mode term (None: no closed forms)."""
+    from .engine.corrections import closed_form_check
+    mismatch = closed_form_check(optimizer, obj, theta)
+    if mismatch is None:
+        return None
+    if mismatch:
+        return False, mismatch + " (the engine does not use these closed forms)"
+    return True, "every memory channel's closed_form equals the engine's term at the limit"
 
 
 def _check_order(optimizer, loss, theta, lrs, horizon, band, target=0.2, max_reduction=16):

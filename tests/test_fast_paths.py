@@ -341,8 +341,44 @@ def test_a_wrong_closed_form_is_not_used():
                     for ch in super().channels()]
 
     wrong = Doubled(beta=0.8)
-    assert not engine._closed_forms_match(wrong) and engine._closed_forms_match(good)
+    with pytest.warns(memless.DerivativeWarning, match="channel 'momentum': closed_form"):
+        assert not engine._closed_forms_match(wrong)
+    assert engine._closed_forms_match(good)
     loss, theta = _big_problem()
     with engine.forward_mode_only():
         expected = memless.correction(good, loss, theta, lr=H)
     np.testing.assert_allclose(memless.correction(wrong, loss, theta, lr=H), expected, rtol=1e-12, atol=0)
+
+
+
+def _heavy_ball_with(closed_form, name):
+    good = memless.get_optimizer("heavy-ball", beta=0.8)
+
+    class Plugin(type(good)):
+        def channels(self):
+            return [memless.Channel(ch.name, ch.decay, ch.signal, ch.scale, ch.formula,
+                                    lambda h, theta, g, HF, f=ch.closed_form: closed_form(f, h, theta, g, HF))
+                    for ch in super().channels()]
+
+    Plugin.name = name
+    return Plugin(beta=0.8)
+
+
+def test_a_closed_form_not_linear_in_h_or_raising_is_not_used_and_the_kit_fails_it():
+    """A closed form right at one lr only (here 10 h^2 times the term: right at h = 0.1) is caught by the
+    probe's second lr; one that raises is caught too. Neither is used; check_optimizer fails on both."""
+    from memless.testing import check_optimizer
+    loss, theta = _big_problem()
+    good = memless.get_optimizer("heavy-ball", beta=0.8)
+    with engine.forward_mode_only():
+        expected = memless.correction(good, loss, theta, lr=H)
+    quadratic = _heavy_ball_with(lambda f, h, theta, g, HF: 10 * h * f(h, theta, g, HF), "quadratic-in-h")
+    raising = _heavy_ball_with(lambda f, h, theta, g, HF: undefined_name, "raising")  # noqa: F821
+    for plugin in (quadratic, raising):
+        with pytest.warns(memless.DerivativeWarning):
+            got = memless.correction(plugin, loss, theta, lr=H)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+        result = check_optimizer(plugin, orders=False, raise_on_failure=False)
+        failed = [c for c in result.failures if c.name == "closed form"]
+        assert failed and "closed_form" in failed[0].detail
+    assert all(c.passed for c in check_optimizer(good, orders=False, raise_on_failure=False).checks)

@@ -274,7 +274,8 @@ def test_muon_memory_term_grows_like_one_over_sigma_min():
 @pytest.mark.parametrize("hp", [dict(), dict(orthogonalize="polar")], ids=["newton-schulz", "polar"])
 def test_muon_passes_the_kit(hp):
     result = memless.testing.check_optimizer(memless.get_optimizer("muon", **hp))
-    assert result.passed and len(result.checks) == 8, result.summary()
+    assert result.passed and len(result.checks) == 10, result.summary()          # 5 checks on 2 losses
+    assert sum(c.name == "closed form" for c in result.checks) == 2
 
 
 def test_muon_report_verdict_follows_the_structure():

@@ -201,8 +201,8 @@ def test_the_conformance_kit_reports_its_progress():
     seen = []
     memless.testing.check_optimizer(memless.get_optimizer("heavy-ball", beta=0.5), orders=False,
                                     progress=lambda done, total, label: seen.append((done, total, label)))
-    assert [s[0] for s in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1] == 6
-    assert seen[0][2] == "direction on curvy" and seen[-1][2] == "correction on logistic"
+    assert [s[0] for s in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1] == 8
+    assert seen[0][2] == "direction on curvy" and seen[-1][2] == "closed form on logistic"
     with pytest.raises(memless.MemlessError, match="progress must be a callable"):
         memless.testing.check_optimizer("gd", orders=False, progress="yes")
 
@@ -210,7 +210,7 @@ def test_the_conformance_kit_reports_its_progress():
 def test_progress_true_prints_a_line_per_step_on_stderr(capsys):
     memless.testing.check_optimizer(memless.get_optimizer("gd"), orders=False, progress=True)
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "check_optimizer: 1/6 direction on curvy" and lines[-1].startswith("check_optimizer: 6/6")
+    assert lines[0] == "check_optimizer: 1/8 direction on curvy" and lines[-1].startswith("check_optimizer: 8/8")
     memless.analyze(memless.get_optimizer("heavy-ball", beta=0.5), steps=40, points=2, evidence_losses=(),
                     progress=True)
     assert capsys.readouterr().err.splitlines()[-1].startswith("analyze: ")

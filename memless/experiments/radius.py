@@ -150,8 +150,9 @@ def claims(rows) -> List[Dict]:
     out.append({"claim": "separation", "verdict": verdict, "auc_memory_ratio": first.tolist(),
                 "auc_next_term": second.tolist(),
                 "sentence": (f"Over {len(rows)} settings ({settle} settle; seeds {', '.join(map(str, seeds))}), a "
-                             f"small |M|/|F| predicts that the orders settle with AUC {_mean_sd(first)} (per seed), a "
-                             f"small |M2|/|M1| with AUC {_mean_sd(second)}{noise}.")})
+                             f"small |M|/|F| predicts that the orders settle with AUC {_mean_sd(first)} "
+                             f"({'per seed' if len(seeds) > 1 else 'one seed'}), a small |M2|/|M1| with AUC "
+                             f"{_mean_sd(second)}{noise}.")})
     alone = _counts(rows, lambda r: r["M/F"] <= FIRST_ORDER_RATIO)
     both = _counts(rows, lambda r: r["M/F"] <= FIRST_ORDER_RATIO and r["M2/M1"] <= NEXT_TERM_RATIO)
     out.append({"claim": "rule", "memory_ratio_alone": list(alone), "with_next_term": list(both),

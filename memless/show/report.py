@@ -35,7 +35,7 @@ def render(analysis: Analysis):
     if analysis.caveats:
         from rich.panel import Panel
         parts.append(Panel("\n".join(f"- {c}" for c in analysis.caveats),
-                           title="caution: at your lr the first-order picture does not describe this run",
+                           title="caution: what limits this verdict",
                            border_style="yellow"))
     return Group(*parts, _glossary())
 
@@ -172,8 +172,9 @@ def _order_table(analysis):
                  f"needs it small; above 0.3 the report cautions)")
     if getattr(analysis, "next_term_ratio", None) is not None:
         lines.append(f"the next term there, |M2|/|M1|: {analysis.next_term_ratio:.3g} (the second-order term against "
-                     "the first, beyond the paper; above 1 the orders of the evidence seldom settle, but where they "
-                     "settle |M|/|F| predicts better: the experiment next-term-radius)")
+                     "the first, beyond the paper. Measured in the experiment next-term-radius: where it exceeds 1, "
+                     "an order study at those settings seldom settles to orders 2 and 1; whether it settles is "
+                     "predicted slightly better by |M|/|F|, so the report's rule rests on |M|/|F|)")
     return Group(table, Text("\n".join(lines)))
 
 
@@ -312,6 +313,8 @@ def render_modified(summary):  # summary: memless.studies.modified.ModifiedSumma
 _SHORT = {"share_above": "share", "test_accuracy": "acc", "error_corrected": "err M", "error_uncorrected": "err no M",
           "error_second": "err M+M2", "hyperparameters": "settings",
           "sharpness_h": "h lmax", "strength": "strength", "beta1": "b1", "beta2": "b2", "optimizer": "opt"}
+#: the experiments' columns of words (they wrap; numbers keep their width)
+_WORDS = ("data", "optimizer", "hyperparameters", "kind")
 #: what each experiment column means (the footer shows the ones its table has)
 _MEANING = {"excess": "excess = ||g||_{1,eps} - p sqrt(eps)", "share_above": "share = share of |g_i| > sqrt(eps)",
             "test_accuracy": "acc = test accuracy",
@@ -333,12 +336,17 @@ def render_experiment(result):  # result: memless.experiments.ExperimentResult
     from rich.text import Text
     head = Text(f"{result.name}: {result.what}", style="bold")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, padding=(0, 1), show_edge=False)
-    for column in result.columns:
-        table.add_column(_SHORT.get(column, column), justify="left" if column in ("data", "optimizer") else "right",
-                         no_wrap=True)
-    for row in result.rows:
-        table.add_row(*(f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
-                        for c in result.columns))
+    cells = [[f"{row.get(c):.3g}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in result.columns]
+             for row in result.rows]
+    for i, column in enumerate(result.columns):
+        words = column in _WORDS
+        # a number is never cut (5.16e-05 must not read 5.16e-...): its column keeps its widest cell;
+        # words (names, settings) wrap instead
+        widest = max([len(_SHORT.get(column, column))] + [len(row[i]) for row in cells]) if not words else None
+        table.add_column(_SHORT.get(column, column), justify="left" if words else "right", no_wrap=not words,
+                         min_width=widest, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     claims = Text("\n".join(f"- {claim['sentence']}" for claim in result.claims))
     seeds = result.settings.get("seeds")
     run = (f"{'quick run' if result.settings.get('quick') else 'full run'}, {seeds} seed(s), device "

@@ -230,9 +230,17 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
     structure = meanings.structure(optimizer, primary.gradients)
     evidence = [Evidence(loss_name, primary.net, _measured_effect(primary.net))]
     unsettled = [(loss_name, primary.unsettled, points)] if primary.unsettled else []
+    left_out = []
     for name in others:
         bound_here, f, start, _ = problem(optimizer, name)
-        other = _measure(bound_here, f, start, lr, min(steps, 100), 4, None)
+        try:
+            other = _measure(bound_here, f, start, lr, min(steps, 100), 4, None)
+        except DivergenceError as exc:          # an evidence loss the optimizer cannot run at this lr: say so
+            where = str(exc).split(":")[0]             # "<optimizer> diverged at step N (lr=...)"
+            left_out.append(f"the evidence loss {name!r} is left out of the measured evidence: {where} there "
+                            "(your loss ran)")
+            tick(f"evidence on {name}")
+            continue
         evidence.append(Evidence(name, other.net, _measured_effect(other.net)))
         if other.unsettled:
             unsettled.append((name, other.unsettled, 4))
@@ -258,7 +266,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         verdict=_verdict(net_effect, meanings.sharpness_formula(optimizer), structure, evidence, regime),
         modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence,
         next_term_ratio=primary.next_term)
-    analysis.caveats = _caveats(analysis)
+    analysis.caveats = _caveats(analysis) + left_out
     tick.finish()
     return analysis
 

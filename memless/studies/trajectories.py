@@ -254,8 +254,11 @@ class OrderStudy(Viewable):
                                                    self.errors_uncorrected, self.memory_ratios)):
             rows.append(f"{lr:>10.3g} {n:>7d}" + (f" {extra[i]:>12.3e}" if extra is not None else "")
                         + f" {ec:>14.3e} {eu:>16.3e} {r:>9.3g}")
-        rows.append("order: " + (f"with M1+M2 {self.order_second:.2f}, " if second else "")
-                    + f"corrected {self.order_corrected:.2f}, uncorrected {self.order_uncorrected:.2f}")
+        def fitted(value):
+            return f"{value:.2f}" if value is not None and np.isfinite(value) else "not fitted (see the warning)"
+
+        rows.append("order: " + (f"with M1+M2 {fitted(self.order_second)}, " if second else "")
+                    + f"corrected {fitted(self.order_corrected)}, uncorrected {fitted(self.order_uncorrected)}")
         return "\n".join(rows)
 
 
