@@ -382,3 +382,18 @@ def test_a_closed_form_not_linear_in_h_or_raising_is_not_used_and_the_kit_fails_
         failed = [c for c in result.failures if c.name == "closed form"]
         assert failed and "closed_form" in failed[0].detail
     assert all(c.passed for c in check_optimizer(good, orders=False, raise_on_failure=False).checks)
+
+
+@pytest.mark.parametrize("name", sorted(memless.available()))
+def test_no_built_in_closed_form_is_called_wrong(name):
+    """The probe warns only beyond what rounding explains (CLOSED_FORM_WRONG): no built-in warns, whether
+    its closed forms are used (Adam, heavy-ball, ...) or not (Lion's smooth sign, whose forward-mode term
+    cancels to ~1e-7 of itself at eps = 1e-8)."""
+    import warnings
+    from memless.studies import meanings
+    opt = memless.get_optimizer(name)
+    engine._PROBED.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", memless.DerivativeWarning)
+        memless.correction(opt, meanings.reference_losses(opt)[0], None, lr=1e-3, n=None if name != "schedule-free-sgd"
+                           else 10)
