@@ -142,8 +142,14 @@ def case_second_order(problem, repeat):
                                          lambda: gradient(theta), repeat)
     ratio_first, t_first, _ = paired_ratio(lambda: memless.correction(opt, loss, theta, lr=1e-3),
                                            lambda: gradient(theta), repeat)
+    direction = np.sin(np.arange(theta.size))
+
+    def third_order():             # D^3 L[F, F]: what M2 needs beyond Hessian-vector products
+        return make_jvp(lambda t: make_jvp(lambda r: gradient(theta + r * direction))(t)(1.0)[1])(0.0)(1.0)[1]
+
+    ratio_third, _, _ = paired_ratio(third_order, lambda: gradient(theta), repeat)
     return {"d": int(theta.size), "ratio_both": ratio, "ratio_second": ratio - ratio_first,
-            "correction_order2_s": t_both, "gradient_s": t_grad}
+            "ratio_third_order": ratio_third, "correction_order2_s": t_both, "gradient_s": t_grad}
 
 
 def case_finite_n(problem, repeat, names=("adamw", "heavy-ball", "lion"), ns=(10, 1000, 100_000)):
@@ -463,6 +469,8 @@ def rows_of(results):
         rows.append((f"second-order M2 (limit), AdamW, d={so['d']}: (M1+M2 - M1) / gradient", so["ratio_second"],
                      "<= 8", verdict(so["ratio_second"], 8)))
         rows.append(("  correction(order=2), M1 + M2, / gradient", so["ratio_both"], "(info)", ""))
+        rows.append(("  for scale: one third-order directional derivative / gradient", so["ratio_third_order"],
+                     "(info)", ""))
     for n, r in results["lion_finite_n"].items():
         rows.append((f"exact M^(n), lion, n = {n}: correction / gradient", r["ratio"], "<= 10", verdict(r["ratio"], 10)))
     for r in hist["rows"]:
