@@ -226,7 +226,8 @@ def _check_closed_forms(optimizer, obj, theta):
     if error != error:                   # NaN: the forward-mode pass itself could not run here
         return True, f"not checked: {words}"
     if error > CLOSED_FORM_WRONG:
-        return False, words + " (the engine does not use these closed forms)"
+        return False, words + (" (the engine uses a channel's closed form only where it matches on the engine's own "
+                               "probe loss: correct it, or drop it)")
     return True, f"every memory channel's closed_form equals the engine's term at the limit (to {error:.1e} of |M|)"
 
 

@@ -670,6 +670,7 @@ def closed_form_mismatch(optimizer: MomentumOptimizer, obj: Optional[Objective] 
     exactly; inf where a closed form raises; NaN where the probe itself cannot run (no fault of the
     closed forms)."""
     try:
+        probe = obj is None
         if obj is None:
             obj = Objective(_probe_loss)
             size = optimizer.layout.size if optimizer.layout is not None else 5     # the matrices it acts on
@@ -682,21 +683,26 @@ def closed_form_mismatch(optimizer: MomentumOptimizer, obj: Optional[Objective] 
                                     theta, h, True) for h in rates}
     except Exception as exc:           # the forward-mode pass itself failed on the probe: not a closed-form fault
         return math.nan, f"{UNCHECKED} ({type(exc).__name__}: {exc})"
-    try:
-        worst, words = 0.0, ""
-        for h in rates:
-            by_jvp = forward[h]
-            scale = max(max(float(np.max(np.abs(v))) for v in by_jvp.values()), 1e-300)
-            by_form = _closed_form_terms(p, frozen, theta, h, True)
-            for name, term in by_jvp.items():
-                error = float(np.max(np.abs(np.asarray(by_form[name]) - term))) / scale
-                if not error <= worst:
-                    worst, words = (error if np.isfinite(error) else math.inf), (
-                        f"channel {name!r}: closed_form(h, theta, g, HF) differs from the engine's forward-mode "
-                        f"term by {error:.1e} of |M| at h = {h:g} on a probe loss")
-        return worst, words
-    except Exception as exc:
-        return math.inf, f"a channel's closed_form raised {type(exc).__name__}: {exc}"
+    where = "on a probe loss" if probe else "on this loss"
+    worst, words = 0.0, ""
+    for h in rates:
+        by_jvp = forward[h]
+        scale = max(max(float(np.max(np.abs(v))) for v in by_jvp.values()), 1e-300)
+        for i in p.memory:
+            ch = p.channels[i]
+            try:
+                one = _MomentumPoint(p.channels, p.signals, [i], p.point, [p.b_now[p.memory.index(i)]],
+                                     [p.weights[p.memory.index(i)]], [None], p.F, p.n)
+                term = _closed_form_terms(one, frozen, theta, h, True)[ch.name]
+            except Exception as exc:
+                return math.inf, f"channel {ch.name!r}: its closed_form raised {type(exc).__name__}: {exc}"
+            error = float(np.max(np.abs(np.asarray(term) - by_jvp[ch.name]))) / scale
+            if not error <= worst:
+                times = float(np.linalg.norm(term)) / max(float(np.linalg.norm(by_jvp[ch.name])), 1e-300)
+                worst, words = (error if np.isfinite(error) else math.inf), (
+                    f"channel {ch.name!r}: closed_form(h, theta, g, HF) differs from the engine's forward-mode term "
+                    f"by {error:.1e} of |M| at h = {h:g} {where} (its size is {times:.3g} times the term's)")
+    return worst, words
 
 
 def closed_form_check(optimizer: MemoryOptimizer, obj: Objective, theta) -> Optional[Tuple[float, str]]:

@@ -172,7 +172,7 @@ def _order_table(analysis):
                  f"needs it small; above 0.3 the report cautions)")
     if getattr(analysis, "next_term_ratio", None) is not None:
         lines.append(f"the next term there, |M2|/|M1|: {analysis.next_term_ratio:.3g} (the second-order term against "
-                     "the first, beyond the paper. Measured in the experiment next-term-radius: where it exceeds 1, "
+                     "the first, beyond the paper. Measured in the experiment next-term-radius: where it exceeds 0.3, "
                      "an order study at those settings seldom settles to orders 2 and 1; whether it settles is "
                      "predicted slightly better by |M|/|F|, so the report's rule rests on |M|/|F|)")
     return Group(table, Text("\n".join(lines)))

@@ -26,7 +26,7 @@ from ..checks import check_budget, check_callback, check_count, check_lr, check_
 from ..contract.optimizer import MemoryOptimizer, Term, require_optimizer
 from ..engine.corrections import MemoryProfile, memory_profile, terms_at
 from ..engine.objective import LossLike, objective, problem, resolve_loss
-from ..errors import DivergenceError, MemlessError
+from ..errors import DivergenceError, MemlessError, OptimizerError
 from . import cache, meanings
 from .meanings import VECTOR_LOSSES, Effect, Structure
 from .trajectories import first_order_lrs, optimizer_path, order_study_unwarned
@@ -235,6 +235,9 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         bound_here, f, start, _ = problem(optimizer, name)
         try:
             other = _measure(bound_here, f, start, lr, min(steps, 100), 4, None)
+        except OptimizerError as exc:           # the optimizer's own fault, met on a loss the user did not give
+            raise OptimizerError(f"on the evidence loss {name!r} (pass evidence_losses=[...] to choose others): "
+                                 f"{exc}") from exc
         except DivergenceError as exc:          # an evidence loss the optimizer cannot run at this lr: say so
             where = str(exc).split(":")[0]             # "<optimizer> diverged at step N (lr=...)"
             left_out.append(f"the evidence loss {name!r} is left out of the measured evidence: {where} there "
@@ -246,6 +249,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
             unsettled.append((name, other.unsettled, 4))
         tick(f"evidence on {name}")
     net_effect, basis, regime = _decide(structure, evidence, primary)
+    if left_out:                 # the losses it could not run on are not "every evidence loss"
+        regime = regime.replace("every evidence loss", f"every evidence loss it ran on ({len(left_out)} left out)")
     if unsettled and basis == "measured":
         where = "; ".join(f"{count} of {total} points on {name}" for name, count, total in unsettled)
         net_effect, regime = Effect.UNRELIABLE, f"the limit correction did not settle within its tolerance ({where})"
@@ -263,7 +268,8 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         optimizer=optimizer.label, hyperparameters=optimizer.hyper, update_rule=optimizer.update_rule,
         reference=optimizer.reference, loss=loss_name, lr=lr, sharpness=meanings.sharpness_formula(optimizer),
         channels=rows, net_effect=net_effect, net_strength=primary.net, basis=basis, regime=regime,
-        verdict=_verdict(net_effect, meanings.sharpness_formula(optimizer), structure, evidence, regime),
+        verdict=_verdict(net_effect, meanings.sharpness_formula(optimizer), structure, evidence, regime,
+                         len(left_out)),
         modified_loss=modified or "", order=order, memory_ratio=primary.ratio, evidence=evidence,
         next_term_ratio=primary.next_term)
     analysis.caveats = _caveats(analysis) + left_out
@@ -571,8 +577,8 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
         why = (f"at your settings |M|/|F| is at most {ratio:.2g}: memory's effect on the iterates is below "
                "rounding there, so errors would show nothing")
     else:
-        why = (f"at your settings |M|/|F| reaches {ratio:.3g} > {FIRST_ORDER_RATIO}: outside the first-order "
-               "range, where no order 2 is expected")
+        why = (f"at your settings |M|/|F| reaches {ratio:.3g} > {FIRST_ORDER_RATIO}, where the report does not take "
+               "its evidence at your settings (the first-order theory needs it small)")
     tamed = optimizer.tamed()
     return replace(_tamed_study(tamed, tick), optimizer=repr(tamed), loss=meanings.evidence_loss(tamed), why=why, **common)
 
@@ -644,8 +650,11 @@ def _measured_list(evidence: List[Evidence]) -> str:
 
 
 def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evidence: List[Evidence],
-             regime: str = "") -> str:
-    """The verdict in words: what memory does to N, and why."""
+             regime: str = "", left_out: int = 0) -> str:
+    """The verdict in words: what memory does to N, and why (``left_out``: evidence losses the optimizer
+    diverged on, which the measured sentences must not count)."""
+    every = "every evidence loss" if not left_out else (f"every evidence loss it ran on ({left_out} left out: "
+                                                        f"it diverged on {'it' if left_out == 1 else 'them'} at this lr)")
     if net_effect == Effect.UNRELIABLE:
         return (f"No verdict: {regime}, so the measured strengths ({_measured_list(evidence)}) are not reliable; "
                 "see the warnings for how far off the correction may be.")
@@ -653,7 +662,7 @@ def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evi
         return (f"The sign of memory's effect on {proxy} depends on the loss: measured strengths "
                 f"{_measured_list(evidence)}.")
     if net_effect == Effect.NONE:
-        why = structure.reason if structure else "the measured effect is below rounding on every evidence loss"
+        why = structure.reason if structure else f"the measured effect is below rounding on {every}"
         return f"Memory does not change {proxy}: {why}."
     does = "penalizes" if net_effect == Effect.REGULARIZING else "rewards large"
     head = f"Memory {'regularizes' if net_effect == Effect.REGULARIZING else 'anti-regularizes'}: it {does} {proxy}."
@@ -661,7 +670,7 @@ def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evi
         return f"{head} Why: {structure.reason}."
     if structure is not None:
         return f"{head} Measured on this path ({structure.reason})."
-    return f"{head} Measured on every evidence loss: {_measured_list(evidence)}."
+    return f"{head} Measured on {every}: {_measured_list(evidence)}."
 
 
 def _caveats(analysis: Analysis) -> List[str]:
@@ -669,8 +678,10 @@ def _caveats(analysis: Analysis) -> List[str]:
     caveats = []
     order = analysis.order
     if analysis.memory_ratio > RATIO_LIMIT:
-        where = (f"; at your hyperparameters expect the first-order picture below lr ~ {order.first_order_lr:.2g} "
-                 f"(lr x {FIRST_ORDER_RATIO}/(|M|/|F|); yours is {analysis.lr / order.first_order_lr:.3g} times that)"
+        where = (f"; at your hyperparameters |M|/|F| would fall to {FIRST_ORDER_RATIO} near lr ~ "
+                 f"{order.first_order_lr:.2g} (lr x {FIRST_ORDER_RATIO}/(|M|/|F|); yours is "
+                 f"{analysis.lr / order.first_order_lr:.3g} times that) -- needed for the first-order picture, not "
+                 "enough: an order study there decides"
                  if order.first_order_lr else "")
         caveats.append(f"|M|/|F| reaches {analysis.memory_ratio:.3g} along the trajectory (above {RATIO_LIMIT}): the "
                        f"correction is not small at this lr, so the corrected iteration need not track the "

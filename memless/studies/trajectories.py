@@ -190,9 +190,18 @@ def _direction_array(optimizer, F, theta, n, gradient=None):
     if not np.all(np.isfinite(F)) and np.all(np.isfinite(theta)) and gradient is not None:
         g = np.asarray(gradient(theta), dtype=float)
         if np.all(np.isfinite(g)):
+            size = max(float(np.max(np.abs(theta), initial=0.0)), float(np.max(np.abs(g), initial=0.0)))
+            if size > RUNAWAY:        # a run already far out (a polynomial Phi overflows there): divergence
+                raise DivergenceError(f"{optimizer.label} diverged at step {n}: the iterate or its gradient "
+                                      f"reached {size:.1e} and the direction overflowed; use a smaller lr")
             raise OptimizerError(f"{optimizer.label}: direction() returned a non-finite value at step {n} where the "
                                  f"iterate and the loss gradient are finite: the optimizer, not the lr, is at fault")
     return F
+
+
+#: an iterate or gradient beyond this is a run gone astray, not a model's value: a direction that overflows
+#: there is divergence (an optimizer whose F is not finite at moderate values is at fault)
+RUNAWAY = 1e30
 
 
 def check_size(steps: int, d: int, name: str = "steps", corrections: int = 0) -> int:
