@@ -8,9 +8,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, cast
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import defjvp, defvjp, primitive
-from autograd.tracer import isbox
 
 from .errors import LossError, MemlessError
+from .numerics.autodiff import numpy_for
 from .parameters import Layout, StructuredLoss, structured
 
 
@@ -78,7 +78,7 @@ class ClosedFormStructuredLoss(ClosedFormLoss, StructuredLoss):
 
 def _flat(layout: Layout, params) -> np.ndarray:
     parts = [params[name] for name, _, _ in layout]
-    xp = _numpy_of(*parts)
+    xp = numpy_for(*parts)
     return xp.concatenate([xp.ravel(part) for part in parts])
 
 
@@ -113,14 +113,8 @@ def curvy(theta):
             + 0.3 * theta[1] * theta[2] ** 2)
 
 
-def _numpy_of(*arrays):
-    """autograd.numpy where an array is traced, else NumPy (autograd's wrappers cost microseconds a call,
-    the most of a hand-written derivative on a small model)."""
-    return anp if any(isbox(a) for a in arrays) else np
-
-
 def _bilinear_gradient(theta, x=2.0, y=1.5):
-    xp = _numpy_of(theta)
+    xp = numpy_for(theta)
     r = y - theta[0] * theta[1] * x
     if xp.size(theta) == 2:                    # the reference start: (theta2, theta1) without building arrays
         return -x * r * theta[::-1]
@@ -129,7 +123,7 @@ def _bilinear_gradient(theta, x=2.0, y=1.5):
 
 
 def _bilinear_hvp(theta, v, x=2.0, y=1.5):
-    xp = _numpy_of(theta, v)
+    xp = numpy_for(theta, v)
     r = y - theta[0] * theta[1] * x
     cross = x * x * theta[0] * theta[1] - x * r
     if xp.size(theta) == 2:
@@ -139,14 +133,14 @@ def _bilinear_hvp(theta, v, x=2.0, y=1.5):
 
 
 def _rosenbrock_gradient(theta, a=1.0, b=10.0):
-    xp = _numpy_of(theta)
+    xp = numpy_for(theta)
     u, w, left = theta[1:] - theta[:-1] ** 2, a - theta[:-1], theta[:-1]
     return (xp.concatenate([-4.0 * b * left * u - 2.0 * w, xp.zeros(1)])
             + xp.concatenate([xp.zeros(1), 2.0 * b * u]))
 
 
 def _rosenbrock_hvp(theta, v, a=1.0, b=10.0):
-    xp = _numpy_of(theta, v)
+    xp = numpy_for(theta, v)
     u, left = theta[1:] - theta[:-1] ** 2, theta[:-1]
     du = v[1:] - 2.0 * left * v[:-1]
     return (xp.concatenate([-4.0 * b * (v[:-1] * u + left * du) + 2.0 * v[:-1], xp.zeros(1)])
@@ -154,14 +148,14 @@ def _rosenbrock_hvp(theta, v, a=1.0, b=10.0):
 
 
 def _curvy_gradient(theta):
-    xp = _numpy_of(theta)
+    xp = numpy_for(theta)
     r = 1.5 - 2.0 * theta[0] * theta[1]
     coupled = xp.array([-2.0 * theta[1] * r, -2.0 * theta[0] * r + 0.3 * theta[2] ** 2, 0.6 * theta[1] * theta[2]])
     return coupled + 0.1 * xp.cos(theta) + 0.2 * theta ** 3
 
 
 def _curvy_hvp(theta, v):
-    xp = _numpy_of(theta, v)
+    xp = numpy_for(theta, v)
     r = 1.5 - 2.0 * theta[0] * theta[1]
     dr = -2.0 * (v[0] * theta[1] + theta[0] * v[1])
     coupled = xp.array([-2.0 * (v[1] * r + theta[1] * dr),
@@ -192,12 +186,12 @@ def _sigmoid(z):
 
 
 def _logistic_gradient(theta):
-    xp = _numpy_of(theta)
+    xp = numpy_for(theta)
     return xp.dot(_sigmoid(xp.dot(_X, theta)) - _Y, _X) / _X.shape[0]
 
 
 def _logistic_hvp(theta, v):
-    xp = _numpy_of(theta, v)
+    xp = numpy_for(theta, v)
     p = _sigmoid(xp.dot(_X, theta))
     return xp.dot(p * (1.0 - p) * xp.dot(_X, v), _X) / _X.shape[0]
 
@@ -225,13 +219,13 @@ def factorization(params):
 
 
 def _factorization_gradient(p):
-    xp = _numpy_of(p["U"], p["V"])
+    xp = numpy_for(p["U"], p["V"])
     residual = xp.dot(p["U"], xp.transpose(p["V"])) - _FACTOR_TARGET
     return {"U": xp.dot(residual, p["V"]), "V": xp.dot(xp.transpose(residual), p["U"])}
 
 
 def _factorization_hvp(p, v):
-    xp = _numpy_of(p["U"], p["V"], v["U"], v["V"])
+    xp = numpy_for(p["U"], p["V"], v["U"], v["V"])
     residual = xp.dot(p["U"], xp.transpose(p["V"])) - _FACTOR_TARGET
     d_residual = xp.dot(v["U"], xp.transpose(p["V"])) + xp.dot(p["U"], xp.transpose(v["V"]))
     return {"U": xp.dot(d_residual, p["V"]) + xp.dot(residual, v["V"]),
@@ -257,7 +251,7 @@ def network(params):
 
 
 def _network_gradient(p):
-    xp = _numpy_of(p["W1"], p["W2"])
+    xp = numpy_for(p["W1"], p["W2"])
     samples = _NET_INPUTS.shape[0]
     hidden = xp.tanh(xp.dot(_NET_INPUTS, p["W1"]))
     error = (xp.dot(hidden, p["W2"]) - _NET_TARGETS) / samples
@@ -267,7 +261,7 @@ def _network_gradient(p):
 
 
 def _network_hvp(p, v):
-    xp = _numpy_of(p["W1"], p["W2"], v["W1"], v["W2"])
+    xp = numpy_for(p["W1"], p["W2"], v["W1"], v["W2"])
     samples = _NET_INPUTS.shape[0]
     hidden = xp.tanh(xp.dot(_NET_INPUTS, p["W1"]))
     slope = 1.0 - hidden ** 2

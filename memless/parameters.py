@@ -26,11 +26,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-import autograd.numpy as anp
 import numpy as np
-from autograd.tracer import isbox
 
 from .errors import LossError
+from .numerics.autodiff import numpy_for
 
 
 def real_array(value, what: str) -> np.ndarray:
@@ -127,20 +126,18 @@ class Layout:
         if np.shape(theta) != (self.size,):
             raise LossError(f"a flat vector of {self.size} parameters is needed for {self!r}, "
                             f"got shape {np.shape(theta)}")
-        if not isbox(theta):                      # plain arrays: NumPy's views, without autograd's wrappers
-            return {name: np.reshape(theta[cut], shape) for name, cut, shape in self}
-        return {name: anp.reshape(theta[cut], shape) for name, cut, shape in self}
+        xp = numpy_for(theta)                     # plain arrays: NumPy's views, without autograd's wrappers
+        return {name: xp.reshape(theta[cut], shape) for name, cut, shape in self}
 
     def map(self, fun: Callable, theta, *others):
         """The flat vector of ``fun(name, array, *other arrays)`` over every entry (autograd-traceable;
         on plain arrays, plain NumPy: autograd's wrappers cost a few microseconds a call)."""
         parts = []
-        traced = isbox(theta) or any(isbox(x) for x in others)
+        xp = numpy_for(theta, *others)
         for name, cut, shape in self:
-            arrays = [(anp.reshape if traced else np.reshape)(x[cut], shape) for x in (theta,) + others]
-            out = fun(name, *arrays)
-            parts.append(anp.ravel(out) if isbox(out) else np.ravel(out))
-        return anp.concatenate(parts) if any(isbox(part) for part in parts) else np.concatenate(parts)
+            out = fun(name, *[xp.reshape(x[cut], shape) for x in (theta,) + others])
+            parts.append(numpy_for(out).ravel(out))
+        return numpy_for(*parts).concatenate(parts)
 
 
 # ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from autograd.extend import defjvp, defvjp, primitive
 from autograd.tracer import getval, isbox
 
 from ..errors import MemlessError
+from .autodiff import numpy_for
 
 #: torch.optim.Muon's quintic coefficients (a, b, c), steps and eps
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
@@ -186,7 +187,7 @@ def _quintic_iterates(X, coefficients, steps, eps):
 def _quintic_iterates_of(X, coefficients, steps, eps):
     """The same, uncached; written so that it also runs on a traced X (second derivatives)."""
     a, b, c = coefficients
-    xp = anp if isbox(X) else np
+    xp = numpy_for(X)
     norm = xp.sqrt(xp.sum(X * X))
     Y = X / (norm if getval(norm) > eps else eps)
     iterates = [Y]
