@@ -75,12 +75,7 @@ class ExternalLoss:
         theta = np.asarray(theta, dtype=float)
         self._check = False
         v = np.random.default_rng(0).standard_normal(theta.shape)
-        step = 1e-4 * max(float(np.max(np.abs(theta))) if theta.size else 0.0, 1.0)
-        quotients = [(self.gradient(theta + h * v) - self.gradient(theta - h * v)) / (2 * h) for h in (step, step / 2)]
-        difference = (4 * quotients[1] - quotients[0]) / 3
-        Hv = self.hvp(theta, v)
-        scale = max(float(np.max(np.abs(Hv))), float(np.max(np.abs(difference))), 1e-300)
-        self.hvp_error = float(np.max(np.abs(Hv - difference))) / scale
+        self.hvp_error = _against_difference(self.gradient, theta, v, self.hvp(theta, v))
         if not self.hvp_error <= HVP_CHECK:
             warnings.warn(f"{self.__name__}: hvp(theta, v) disagrees with a central difference of gradient by "
                           f"{self.hvp_error:.1e} (relative, above {HVP_CHECK:.0e}): hvp is not the derivative of "
@@ -89,19 +84,14 @@ class ExternalLoss:
         return self.hvp_error
 
     def check_third(self, theta) -> float:
-        """Compare ``third(theta, v, w)`` with a Richardson-extrapolated central difference of ``hvp(., v)``
-        along w (fixed random v, w), as :meth:`check_hvp` does for ``hvp``; warn above :data:`HVP_CHECK`.
-        Four HVPs and one third derivative.  Returns the relative disagreement."""
+        """Compare ``third(theta, v, w)`` with the same central difference of ``hvp(., v)`` along w (fixed
+        random v, w), as :meth:`check_hvp` does for ``hvp``; warn above :data:`HVP_CHECK`.  Four HVPs and
+        one third derivative.  Returns the relative disagreement."""
         theta = np.asarray(theta, dtype=float)
         self._check_third = False
         rng = np.random.default_rng(1)
         v, w = rng.standard_normal(theta.shape), rng.standard_normal(theta.shape)
-        step = 1e-4 * max(float(np.max(np.abs(theta))) if theta.size else 0.0, 1.0)
-        quotients = [(self.hvp(theta + h * w, v) - self.hvp(theta - h * w, v)) / (2 * h) for h in (step, step / 2)]
-        difference = (4 * quotients[1] - quotients[0]) / 3
-        T = self.third(theta, v, w)
-        scale = max(float(np.max(np.abs(T))), float(np.max(np.abs(difference))), 1e-300)
-        self.third_error = float(np.max(np.abs(T - difference))) / scale
+        self.third_error = _against_difference(lambda x: self.hvp(x, v), theta, w, self.third(theta, v, w))
         if not self.third_error <= HVP_CHECK:
             warnings.warn(f"{self.__name__}: third(theta, v, w) disagrees with a central difference of hvp by "
                           f"{self.third_error:.1e} (relative, above {HVP_CHECK:.0e}): it is not the derivative of "
@@ -172,6 +162,16 @@ class ExternalLoss:
 
     def __repr__(self) -> str:
         return f"ExternalLoss({self.__name__})"
+
+
+def _against_difference(function, theta, direction, derivative) -> float:
+    """max |derivative - D function(theta)[direction]| / scale, the directional derivative taken by central
+    differences at steps 1e-4 and 5e-5 (relative to theta), Richardson-extrapolated (error O(step^4))."""
+    step = 1e-4 * max(float(np.max(np.abs(theta))) if theta.size else 0.0, 1.0)
+    quotients = [(function(theta + h * direction) - function(theta - h * direction)) / (2 * h) for h in (step, step / 2)]
+    difference = (4 * quotients[1] - quotients[0]) / 3
+    scale = max(float(np.max(np.abs(derivative))), float(np.max(np.abs(difference))), 1e-300)
+    return float(np.max(np.abs(derivative - difference))) / scale
 
 
 def _vector(x, like, what: str = "the loss") -> np.ndarray:
