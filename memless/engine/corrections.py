@@ -605,19 +605,29 @@ def _closed_forms_apply(optimizer: MomentumOptimizer, p: _MomentumPoint) -> bool
     return _closed_forms_match(optimizer)
 
 
-def _closed_form_terms(p: _MomentumPoint, frozen, theta, lr, split):
-    """{channel: M_l} from the channels' closed forms; the finite-n factor b_l^(n+1) c_l(n) / (b_l c_l)
+def _gradient_and_HF(p: _MomentumPoint, frozen, theta):
+    """(g, H F) at theta: the stored gradient and Hessian-vector product, no new gradient."""
+    _, HF = jvp(frozen, theta, p.F)
+    return np.asarray(frozen.value, dtype=float), np.asarray(HF, dtype=float)
+
+
+def _closed_form_term(p: _MomentumPoint, j: int, theta, g, HF, lr) -> np.ndarray:
+    """M_l of the j-th memory channel from its closed form; the finite-n factor b_l^(n+1) c_l(n) / (b_l c_l)
     rescales a constant-weight channel's limit term (its point is the limit's)."""
-    _, HF = jvp(frozen, theta, p.F)              # the stored Hessian-vector product: no new gradient
-    HF, g = np.asarray(HF, dtype=float), np.asarray(frozen.value, dtype=float)
+    ch = p.channels[p.memory[j]]
+    factor = p.b_now[j] * p.weights[j] / (float(ch.b(math.inf)) * memory_sum(ch.decay))
+    term = np.asarray(ch.closed_form(lr * factor, theta, g, HF), dtype=float)   # M_l is linear in h
+    return term if term.shape == np.shape(theta) else _as_float_array(term, theta)
+
+
+def _closed_form_terms(p: _MomentumPoint, frozen, theta, lr, split):
+    """{channel: M_l} from the channels' closed forms (or {"total": M})."""
+    g, HF = _gradient_and_HF(p, frozen, theta)
     terms = {ch.name: np.zeros_like(theta) for ch in p.channels} if split else {}
     total = None
     for j, i in enumerate(p.memory):
         ch = p.channels[i]
-        factor = p.b_now[j] * p.weights[j] / (float(ch.b(math.inf)) * memory_sum(ch.decay))
-        term = np.asarray(ch.closed_form(lr * factor, theta, g, HF), dtype=float)   # M_l is linear in h
-        if term.shape != np.shape(theta):
-            term = _as_float_array(term, theta)
+        term = _closed_form_term(p, j, theta, g, HF, lr)
         if split:
             terms[ch.name] = term
         elif total is None:
@@ -679,8 +689,9 @@ def closed_form_mismatch(optimizer: MomentumOptimizer, obj: Optional[Objective] 
         frozen = obj.frozen(theta, linearize=True)
         p = _momentum_point(optimizer, theta, frozen.value, None, 1e-13)
         rates = (0.1, 0.013)
-        forward = {h: _phi_tangents(optimizer, p, _signal_tangents(p, frozen, theta, optimizer.elementwise),
-                                    theta, h, True) for h in rates}
+        tangents = _signal_tangents(p, frozen, theta, optimizer.elementwise)
+        forward = {h: _phi_tangents(optimizer, p, tangents, theta, h, True) for h in rates}
+        g, HF = _gradient_and_HF(p, frozen, theta)
     except Exception as exc:           # the forward-mode pass itself failed on the probe: not a closed-form fault
         return math.nan, f"{UNCHECKED} ({type(exc).__name__}: {exc})"
     where = "on a probe loss" if probe else "on this loss"
@@ -688,12 +699,10 @@ def closed_form_mismatch(optimizer: MomentumOptimizer, obj: Optional[Objective] 
     for h in rates:
         by_jvp = forward[h]
         scale = max(max(float(np.max(np.abs(v))) for v in by_jvp.values()), 1e-300)
-        for i in p.memory:
+        for j, i in enumerate(p.memory):
             ch = p.channels[i]
             try:
-                one = _MomentumPoint(p.channels, p.signals, [i], p.point, [p.b_now[p.memory.index(i)]],
-                                     [p.weights[p.memory.index(i)]], [None], p.F, p.n)
-                term = _closed_form_terms(one, frozen, theta, h, True)[ch.name]
+                term = _closed_form_term(p, j, theta, g, HF, h)
             except Exception as exc:
                 return math.inf, f"channel {ch.name!r}: its closed_form raised {type(exc).__name__}: {exc}"
             error = float(np.max(np.abs(np.asarray(term) - by_jvp[ch.name]))) / scale
