@@ -248,9 +248,7 @@ def analyze(optimizer: MemoryOptimizer, loss: Optional[LossLike] = None, lr: flo
         if other.unsettled:
             unsettled.append((name, other.unsettled, 4))
         tick(f"evidence on {name}")
-    net_effect, basis, regime = _decide(structure, evidence, primary)
-    if left_out:                 # the losses it could not run on are not "every evidence loss"
-        regime = regime.replace("every evidence loss", f"every evidence loss it ran on ({len(left_out)} left out)")
+    net_effect, basis, regime = _decide(structure, evidence, primary, len(left_out))
     if unsettled and basis == "measured":
         where = "; ".join(f"{count} of {total} points on {name}" for name, count, total in unsettled)
         net_effect, regime = Effect.UNRELIABLE, f"the limit correction did not settle within its tolerance ({where})"
@@ -452,7 +450,13 @@ def _measured_effect(strength: float) -> Effect:
     return Effect.REGULARIZING if strength > 0 else Effect.ANTI_REGULARIZING
 
 
-def _decide(structure: Optional[Structure], evidence: List[Evidence], primary: _Measurement):
+def _every(left_out: int, reason: str = "") -> str:
+    """"every evidence loss", or -- where the optimizer diverged on some at this lr -- the ones it ran on
+    (the losses left out are not "every evidence loss")."""
+    return "every evidence loss" if not left_out else f"every evidence loss it ran on ({left_out} left out{reason})"
+
+
+def _decide(structure: Optional[Structure], evidence: List[Evidence], primary: _Measurement, left_out: int = 0):
     """(net effect, basis, regime): the declared structure where it decides, else the measurements."""
     if structure is not None and structure.effect != Effect.DEPENDS:
         return structure.effect, "declared", structure.regime
@@ -460,10 +464,10 @@ def _decide(structure: Optional[Structure], evidence: List[Evidence], primary: _
         return _measured_effect(primary.net), "measured", structure.regime
     measured = {item.measured for item in evidence if item.measured != Effect.NONE}
     if not measured:
-        return Effect.NONE, "measured", "measured on every evidence loss: below rounding"
+        return Effect.NONE, "measured", f"measured on {_every(left_out)}: below rounding"
     if len(measured) > 1:
         return Effect.DEPENDS, "measured", "measured: the evidence losses disagree"
-    return measured.pop(), "measured", "measured on every evidence loss"
+    return measured.pop(), "measured", f"measured on {_every(left_out)}"
 
 
 def _row(term: Term, strength: float, size: float, structure: Optional[Structure]) -> ChannelEffect:
@@ -653,8 +657,7 @@ def _verdict(net_effect: Effect, proxy: str, structure: Optional[Structure], evi
              regime: str = "", left_out: int = 0) -> str:
     """The verdict in words: what memory does to N, and why (``left_out``: evidence losses the optimizer
     diverged on, which the measured sentences must not count)."""
-    every = "every evidence loss" if not left_out else (f"every evidence loss it ran on ({left_out} left out: "
-                                                        f"it diverged on {'it' if left_out == 1 else 'them'} at this lr)")
+    every = _every(left_out, f": it diverged on {'it' if left_out == 1 else 'them'} at this lr")
     if net_effect == Effect.UNRELIABLE:
         return (f"No verdict: {regime}, so the measured strengths ({_measured_list(evidence)}) are not reliable; "
                 "see the warnings for how far off the correction may be.")
