@@ -69,9 +69,6 @@ def run(*, quick: bool = False, seeds: int = 3, device: str = "cpu", data=None, 
                     rows.append(row)              # the optimizer's own path diverged: no ratios
                     continue
                 order = regime.order
-                if order is None:                 # no study (cannot happen after a measured path; kept honest)
-                    rows.append(row)
-                    continue
                 row.update({"M/F": regime.memory_ratio,
                             "M2/M1": float("nan") if regime.next_term_ratio is None else regime.next_term_ratio,
                             "settled": bool(order.settled),
