@@ -512,9 +512,8 @@ def regime_at(optimizer: MemoryOptimizer, loss: LossLike, lr: float, *, theta=No
     optimizer, loss_fn, theta, _ = problem(optimizer, loss, theta)
     lr = check_lr(lr)
     measured = _measure(optimizer, loss_fn, theta, lr, steps, points, None)
-    count = int(min(max(20 * optimizer.memory_length(), 100), 200))
-    order = _study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], count * lr, lambda label: None, "yours",
-                   keep=False)
+    order = _study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], _steps_at_yours(optimizer) * lr,
+                   lambda label: None, "yours", keep=False)
     return Regime(measured.ratio, measured.next_term, order)
 #: |M|/|F| at most this: memory's effect on the iterates is below rounding
 INVISIBLE = 1e-10
@@ -522,6 +521,11 @@ INVISIBLE = 1e-10
 TAMED_HORIZON = 0.3
 #: accepted distance of the measured orders from 2 (corrected) and 1 (uncorrected)
 ORDER_BAND = (0.3, 0.2)
+
+
+def _steps_at_yours(optimizer) -> int:
+    """The steps at lr of the order study at the user's settings: 20 memory lengths, within [100, 200]."""
+    return int(min(max(20 * optimizer.memory_length(), 100), 200))
 
 
 def _study(optimizer, loss_fn, theta, lrs, horizon, tick, setting, keep: bool = True) -> OrderEvidence:
@@ -569,7 +573,7 @@ def _evidence(optimizer, loss_fn, theta, loss_name, lr, ratio, evidence_steps, t
     below = lr * FIRST_ORDER_RATIO / ratio if ratio > INVISIBLE else None      # None: no bound
     common = {"memory_steps": span, "ratio": ratio, "first_order_lr": below}    # OrderEvidence fields
     if INVISIBLE < ratio <= FIRST_ORDER_RATIO or (evidence_steps and ratio <= FIRST_ORDER_RATIO):
-        steps = evidence_steps or int(min(max(20 * span, 100), 200))
+        steps = evidence_steps or _steps_at_yours(optimizer)
         order = replace(_study(optimizer, loss_fn, theta, [2 * lr, lr, lr / 2], steps * lr, tick, "yours"),
                         optimizer=repr(optimizer), loss=loss_name, horizon_in_memories=steps / span, why="", **common)
         if (order.settled and not order.exact_uncorrected) or evidence_steps:
