@@ -331,16 +331,7 @@ def test_a_wrong_closed_form_is_not_used():
     """A plugin channel whose closed form is wrong (here: twice the true term) fails the probe: the
     engine keeps the forward-mode route and gives the right numbers."""
     good = memless.get_optimizer("heavy-ball", beta=0.8)
-
-    class Doubled(type(good)):
-        name = "doubled-closed-form"
-
-        def channels(self):
-            return [memless.Channel(ch.name, ch.decay, ch.signal, ch.scale, ch.formula,
-                                    lambda h, theta, g, HF, f=ch.closed_form: 2.0 * f(h, theta, g, HF))
-                    for ch in super().channels()]
-
-    wrong = Doubled(beta=0.8)
+    wrong = _heavy_ball_with(lambda f, h, theta, g, HF: 2.0 * f(h, theta, g, HF), "doubled-closed-form")
     with pytest.warns(memless.DerivativeWarning, match="channel 'momentum': closed_form"):
         assert not engine._closed_forms_match(wrong)
     assert engine._closed_forms_match(good)
@@ -348,7 +339,6 @@ def test_a_wrong_closed_form_is_not_used():
     with engine.forward_mode_only():
         expected = memless.correction(good, loss, theta, lr=H)
     np.testing.assert_allclose(memless.correction(wrong, loss, theta, lr=H), expected, rtol=1e-12, atol=0)
-
 
 
 def _heavy_ball_with(closed_form, name):
